@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Start a single-node Apache Kafka 4.x broker (KRaft, broker+controller) without
+# Docker, using only Java >= 17 and Maven. Idempotent: if a broker already
+# answers on the port it just says so and exits 0.
+#
+# Env:
+#   KAFKA_HOME_DIR         jars + state (default $HOME/.cache/streamrec/kafka);
+#                          outside the repo so fresh clones reuse the download
+#   KAFKA_PORT             PLAINTEXT port (default 9092)
+#   KAFKA_CONTROLLER_PORT  KRaft controller port (default KAFKA_PORT+1, i.e. 9093)
+#   KAFKA_STATE_DIR        data, logs, pid (default $KAFKA_HOME_DIR/state-$KAFKA_PORT)
+#   KAFKA_HEAP_OPTS        broker heap (default "-Xms128m -Xmx512m")
+#   KAFKA_START_TIMEOUT    seconds to wait for the broker (default 90)
+set -euo pipefail
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CONF_DIR="$REPO_DIR/docker/kafka-local"
+KAFKA_HOME_DIR="${KAFKA_HOME_DIR:-$HOME/.cache/streamrec/kafka}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+STATE="${KAFKA_STATE_DIR:-$KAFKA_HOME_DIR/state-$KAFKA_PORT}"
+JARS="$KAFKA_HOME_DIR/libs"
+PID_FILE="$STATE/kafka.pid"
+BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+
+die() { echo "kafka-up: ERROR: $*" >&2; exit 1; }
+log() { echo "kafka-up: $*"; }
+
+# our broker process (not a dead/zombie or reused pid)
+broker_alive() { [[ -n "$1" ]] && grep -qs kafka.Kafka "/proc/$1/cmdline"; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Run a Kafka CLI class with a small, fast-starting JVM (log4j's default
+# config: errors only, to the console).
+kafka_tool() {
+  timeout 60 java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "$JARS/*" "$@"
+}
+
+# A real metadata round trip, not just an open socket.
+broker_answers() {
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --list \
+    --command-config <(printf 'request.timeout.ms=10000\ndefault.api.timeout.ms=20000\n') >/dev/null 2>&1
+}
+
+# --- 1. Java >= 17 -----------------------------------------------------------
+command -v java >/dev/null || die "java not found; Kafka 4 needs Java >= 17 (apt-get install openjdk-17-jre-headless)"
+java_version="$(java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
+java_major="${java_version%%.*}"
+[[ "$java_major" == 1 ]] && java_major="$(echo "$java_version" | cut -d. -f2)"
+[[ "$java_major" =~ ^[0-9]+$ && "$java_major" -ge 17 ]] \
+  || die "Java >= 17 required, found '${java_version:-unknown}' ($(command -v java))"
+
+# --- 2. Jars (resolved once per pom.xml content, shared across clones) -------
+pom_hash="$(sha256sum "$CONF_DIR/pom.xml" | cut -c1-16)"
+if [[ "$(cat "$JARS/.complete" 2>/dev/null || true)" != "$pom_hash" ]]; then
+  command -v mvn >/dev/null || die "mvn not found; needed once to download Kafka (apt-get install maven)"
+  log "resolving Kafka jars from Maven Central into $JARS (one-time) ..."
+  mkdir -p "$KAFKA_HOME_DIR"
+  tmp="$(mktemp -d "$KAFKA_HOME_DIR/libs.tmp.XXXXXX")"
+  if ! mvn -B -q -f "$CONF_DIR/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.mvn.log" 2>&1; then
+    cat "$tmp.mvn.log" >&2
+    rm -rf "$tmp" "$tmp.mvn.log"
+    die "mvn dependency:copy-dependencies failed (is Maven Central reachable?)"
+  fi
+  rm -f "$tmp.mvn.log"
+  ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "resolved jars lack kafka_2.13 ($tmp)"
+  echo "$pom_hash" >"$tmp/.complete"
+  rm -rf "$JARS.old"
+  [[ -d "$JARS" ]] && mv "$JARS" "$JARS.old"
+  mv "$tmp" "$JARS"
+  rm -rf "$JARS.old"
+fi
+
+# --- 3. Already running? -----------------------------------------------------
+mkdir -p "$STATE"
+pid="$(cat "$PID_FILE" 2>/dev/null || true)"
+if [[ -n "$pid" ]] && ! broker_alive "$pid"; then
+  rm -f "$PID_FILE"; pid=""            # stale pid file (dead or reused pid)
+fi
+if port_open "$KAFKA_PORT"; then
+  if [[ -n "$pid" ]] || broker_answers; then
+    log "Kafka already answers on $BOOTSTRAP${pid:+ (pid $pid)}"
+    echo "KAFKA_BOOTSTRAP_SERVERS=$BOOTSTRAP"
+    exit 0
+  fi
+  die "port $KAFKA_PORT is in use by something that is not a Kafka broker"
+fi
+
+# --- 4. Config + one-time KRaft format ---------------------------------------
+if [[ -z "$pid" ]]; then
+  port_open "$KAFKA_CONTROLLER_PORT" && die "controller port $KAFKA_CONTROLLER_PORT is already in use (set KAFKA_CONTROLLER_PORT)"
+  sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
+      -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+      -e "s|@DATA_DIR@|$STATE/data|g" \
+      "$CONF_DIR/server.properties" >"$STATE/server.properties"
+  cp "$CONF_DIR/log4j2.properties" "$STATE/log4j2.properties"
+
+  if [[ ! -f "$STATE/data/meta.properties" ]]; then
+    [[ -s "$STATE/cluster.id" ]] \
+      || kafka_tool kafka.tools.StorageTool random-uuid >"$STATE/cluster.id"
+    log "formatting KRaft storage in $STATE/data (cluster $(cat "$STATE/cluster.id"))"
+    kafka_tool kafka.tools.StorageTool format --ignore-formatted \
+      -t "$(cat "$STATE/cluster.id")" -c "$STATE/server.properties" >/dev/null \
+      || die "kafka.tools.StorageTool format failed"
+  fi
+
+  # --- 5. Start in the background --------------------------------------------
+  log "starting broker on $BOOTSTRAP (state: $STATE)"
+  # fresh log per start, so the readiness grep below can't match an old run
+  [[ -f "$STATE/kafka.log" ]] && mv -f "$STATE/kafka.log" "$STATE/kafka.log.prev"
+  # shellcheck disable=SC2086
+  setsid nohup java ${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m} \
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$STATE/log4j2.properties" \
+    -Dkafka.logs.dir="$STATE" \
+    -cp "$JARS/*" kafka.Kafka "$STATE/server.properties" \
+    >"$STATE/kafka.out" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$PID_FILE"
+else
+  log "broker process $pid exists but is not answering yet; waiting"
+fi
+
+# --- 6. Wait until it answers ------------------------------------------------
+start=$SECONDS
+until port_open "$KAFKA_PORT" && grep -q "Kafka Server started" "$STATE/kafka.log" 2>/dev/null; do
+  if ! broker_alive "$pid" || (( SECONDS - start >= TIMEOUT )); then
+    broker_alive "$pid" && echo "kafka-up: not ready after ${TIMEOUT}s" >&2 \
+                        || echo "kafka-up: broker process $pid exited" >&2
+    echo "----- last 50 lines of $STATE/kafka.log -----" >&2
+    tail -n 50 "$STATE/kafka.log" >&2 2>/dev/null || true
+    echo "----- last 20 lines of $STATE/kafka.out -----" >&2
+    tail -n 20 "$STATE/kafka.out" >&2 2>/dev/null || true
+    broker_alive "$pid" && echo "kafka-up: left running as pid $pid; stop it with scripts/kafka-down.sh" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+broker_answers || die "broker port is open but a metadata request failed; see $STATE/kafka.log"
+log "Kafka is up on $BOOTSTRAP (pid $pid, ready in $((SECONDS - start))s)"
+echo "KAFKA_BOOTSTRAP_SERVERS=$BOOTSTRAP"

@@ -1,0 +1,174 @@
+"""The item catalogue: item_id -> text fields, loaded from CSV/JSONL and growing while running.
+
+Every item gets a dense integer index on first sight; the encoder's item-embedding cache and
+the head's id embeddings are addressed by it. Items seen in events before their text arrives
+are registered with a fallback text (and counted), so they can still be learned and ranked;
+when their text arrives later, their ``revision`` goes up and cached embeddings are refreshed.
+
+>>> catalog = Catalog()
+>>> catalog.upsert(Item("42", "Toy Story", "Animation"))
+True
+>>> catalog.display("42"), catalog.display("7")
+('Toy Story (Animation)', 'item 7')
+>>> catalog.unknown_lookups
+1
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamrec.errors import CatalogError
+
+ITEM_COLUMNS = ("item_id", "title", "category")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    item_id: str
+    title: str
+    category: str = ""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def display(self) -> str:
+        """The item as people read it: ``Title (Category)``."""
+        return f"{self.title} ({self.category})" if self.category else self.title
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "title": self.title, "category": self.category,
+                "attributes": dict(self.attributes)}
+
+
+def item_from_mapping(row: Mapping[str, Any], column_map: Mapping[str, str] | None = None) -> Item:
+    """Build an :class:`Item` from a record; ``column_map`` maps our names to the record's."""
+    names = {name: (column_map or {}).get(name, name) for name in ITEM_COLUMNS}
+    item_id = row.get(names["item_id"])
+    if item_id is None or str(item_id) == "":
+        raise CatalogError(f"item record without {names['item_id']!r}: {dict(row)!r:.120}")
+    title = row.get(names["title"])
+    if title is None or str(title).strip() == "":
+        raise CatalogError(f"item {item_id!r} has no {names['title']!r}")
+    used = set(names.values())
+    attributes = {k: str(v) for k, v in row.items() if k not in used and v not in (None, "")}
+    if isinstance(row.get("attributes"), Mapping):
+        attributes.pop("attributes", None)
+        attributes.update({k: str(v) for k, v in row["attributes"].items()})
+    return Item(str(item_id), str(title).strip(), str(row.get(names["category"]) or "").strip(),
+                attributes)
+
+
+class Catalog:
+    """A growing item catalogue with dense indices and per-item revisions."""
+
+    def __init__(self, items: Iterable[Item] = ()) -> None:
+        self._items: dict[str, Item] = {}
+        self._index: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._revision: list[int] = []
+        self._known: list[bool] = []
+        self.unknown_lookups = 0
+        self.changes = 0  # bumped on every new index or changed text; caches compare against it
+        for item in items:
+            self.upsert(item)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._items
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self._items.values())
+
+    @property
+    def ids(self) -> list[str]:
+        """Item ids in index order (the row order of item matrices)."""
+        return self._ids
+
+    def get(self, item_id: str) -> Item | None:
+        return self._items.get(item_id)
+
+    def upsert(self, item: Item) -> bool:
+        """Add or replace an item. Returns True when its text is new or changed."""
+        index = self._ensure_index(item.item_id)
+        old = self._items.get(item.item_id)
+        self._items[item.item_id] = item
+        self._known[index] = True
+        if old == item:
+            return False
+        self._revision[index] += 1
+        self.changes += 1
+        return True
+
+    def index_of(self, item_id: str) -> int:
+        """The item's dense index, registering an unknown item (fallback text) if needed."""
+        index = self._index.get(item_id)
+        return index if index is not None else self._ensure_index(item_id)
+
+    def find_index(self, item_id: str) -> int | None:
+        """The item's index if it has one; never registers."""
+        return self._index.get(item_id)
+
+    def revision(self, index: int) -> int:
+        return self._revision[index]
+
+    def is_known(self, item_id: str) -> bool:
+        return item_id in self._items
+
+    def display(self, item_id: str) -> str:
+        """Readable name; unknown items render as ``item <id>`` and are counted."""
+        item = self._items.get(item_id)
+        if item is None:
+            self.unknown_lookups += 1
+            return f"item {item_id}"
+        return item.display()
+
+    def category(self, item_id: str) -> str:
+        item = self._items.get(item_id)
+        return item.category if item else ""
+
+    def _ensure_index(self, item_id: str) -> int:
+        index = self._index.get(item_id)
+        if index is None:
+            index = len(self._ids)
+            self._index[item_id] = index
+            self._ids.append(item_id)
+            self._revision.append(0)
+            self._known.append(False)
+            self.changes += 1
+        return index
+
+    # -- loading -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: str | Path, column_map: Mapping[str, str] | None = None) -> Catalog:
+        return cls(read_items(path, column_map))
+
+
+def read_items(path: str | Path, column_map: Mapping[str, str] | None = None) -> Iterator[Item]:
+    """Read items from a ``.csv`` (header row) or ``.jsonl`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"catalogue file {str(path)!r} does not exist")
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        with path.open(encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise CatalogError(f"{path}:{line_no}: not JSON ({exc})") from exc
+                yield item_from_mapping(row, column_map)
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        with path.open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh, delimiter=delimiter):
+                yield item_from_mapping(row, column_map)
+    else:
+        raise CatalogError(f"catalogue {str(path)!r}: expected a .csv, .tsv or .jsonl file")

@@ -1,0 +1,192 @@
+"""The ``streamrec`` command line. Settings are built here, once, and passed down."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streamrec.config import Settings, load_settings
+from streamrec.errors import StreamrecError
+
+app = typer.Typer(help="streamrec: fresh recommendations from a behaviour stream, read by a language model.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+console = Console()
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML settings file")]
+EncoderOpt = Annotated[str | None, typer.Option("--encoder", help="HF model id, local dir or .gguf file")]
+DomainOpt = Annotated[str | None, typer.Option("--domain", help="ecommerce | music | social | video")]
+LanguageOpt = Annotated[str | None, typer.Option("--language", help="text template: en | zh")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="events per micro-batch")]
+
+
+@app.callback()
+def main(log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "WARNING") -> None:
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_transformers()
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    return load_settings(config, **overrides)
+
+
+def _fail(exc: StreamrecError) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+def _parse_column_map(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--column {pair!r}: expected ours=theirs, e.g. user_id=visitorid")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+def replay(
+    log: Annotated[Path, typer.Argument(help="recorded log: file or MovieLens directory")],
+    catalog: Annotated[Path | None, typer.Option("--catalog", help="items file (.csv/.jsonl)")] = None,
+    log_format: Annotated[str, typer.Option("--format", help="auto|csv|jsonl|msgpack|movielens|amazon")] = "auto",
+    out: Annotated[Path | None, typer.Option("--out", help="recommendations JSONL")] = None,
+    metrics_out: Annotated[Path | None, typer.Option("--metrics-out", help="metrics JSON")] = None,
+    column: Annotated[list[str] | None, typer.Option("--column", help="column map ours=theirs")] = None,
+    limit: Annotated[int | None, typer.Option(help="read at most this many events")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="load/save head checkpoints here")] = None,
+    config: ConfigOpt = None,
+    encoder: EncoderOpt = None,
+    domain: DomainOpt = None,
+    language: LanguageOpt = None,
+    batch_size: BatchOpt = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Replay a recorded log through the pipeline (no Kafka) and score it prequentially."""
+    from streamrec.replay import replay_files
+
+    try:
+        settings = _settings(config, domain=domain, encoder={"model": encoder},
+                             text={"language": language}, batch={"max_size": batch_size})
+        metrics = replay_files(settings, log, catalog, log_format, _parse_column_map(column), limit,
+                               out, metrics_out, state_dir, progress, domain_given=domain is not None)
+    except StreamrecError as exc:
+        raise _fail(exc) from exc
+    print_metrics(metrics)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option(help="where the log, catalogue, model and results go")] = Path("demo-out"),
+    users: int = 400,
+    items: int = 200,
+    seed: int = 0,
+    language: LanguageOpt = None,
+) -> None:
+    """Generate a synthetic e-commerce log and catalogue, build a tiny GPT-2, replay, show results."""
+    from streamrec.demo import prepare_demo
+    from streamrec.replay import replay_files
+
+    try:
+        log_path, catalog_path, model_dir = prepare_demo(out_dir, users, items, seed, language or "en", console)
+        settings = _settings(None, encoder={"model": str(model_dir)}, text={"language": language})
+        metrics = replay_files(settings, log_path, catalog_path, "csv", None, None,
+                               out_dir / "recommendations.jsonl", out_dir / "metrics.json", None, True)
+    except StreamrecError as exc:
+        raise _fail(exc) from exc
+    show_examples(out_dir / "recommendations.jsonl", seed)
+    print_metrics(metrics)
+    console.print(f"files in [bold]{out_dir}/[/]: recommendations.jsonl, metrics.json, events.csv, items.csv")
+
+
+@app.command()
+def generate(
+    out_dir: Annotated[Path, typer.Argument(help="writes events.<ext> and items.csv here")],
+    users: int = 400,
+    items: int = 200,
+    seed: int = 0,
+    log_format: Annotated[str, typer.Option("--format", help="csv|jsonl|msgpack")] = "csv",
+    language: Annotated[str, typer.Option(help="en | zh titles")] = "en",
+    drift_at: Annotated[float | None, typer.Option(help="re-draw the planted structure here (0..1)")] = None,
+) -> None:
+    """Write a synthetic log with planted sequential structure, and its catalogue."""
+    from streamrec.synthetic import generate as make_log
+    from streamrec.synthetic import write_events, write_items
+
+    log = make_log(n_users=users, n_items=items, seed=seed, language=language, drift_at=drift_at)
+    events = write_events(log.events, out_dir / f"events.{log_format}")
+    catalog = write_items(log.items, out_dir / "items.csv")
+    console.print(f"wrote {len(log.events)} events to {events} and {len(log.items)} items to {catalog}")
+
+
+@app.command("tiny-model")
+def tiny_model(
+    catalog: Annotated[Path, typer.Option("--catalog", help="items file whose texts train the tokenizer")],
+    out: Annotated[Path, typer.Option("--out", help="model directory to write")],
+    layers: int = 2,
+    hidden: int = 64,
+) -> None:
+    """Build a tiny random GPT-2 (no hub needed), for trying the pipeline and for tests."""
+    from streamrec.catalog import read_items
+    from streamrec.tinymodel import build_tiny_gpt2, tokenizer_corpus
+
+    try:
+        corpus = tokenizer_corpus(list(read_items(catalog)))
+    except StreamrecError as exc:
+        raise _fail(exc) from exc
+    build_tiny_gpt2(corpus, out, n_layer=layers, n_embd=hidden)
+    console.print(f"tiny GPT-2 saved to {out}")
+
+
+def print_metrics(metrics: dict[str, Any]) -> None:
+    table = Table(title="replay metrics", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("hit@10", "ndcg@10", "mrr@10", "coverage@10", "events", "scored_events", "users", "items",
+                "events_per_second", "wall_seconds", "model_version", "duplicates", "too_late",
+                "rejected_records"):
+        if key in metrics:
+            value = metrics[key]
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def show_examples(recs_path: Path, seed: int, n: int = 3) -> None:
+    from streamrec.recommendations import Recommendation
+
+    lines = recs_path.read_text(encoding="utf-8").splitlines()
+    rng = random.Random(seed)
+    for line in rng.sample(lines[len(lines) // 2:], min(n, len(lines) // 2)):
+        rec = Recommendation.from_dict(json.loads(line))
+        console.print(f"[bold]{rec.user_id}[/] (model v{rec.model_version}): {rec.text}")
+        for item in rec.items[:3]:
+            console.print(f"    {item.title} [dim]- {item.reason} (score {item.score:.2f})[/]")
+
+
+def _register_kafka_commands() -> None:
+    from streamrec.kafka import commands
+
+    app.command("run")(commands.run)
+    app.command("produce")(commands.produce)
+    app.command("tail")(commands.tail)
+
+
+_register_kafka_commands()

@@ -1,0 +1,165 @@
+"""One frozen settings object, built once at the edge (the CLI) and passed down.
+
+Sources, highest priority first: CLI flags (passed as overrides), ``STREAMREC_*`` environment
+variables (nested keys split on ``__``, e.g. ``STREAMREC_WINDOW__MAX_EVENTS=20``), an optional
+YAML file, then the defaults below.
+
+>>> settings = load_settings(window={"max_events": 20})
+>>> settings.window.max_events, settings.encoder.model
+(20, 'gpt2')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from streamrec.errors import ConfigError
+from streamrec.events import DOMAIN_ACTIONS
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class WindowSettings(_Section):
+    max_events: int = Field(50, ge=1, description="N: events kept per user window")
+    horizon_seconds: float = Field(30 * 86400, gt=0, description="events older than this leave the window")
+    max_users: int = Field(200_000, ge=1, description="users held in memory; least recently active evicted")
+    idle_ttl_seconds: float | None = Field(None, gt=0, description="evict users idle this long (event time)")
+    max_seen_items: int = Field(1000, ge=0, description="items remembered per user for exclusion")
+    max_lateness_seconds: float = Field(3600, ge=0, description="out-of-order events older than the "
+                                        "user's newest event by more than this are dropped")
+
+
+class TextSettings(_Section):
+    language: Literal["en", "zh"] = "en"
+    action_words: dict[str, str] = Field(default_factory=dict, description="override action wording")
+    separator: str | None = None
+    time_gaps: bool = Field(False, description="insert '(3 hours later)' style gap wording")
+
+
+class EncoderSettings(_Section):
+    model: str = Field("gpt2", description="HF model id, local directory, or .gguf file")
+    gguf_file: str | None = Field(None, description="GGUF file name inside `model` (a directory or repo)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores)")
+    pooling: Literal["auto", "last", "mean"] = "auto"
+    max_length: int = Field(512, ge=8, description="tokens kept per text (the most recent ones)")
+    batch_size: int = Field(32, ge=1, description="texts per forward pass")
+
+
+class HeadSettings(_Section):
+    dim: int = Field(64, ge=4)
+    context_items: int = Field(5, ge=1, description="recent items fed to the user side by id")
+    learning_rate: float = Field(3e-3, gt=0)
+    negatives: int = Field(1024, ge=1, description="uniform negatives per update (sampled softmax)")
+    replay_size: int = Field(4096, ge=0, description="recent examples kept for replay")
+    replay_sample: int = Field(256, ge=0, description="replayed examples mixed into each update")
+    steps_per_batch: int = Field(2, ge=1)
+    seed: int = 0
+    checkpoint_path: Path | None = None
+
+
+class RetrievalSettings(_Section):
+    k: int = Field(10, ge=1)
+    exclude_actions: list[str] | None = Field(None, description="actions whose items are not "
+                                              "recommended again (None: every action)")
+    allow: list[str] | None = Field(None, description="only these items may be recommended")
+    deny: list[str] = Field(default_factory=list, description="never recommend these items")
+    max_per_category: int | None = Field(None, ge=1)
+
+
+class BatchSettings(_Section):
+    max_size: int = Field(64, ge=1, description="events per micro-batch")
+    max_wait_ms: int = Field(200, ge=0, description="close a micro-batch after this long")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic: str = "events"
+    output_topic: str = "recommendations"
+    dead_letter_topic: str = "events.dlq"
+    items_topic: str | None = None
+    group: str = "streamrec"
+    wire_format: Literal["msgpack", "json"] = "msgpack"
+    max_event_bytes: int = Field(64 * 1024, ge=64)
+    exactly_once: bool = False
+    config: dict[str, str] = Field(default_factory=dict, description="librdkafka settings, passed through")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMREC_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    domain: str = "ecommerce"
+    actions: dict[str, float] = Field(default_factory=dict, description="extra or re-weighted actions")
+    window: WindowSettings = WindowSettings()
+    text: TextSettings = TextSettings()
+    encoder: EncoderSettings = EncoderSettings()
+    head: HeadSettings = HeadSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    batch: BatchSettings = BatchSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    state_dir: Path = Path("streamrec-state")
+    metrics_address: str = Field("127.0.0.1:0", description="host:port for /metrics; port 0 disables")
+
+    @model_validator(mode="after")
+    def _known_domain(self) -> Settings:
+        if self.domain not in DOMAIN_ACTIONS and not self.actions:
+            raise ValueError(f"domain {self.domain!r} is unknown and no actions are given; "
+                             f"use one of {', '.join(DOMAIN_ACTIONS)} or set `actions`")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = settings_cls.model_config.get("yaml_file")
+        sources = [init_settings, env_settings]
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    """CLI flags left unset arrive as None; they must not override other sources."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+            if value:
+                out[key] = value
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings: overrides > environment > YAML ``config_file`` > defaults."""
+    cls: type[Settings] = Settings
+    if config_file is not None:
+        if not Path(config_file).is_file():
+            raise ConfigError(f"config file {str(config_file)!r} does not exist")
+        cls = type("FileSettings", (Settings,), {
+            "model_config": SettingsConfigDict(**{**Settings.model_config, "yaml_file": config_file})
+        })
+    try:
+        return cls(**_drop_none(overrides))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from exc

@@ -1,0 +1,158 @@
+"""Behaviour events: the schema, per-domain action vocabularies, and the wire formats.
+
+An event is ``user_id``, ``item_id``, ``action``, ``timestamp`` (ms since the epoch), an
+optional ``event_id`` (used to drop duplicates) and free ``attributes``. On the wire it is
+a msgpack map or a JSON object with those keys.
+
+>>> vocab = ActionVocabulary.for_domain("ecommerce")
+>>> event = decode_event(b'{"user_id": "u1", "item_id": 7, "action": "cart", "timestamp": 1000}',
+...                      vocab, wire_format="json")
+>>> event.item_id, vocab.weight(event.action)
+('7', 4.0)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgpack
+
+from streamrec.errors import DecodeError, SchemaError, UnknownActionError
+
+WireFormat = Literal["msgpack", "json"]
+
+#: Default action weights per domain. A weight is the strength of the event as a training
+#: signal; actions with weight <= 0 (a skip) stay in the window as context but are never
+#: used as positive examples.
+DOMAIN_ACTIONS: dict[str, dict[str, float]] = {
+    "ecommerce": {"view": 1.0, "click": 2.0, "cart": 4.0, "purchase": 8.0},
+    "music": {"play": 1.0, "like": 4.0, "skip": 0.0},
+    "social": {"follow": 4.0, "like": 2.0, "comment": 3.0},
+    "video": {"watch": 1.0, "like": 4.0},
+}
+
+REQUIRED_FIELDS = ("user_id", "item_id", "action", "timestamp")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    user_id: str
+    item_id: str
+    action: str
+    timestamp: int
+    event_id: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "action": self.action,
+            "timestamp": self.timestamp,
+        }
+        if self.event_id is not None:
+            out["event_id"] = self.event_id
+        if self.attributes:
+            out["attributes"] = dict(self.attributes)
+        return out
+
+
+@dataclass(frozen=True)
+class ActionVocabulary:
+    """The actions a domain knows, each with its training weight."""
+
+    weights: Mapping[str, float]
+
+    @classmethod
+    def for_domain(cls, domain: str, overrides: Mapping[str, float] | None = None) -> ActionVocabulary:
+        if domain not in DOMAIN_ACTIONS and not overrides:
+            raise SchemaError("domain", domain, "one of " + ", ".join(DOMAIN_ACTIONS))
+        weights = dict(DOMAIN_ACTIONS.get(domain, {}))
+        weights.update(overrides or {})
+        return cls(weights)
+
+    def __contains__(self, action: object) -> bool:
+        return action in self.weights
+
+    def weight(self, action: str) -> float:
+        return self.weights[action]
+
+    def is_positive(self, action: str) -> bool:
+        return self.weights.get(action, 0.0) > 0.0
+
+
+def _as_id(obj: Mapping[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise SchemaError(name, value, "a non-empty string or an integer")
+    text = str(value)
+    if not text or len(text) > 256:
+        raise SchemaError(name, value, "a non-empty id of at most 256 characters")
+    return text
+
+
+def _as_timestamp(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SchemaError("timestamp", value, "milliseconds since the epoch as a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SchemaError("timestamp", value, "a finite number of milliseconds")
+    if value < 0:
+        raise SchemaError("timestamp", value, "a non-negative number of milliseconds")
+    return int(value)
+
+
+def event_from_mapping(obj: Any, vocab: ActionVocabulary) -> Event:
+    """Validate a decoded record and build an :class:`Event`; raises a :class:`SchemaError`."""
+    if not isinstance(obj, Mapping):
+        raise SchemaError("<event>", obj, "a map/object with " + ", ".join(REQUIRED_FIELDS))
+    for name in REQUIRED_FIELDS:
+        if name not in obj:
+            raise SchemaError(name, None, "a value (the field is required)")
+    action = obj["action"]
+    if not isinstance(action, str):
+        raise SchemaError("action", action, "a string")
+    if action not in vocab:
+        raise UnknownActionError(action, list(vocab.weights))
+    event_id = obj.get("event_id")
+    if event_id is not None:
+        event_id = _as_id(obj, "event_id")
+    attributes = obj.get("attributes") or {}
+    if not isinstance(attributes, Mapping):
+        raise SchemaError("attributes", attributes, "a map/object")
+    return Event(
+        user_id=_as_id(obj, "user_id"),
+        item_id=_as_id(obj, "item_id"),
+        action=action,
+        timestamp=_as_timestamp(obj["timestamp"]),
+        event_id=event_id,
+        attributes=dict(attributes),
+    )
+
+
+def decode_event(
+    payload: bytes,
+    vocab: ActionVocabulary,
+    wire_format: WireFormat = "msgpack",
+    max_bytes: int = 64 * 1024,
+) -> Event:
+    """Decode and validate one event; raises :class:`DecodeError` or :class:`SchemaError`."""
+    if len(payload) > max_bytes:
+        raise DecodeError(f"payload of {len(payload)} bytes exceeds max_event_bytes={max_bytes}")
+    try:
+        if wire_format == "json":
+            obj = json.loads(payload)
+        else:
+            obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise DecodeError(f"not a valid {wire_format} event: {exc}") from exc
+    return event_from_mapping(obj, vocab)
+
+
+def encode_event(event: Event, wire_format: WireFormat = "msgpack") -> bytes:
+    if wire_format == "json":
+        return json.dumps(event.to_dict(), ensure_ascii=False).encode()
+    return msgpack.packb(event.to_dict(), use_bin_type=True)

@@ -1,0 +1,274 @@
+"""The scoring head: a two-tower model on top of frozen encoder vectors, trained on the stream.
+
+* User side: the encoder's vector of the user's window text -> LayerNorm -> 2-layer MLP,
+  plus a position-weighted sum over the user's ``context_items`` most recent items (each the
+  projection of its text vector plus a learned context-id embedding).
+* Item side: the encoder's vector of the item's text -> LayerNorm -> linear, **plus** a learned
+  item-id embedding (zero at first, so a brand-new item scores from its text alone), plus a
+  learned item bias (popularity).
+* Score: dot product + bias.
+
+Training: every positive event is an example (the user's window before the event -> the
+item). The loss is sampled softmax over the batch's positive items (in-batch negatives) plus
+``negatives`` items drawn uniformly from the catalogue; with a catalogue smaller than that it
+is the full softmax. Each update mixes in examples from a replay buffer of recent events and
+takes ``steps_per_batch`` Adam steps. Every update bumps ``version``.
+
+Checkpoints are safetensors (weights, Adam moments, replay buffer) with the model version and
+item ids in the metadata; never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from streamrec.config import HeadSettings
+from streamrec.errors import CheckpointError
+
+_GROWABLE = ("item_ids.weight", "item_bias.weight", "context_ids.weight")
+
+
+class TwoTower(nn.Module):
+    def __init__(self, enc_dim: int, dim: int, capacity: int, context_items: int) -> None:
+        super().__init__()
+        self.user_tower = nn.Sequential(nn.LayerNorm(enc_dim), nn.Linear(enc_dim, 2 * dim), nn.GELU(),
+                                        nn.Linear(2 * dim, dim))
+        self.item_text = nn.Sequential(nn.LayerNorm(enc_dim), nn.Linear(enc_dim, dim))
+        self.item_ids = nn.Embedding(capacity, dim)
+        self.item_bias = nn.Embedding(capacity, 1)
+        # the user's most recent items, as context: their text and a separate id embedding
+        self.context_text = nn.Sequential(nn.LayerNorm(enc_dim), nn.Linear(enc_dim, dim))
+        self.context_ids = nn.Embedding(capacity, dim)
+        self.context_weight = nn.Parameter(1.0 / torch.arange(1, context_items + 1, dtype=torch.float))
+        for table in (self.item_ids, self.item_bias, self.context_ids):
+            nn.init.zeros_(table.weight)
+
+    def users(self, window_vectors: torch.Tensor, recent: torch.Tensor, item_text: torch.Tensor) -> torch.Tensor:
+        """``recent``: (batch, context_items) item indices, newest first, -1 for none."""
+        present = (recent >= 0).unsqueeze(-1).float()
+        index = recent.clamp(min=0)
+        context = self.contexts(item_text[index], index) * present
+        weights = self.context_weight[: recent.shape[1]].view(1, -1, 1)
+        return self.user_tower(window_vectors) + (context * weights).sum(dim=1)
+
+    def contexts(self, text_vectors: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Items as context (what having taken them says about what comes next)."""
+        return self.context_text(text_vectors) + self.context_ids(index)
+
+    def items(self, text_vectors: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.item_text(text_vectors) + self.item_ids(index), self.item_bias(index).squeeze(-1)
+
+
+class ReplayBuffer:
+    """A ring buffer of recent examples: window vector, recent items, target item, weight."""
+
+    def __init__(self, size: int, enc_dim: int, context_items: int) -> None:
+        self.size = size
+        self.vectors = torch.zeros(size, enc_dim)
+        self.recent = torch.full((size, context_items), -1, dtype=torch.long)
+        self.items = torch.zeros(size, dtype=torch.long)
+        self.weights = torch.zeros(size)
+        self.count = 0  # total ever added; position = count % size
+
+    def fields(self) -> dict[str, torch.Tensor]:
+        return {"vectors": self.vectors, "recent": self.recent, "items": self.items, "weights": self.weights}
+
+    def add(self, batch: Example) -> None:
+        if self.size == 0:
+            return
+        n_total = len(batch.items)
+        for start in range(0, n_total, self.size):
+            n = min(self.size, n_total - start)
+            slots = (torch.arange(n) + self.count) % self.size
+            for name, column in self.fields().items():
+                column[slots] = getattr(batch, name)[start:start + n]
+            self.count += n
+
+    def sample(self, n: int, generator: torch.Generator) -> Example | None:
+        filled = min(self.count, self.size)
+        if filled == 0 or n == 0:
+            return None
+        pick = torch.randint(filled, (min(n, filled),), generator=generator)
+        return Example(**{name: column[pick] for name, column in self.fields().items()})
+
+
+@dataclass
+class Example:
+    """Training examples: the window as it was before the event, and the event's item."""
+
+    vectors: torch.Tensor  # (n, enc_dim) encoder vectors of the windows
+    recent: torch.Tensor  # (n, context_items) recent item indices, newest first, -1 padded
+    items: torch.Tensor  # (n,) target item indices
+    weights: torch.Tensor  # (n,) action weights
+
+    @staticmethod
+    def concat(parts: list[Example]) -> Example:
+        return Example(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Example)))
+
+
+class OnlineHead:
+    """The two-tower model plus its optimizer, replay buffer and version."""
+
+    def __init__(self, enc_dim: int, settings: HeadSettings, capacity: int = 1024) -> None:
+        self.settings = settings
+        self.enc_dim = enc_dim
+        torch.manual_seed(settings.seed)
+        self.model = TwoTower(enc_dim, settings.dim, capacity, settings.context_items)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
+        self.replay = ReplayBuffer(settings.replay_size, enc_dim, settings.context_items)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.version = 0
+        self.last_loss = float("nan")
+        self.lr_scale = 1.0
+
+    @property
+    def capacity(self) -> int:
+        return self.model.item_ids.num_embeddings
+
+    def ensure_capacity(self, n_items: int) -> None:
+        """Grow the id tables (and their Adam moments) to hold ``n_items`` rows."""
+        if n_items <= self.capacity:
+            return
+        new_capacity = max(n_items, 2 * self.capacity)
+        for name in _GROWABLE:
+            module = getattr(self.model, name.split(".")[0])
+            old = module.weight
+            grown = nn.Parameter(torch.zeros(new_capacity, old.shape[1]))
+            grown.data[: old.shape[0]] = old.data
+            state = self.optimizer.state.pop(old, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == old.shape:
+                    padded = torch.zeros_like(grown.data)
+                    padded[: old.shape[0]] = value
+                    state[key] = padded
+            if state:
+                self.optimizer.state[grown] = state
+            for group in self.optimizer.param_groups:
+                group["params"] = [grown if p is old else p for p in group["params"]]
+            module.weight = grown
+            module.num_embeddings = new_capacity
+
+    def learn(self, new: Example, item_text: torch.Tensor) -> float:
+        """One update on new examples (plus replay). ``item_text`` is the (n_items, enc_dim) matrix."""
+        n_items = item_text.shape[0]
+        self.ensure_capacity(n_items)
+        settings = self.settings
+        losses = []
+        for group in self.optimizer.param_groups:
+            group["lr"] = settings.learning_rate * self.lr_scale
+        for _ in range(settings.steps_per_batch):
+            old = self.replay.sample(settings.replay_sample, self.generator)
+            batch = Example.concat([new, old]) if old is not None else new
+            negatives = torch.randint(n_items, (min(settings.negatives, n_items),), generator=self.generator)
+            candidates, target = torch.unique(torch.cat([batch.items, negatives]), return_inverse=True)
+            target = target[: len(batch.items)]
+            users = self.model.users(batch.vectors, batch.recent, item_text)
+            item_vectors, bias = self.model.items(item_text[candidates], candidates)
+            logits = users @ item_vectors.T + bias
+            loss_each = nn.functional.cross_entropy(logits, target, reduction="none")
+            loss = (loss_each * batch.weights).sum() / batch.weights.sum().clamp(min=1e-6)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(loss.item())
+        self.replay.add(new)
+        self.version += 1
+        self.last_loss = sum(losses) / len(losses)
+        return self.last_loss
+
+    @torch.no_grad()
+    def item_vectors(self, item_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.ensure_capacity(item_text.shape[0])
+        return self.model.items(item_text, torch.arange(item_text.shape[0]))
+
+    @torch.no_grad()
+    def context_vectors(self, item_text: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return self.model.contexts(item_text[index], index)
+
+    @torch.no_grad()
+    def user_vectors(self, window_vectors: torch.Tensor, recent: torch.Tensor,
+                     item_text: torch.Tensor) -> torch.Tensor:
+        return self.model.users(window_vectors, recent, item_text)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def save(self, path: str | Path, item_ids: list[str]) -> None:
+        """Write a safetensors checkpoint atomically (temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v.detach().contiguous() for k, v in self.model.state_dict().items()}
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        for param, state in self.optimizer.state.items():
+            for key, value in state.items():
+                tensors[f"adam.{names[id(param)]}.{key}"] = torch.as_tensor(value).detach().clone()
+        filled = min(self.replay.count, self.replay.size)
+        for name, column in self.replay.fields().items():
+            tensors[f"replay.{name}"] = column[:filled].contiguous()
+        metadata = {"format": "streamrec-head-1", "version": str(self.version),
+                    "enc_dim": str(self.enc_dim), "dim": str(self.settings.dim),
+                    "replay_count": str(self.replay.count), "item_ids": json.dumps(item_ids)}
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+
+    def load(self, path: str | Path, index_of: Callable[[str], int] | None = None) -> list[str]:
+        """Load a checkpoint; returns the item ids in the checkpoint's row order.
+
+        Rows are moved to the indices ``index_of`` gives (the live catalogue's), so a checkpoint
+        stays valid when the catalogue was loaded in another order.
+        """
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                metadata = fh.metadata() or {}
+            tensors = load_file(str(path))
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+            raise CheckpointError(f"cannot read head checkpoint {str(path)!r}: {exc}") from exc
+        if metadata.get("format") != "streamrec-head-1":
+            raise CheckpointError(f"{path} is not a streamrec head checkpoint")
+        if int(metadata["enc_dim"]) != self.enc_dim or int(metadata["dim"]) != self.settings.dim:
+            raise CheckpointError(
+                f"{path} was trained for encoder dim {metadata['enc_dim']} / head dim {metadata['dim']}, "
+                f"not {self.enc_dim} / {self.settings.dim}: use the same encoder and head.dim")
+        item_ids: list[str] = json.loads(metadata["item_ids"])
+        rows = torch.tensor([index_of(i) for i in item_ids] if index_of else range(len(item_ids)),
+                            dtype=torch.long)
+        capacity = max(int(rows.max()) + 1 if len(rows) else 0, self.capacity)
+        self.ensure_capacity(capacity)
+        own = self.model.state_dict()
+        for key, value in own.items():
+            saved = tensors[f"model.{key}"]
+            if key in _GROWABLE:
+                value.zero_()
+                value[rows] = saved[: len(rows)]
+            else:
+                value.copy_(saved)
+        params = dict(self.model.named_parameters())
+        self.optimizer.state.clear()
+        for key, value in tensors.items():
+            if not key.startswith("adam."):
+                continue
+            pname, slot = key[len("adam."):].rsplit(".", 1)
+            param = params[pname]
+            if pname in _GROWABLE and value.dim() > 0:
+                placed = torch.zeros_like(param.data)
+                placed[rows] = value[: len(rows)]
+                value = placed
+            self.optimizer.state[param][slot] = value
+        filled = min(len(tensors["replay.items"]), self.replay.size)
+        self.replay.count = int(metadata["replay_count"])
+        remap = torch.cat([rows, torch.tensor([-1])])  # index -1 (no item) stays -1
+        for name, column in self.replay.fields().items():
+            saved = tensors[f"replay.{name}"][:filled]
+            column[:filled] = remap[saved] if name in ("items", "recent") else saved
+        self.version = int(metadata["version"])
+        return item_ids

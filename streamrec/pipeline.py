@@ -1,0 +1,234 @@
+"""The transport-agnostic core: a micro-batch of events in, fresh recommendations out.
+
+For each micro-batch:
+
+1. every valid event joins its user's window (duplicates and too-late events are dropped);
+2. each positive event becomes a training example: the user's window vector as it was
+   before this batch -> the event's item;
+3. the head takes one update (plus replay) on those examples;
+4. every user touched by the batch has their new window rendered to text and re-encoded,
+   once per user however many of their events arrived;
+5. those users get a fresh top-K over the whole catalogue, each item with a reason.
+
+The Kafka service and the file replay both call :meth:`Pipeline.process`; neither knows
+anything the other does not.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from streamrec.catalog import Catalog, Item
+from streamrec.config import Settings
+from streamrec.encoder import TextEncoder
+from streamrec.events import ActionVocabulary, Event
+from streamrec.head import Example, OnlineHead
+from streamrec.item_vectors import ItemVectors
+from streamrec.recommendations import Recommendation, RecommendedItem
+from streamrec.retrieval import Retriever
+from streamrec.text import TextTemplate
+from streamrec.windows import Added, WindowStore
+
+HEAD_FILE = "head.safetensors"
+ITEMS_FILE = "item_vectors.safetensors"
+WINDOWS_FILE = "windows.msgpack"
+
+
+@dataclass
+class BatchResult:
+    recommendations: list[Recommendation]
+    added: int = 0
+    duplicates: int = 0
+    too_late: int = 0
+    examples: int = 0
+    loss: float | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # encode / train / rank
+
+
+class Pipeline:
+    """Windows, encoder, head and retrieval wired together.
+
+    >>> pipeline = Pipeline(settings, encoder, catalog)  # doctest: +SKIP
+    >>> result = pipeline.process([Event("u1", "42", "view", 1_700_000_000_000)])  # doctest: +SKIP
+    >>> result.recommendations[0].text  # doctest: +SKIP
+    'Recommended for you: Heat (Crime), ...'
+    """
+
+    def __init__(self, settings: Settings, encoder: TextEncoder, catalog: Catalog,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.encoder = encoder
+        self.catalog = catalog
+        self.clock = clock
+        self.vocab = ActionVocabulary.for_domain(settings.domain, settings.actions)
+        text = settings.text
+        self.template = TextTemplate.for_language(text.language, text.action_words, text.separator,
+                                                  text.time_gaps)
+        w = settings.window
+        self.windows = WindowStore(
+            max_events=w.max_events, horizon_ms=int(w.horizon_seconds * 1000), max_users=w.max_users,
+            idle_ttl_ms=None if w.idle_ttl_seconds is None else int(w.idle_ttl_seconds * 1000),
+            max_lateness_ms=int(w.max_lateness_seconds * 1000), max_seen_items=w.max_seen_items,
+            remember_actions=settings.retrieval.exclude_actions)
+        self.item_vectors = ItemVectors(encoder, catalog, self.template)
+        self.head = OnlineHead(encoder.dim, settings.head, capacity=max(1024, len(catalog)))
+        self.retriever = Retriever(settings.retrieval, catalog)
+        self._window_vectors: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    # -- the batch path ----------------------------------------------------------------------
+
+    def process(self, events: Sequence[Event]) -> BatchResult:
+        seconds = {"encode": 0.0, "train": 0.0, "rank": 0.0}
+        result = BatchResult([], seconds=seconds)
+        started = time.perf_counter()
+        self._ensure_window_vectors({e.user_id for e in events})
+        vectors, recents, items, weights = [], [], [], []
+        touched: dict[str, int] = {}
+        for event in events:
+            before = self._window_vectors.get(event.user_id)
+            recent = self._recent_items(event.user_id)
+            outcome = self.windows.add(event)
+            if outcome is Added.DUPLICATE:
+                result.duplicates += 1
+                continue
+            if outcome is Added.TOO_LATE:
+                result.too_late += 1
+                continue
+            result.added += 1
+            touched[event.user_id] = max(touched.get(event.user_id, -1), event.timestamp)
+            item_index = self.catalog.index_of(event.item_id)
+            weight = self.vocab.weights.get(event.action, 0.0)
+            if before is not None and weight > 0:
+                vectors.append(before)
+                recents.append(recent)
+                items.append(item_index)
+                weights.append(weight)
+        item_text = self.item_vectors.matrix()
+        seconds["encode"] += time.perf_counter() - started
+        if items:
+            started = time.perf_counter()
+            examples = Example(torch.stack(vectors), torch.tensor(recents), torch.tensor(items),
+                               torch.tensor(weights))
+            result.loss = self.head.learn(examples, item_text)
+            result.examples = len(items)
+            seconds["train"] = time.perf_counter() - started
+        started = time.perf_counter()
+        self._encode_windows(list(touched))
+        seconds["encode"] += time.perf_counter() - started
+        started = time.perf_counter()
+        result.recommendations = self.recommend(list(touched), touched, item_text)
+        seconds["rank"] = time.perf_counter() - started
+        return result
+
+    def recommend(self, user_ids: Sequence[str], event_times: dict[str, int] | None = None,
+                  item_text: torch.Tensor | None = None) -> list[Recommendation]:
+        """Fresh top-K for users that have a window."""
+        users = [u for u in user_ids if u in self.windows]
+        if not users:
+            return []
+        self._ensure_window_vectors(set(users))
+        item_text = self.item_vectors.matrix() if item_text is None else item_text
+        item_vecs, bias = self.head.item_vectors(item_text)
+        user_vecs = self.head.user_vectors(torch.stack([self._window_vectors[u] for u in users]),
+                                           torch.tensor([self._recent_items(u) for u in users]), item_text)
+        scores = user_vecs @ item_vecs.T + bias
+        ranked = self.retriever.rank(scores, [self.windows.seen_items(u) for u in users])
+        produced_at = int(self.clock() * 1000)
+        recommendations = []
+        for user, pairs in zip(users, ranked, strict=True):
+            window = self.windows.window(user)
+            reasons = self._reasons(window, [i for i, _ in pairs], item_vecs, item_text)
+            names = [self.template.item_name(self.catalog.ids[i], self.catalog) for i, _ in pairs]
+            recommended = [RecommendedItem(self.catalog.ids[i], round(s, 5), reason, name)
+                           for (i, s), reason, name in zip(pairs, reasons, names, strict=True)]
+            event_time = (event_times or {}).get(user, window[-1].timestamp if window else 0)
+            recommendations.append(Recommendation(
+                user_id=user, items=recommended, text=self.template.render_recommendations(names),
+                model_version=self.head.version, event_time=event_time, produced_at=produced_at))
+        return recommendations
+
+    def _reasons(self, window: Sequence[Event], picks: list[int], item_vecs: torch.Tensor,
+                 item_text: torch.Tensor) -> list[str]:
+        """For each pick, the window event whose item, as context, supports it most (the
+        learned affinity the score is made of); the latest event wins ties."""
+        if not window or not picks:
+            return [self.template.render_reason(None, self.catalog)] * len(picks)
+        window_index = torch.tensor([self.catalog.index_of(e.item_id) for e in window])
+        support = item_vecs[picks] @ self.head.context_vectors(item_text, window_index).T  # (picks, window)
+        best = support.shape[1] - 1 - support.flip(1).argmax(dim=1)
+        return [self.template.render_reason(window[int(b)], self.catalog) for b in best]
+
+    # -- user vectors ------------------------------------------------------------------------
+
+    def _recent_items(self, user_id: str) -> list[int]:
+        """Indices of the user's last ``context_items`` items, newest first, padded with -1."""
+        n = self.settings.head.context_items
+        window = self.windows.window(user_id)
+        recent = [self.catalog.index_of(e.item_id) for e in reversed(window[-n:])]
+        return recent + [-1] * (n - len(recent))
+
+    def _ensure_window_vectors(self, user_ids: Iterable[str]) -> None:
+        """Encode windows that exist but have no vector yet (after a restore or eviction)."""
+        missing = [u for u in user_ids if u in self.windows and u not in self._window_vectors]
+        self._encode_windows(missing)
+
+    def _encode_windows(self, user_ids: list[str]) -> None:
+        if not user_ids:
+            return
+        texts = [self.template.render_window(self.windows.window(u), self.catalog) for u in user_ids]
+        for user, vector in zip(user_ids, self.encoder.encode(texts), strict=True):
+            self._window_vectors[user] = vector
+            self._window_vectors.move_to_end(user)
+        while len(self._window_vectors) > self.settings.window.max_users:
+            self._window_vectors.popitem(last=False)
+
+    def window_text(self, user_id: str) -> str:
+        return self.template.render_window(self.windows.window(user_id), self.catalog)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def add_items(self, items: Iterable[Item]) -> int:
+        """Add or update catalogue items while running; returns how many changed."""
+        return sum(self.catalog.upsert(item) for item in items)
+
+    def drop_users(self, user_ids: Iterable[str]) -> None:
+        ids = list(user_ids)
+        self.windows.drop(ids)
+        for user in ids:
+            self._window_vectors.pop(user, None)
+
+    def restore_users(self, snapshot: bytes) -> int:
+        count = self.windows.restore(snapshot)
+        for user in list(self._window_vectors):
+            if user not in self.windows:
+                self._window_vectors.pop(user)
+        return count
+
+    def save(self, state_dir: str | Path, with_windows: bool = True) -> None:
+        """Checkpoint the head, the item-vector cache and (optionally) all windows."""
+        state = Path(state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        self.item_vectors.save(state / ITEMS_FILE)
+        self.head.save(state / HEAD_FILE, self.catalog.ids)
+        if with_windows:
+            tmp = state / (WINDOWS_FILE + ".tmp")
+            tmp.write_bytes(self.windows.snapshot())
+            tmp.replace(state / WINDOWS_FILE)
+
+    def load(self, state_dir: str | Path) -> bool:
+        """Load whatever checkpoint files exist in ``state_dir``; returns True if a head was loaded."""
+        state = Path(state_dir)
+        if (state / ITEMS_FILE).exists():
+            self.item_vectors.load(state / ITEMS_FILE)
+        if (state / WINDOWS_FILE).exists():
+            self.restore_users((state / WINDOWS_FILE).read_bytes())
+        if not (state / HEAD_FILE).exists():
+            return False
+        self.head.load(state / HEAD_FILE, self.catalog.index_of)
+        return True

@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamrec.config import HeadSettings
+from streamrec.errors import CheckpointError
+from streamrec.head import Example, OnlineHead
+
+ENC = 16
+
+
+def examples(n: int, items: torch.Tensor, seed: int = 0) -> Example:
+    g = torch.Generator().manual_seed(seed)
+    return Example(torch.randn(n, ENC, generator=g), torch.full((n, 5), -1), items, torch.ones(n))
+
+
+def test_learns_a_planted_transition_from_recent_items() -> None:
+    head = OnlineHead(ENC, HeadSettings(dim=16, negatives=32, replay_size=512, replay_sample=64, seed=1))
+    item_text = torch.randn(40, ENC)
+    for step in range(150):
+        last = torch.randint(0, 40, (32,), generator=torch.Generator().manual_seed(step))
+        recent = torch.full((32, 5), -1)
+        recent[:, 0] = last
+        head.learn(Example(torch.zeros(32, ENC), recent, (last + 1) % 40, torch.ones(32)), item_text)
+    item_vecs, bias = head.item_vectors(item_text)
+    recent = torch.full((40, 5), -1)
+    recent[:, 0] = torch.arange(40)
+    scores = head.user_vectors(torch.zeros(40, ENC), recent, item_text) @ item_vecs.T + bias
+    accuracy = (scores.argmax(dim=1) == (torch.arange(40) + 1) % 40).float().mean()
+    assert accuracy > 0.9
+    assert head.version == 150
+
+
+def test_new_items_score_from_text_before_any_interaction() -> None:
+    head = OnlineHead(ENC, HeadSettings(dim=8))
+    item_text = torch.randn(3, ENC)
+    head.ensure_capacity(2000)
+    vecs, bias = head.item_vectors(item_text)
+    assert torch.all(vecs.norm(dim=1) > 0) and torch.all(bias == 0)  # id parts are zero, text is not
+
+
+def test_capacity_grows_and_keeps_learned_rows_and_adam_state() -> None:
+    head = OnlineHead(ENC, HeadSettings(dim=8, negatives=4), capacity=4)
+    item_text = torch.randn(4, ENC)
+    head.learn(examples(8, torch.tensor([0, 1, 2, 3] * 2)), item_text)
+    learned = head.model.item_ids.weight.detach().clone()
+    head.learn(examples(8, torch.tensor([9] * 8), seed=1), torch.randn(10, ENC))
+    assert head.capacity >= 10
+    torch.testing.assert_close(head.model.item_ids.weight[:4], learned, rtol=0.2, atol=0.05)
+    state = head.optimizer.state[head.model.item_ids.weight]
+    assert state["exp_avg"].shape == head.model.item_ids.weight.shape
+
+
+def test_checkpoint_round_trip_is_exact_and_remaps_item_rows(tmp_path: Path) -> None:
+    settings = HeadSettings(dim=8, negatives=4, replay_size=16, replay_sample=4)
+    head = OnlineHead(ENC, settings)
+    item_text = torch.randn(3, ENC)
+    for step in range(3):
+        head.learn(examples(6, torch.tensor([0, 1, 2, 0, 1, 2]), seed=step), item_text)
+    path = tmp_path / "head.safetensors"
+    head.save(path, ["a", "b", "c"])
+    assert not (tmp_path / "head.safetensors.tmp").exists()
+    assert path.read_bytes()[8:9] == b"{"  # safetensors header, never a pickle
+
+    loaded = OnlineHead(ENC, settings)
+    new_index = {"c": 0, "a": 1, "b": 2}
+    assert loaded.load(path, new_index.__getitem__) == ["a", "b", "c"]
+    assert loaded.version == 3
+    order = torch.tensor([2, 0, 1])  # new row r holds old item order[r]
+    torch.testing.assert_close(loaded.model.item_ids.weight[:3], head.model.item_ids.weight[order])
+    recent = torch.tensor([[0, -1, -1, -1, -1]])
+    torch.testing.assert_close(
+        loaded.user_vectors(torch.ones(1, ENC), torch.tensor([[1, -1, -1, -1, -1]]), item_text[order]),
+        head.user_vectors(torch.ones(1, ENC), recent, item_text))
+    assert loaded.replay.count == head.replay.count
+
+
+def test_incompatible_or_corrupt_checkpoint(tmp_path: Path) -> None:
+    head = OnlineHead(ENC, HeadSettings(dim=8))
+    head.save(tmp_path / "h.safetensors", [])
+    with pytest.raises(CheckpointError, match="head dim"):
+        OnlineHead(ENC, HeadSettings(dim=16)).load(tmp_path / "h.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        head.load(tmp_path / "bad.safetensors")

@@ -1,0 +1,117 @@
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from streamrec.catalog import Catalog, Item
+from streamrec.config import Settings
+from streamrec.encoder import HFEncoder
+from streamrec.events import Event
+from streamrec.pipeline import Pipeline
+from streamrec.recommendations import Recommendation
+from streamrec.replay import replay
+from streamrec.synthetic import SyntheticLog, generate
+
+MakeSettings = Callable[..., Settings]
+
+
+def popularity_hit_rate(events: list[Event], k: int = 10) -> float:
+    """Streaming popularity with the same seen-item exclusion, scored the same way."""
+    counts: Counter[str] = Counter()
+    seen: dict[str, set[str]] = {}
+    hits = scored = 0
+    for event in events:
+        if event.user_id in seen:
+            ranked = [i for i, _ in counts.most_common(k + len(seen[event.user_id]))]
+            top = [i for i in ranked if i not in seen[event.user_id]][:k]
+            scored += 1
+            hits += event.item_id in top
+        seen.setdefault(event.user_id, set()).add(event.item_id)
+        counts[event.item_id] += 1
+    return hits / scored
+
+
+def test_head_learns_planted_structure_and_beats_popularity(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder
+) -> None:
+    log = generate(n_users=250, n_items=120, seed=3)
+    pipeline = Pipeline(make_settings(batch={"max_size": 32}), tiny_encoder, Catalog(log.items))
+    metrics = replay(pipeline, log.events, progress=False)
+    baseline = popularity_hit_rate(log.events)
+    print(f"pipeline hit@10={metrics['hit@10']:.3f} popularity={baseline:.3f}")
+    assert metrics["scored_events"] > 0.8 * len(log.events)
+    assert metrics["hit@10"] > 1.5 * baseline
+    assert metrics["model_version"] > 0
+
+
+def test_one_recommendation_per_touched_user_after_their_newest_event(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    catalog = Catalog(synthetic_log.items)
+    pipeline = Pipeline(make_settings(retrieval={"k": 5}), tiny_encoder, catalog, clock=lambda: 1234.5)
+    batch = [Event("a", "1", "view", 100), Event("b", "2", "view", 150), Event("a", "3", "cart", 200)]
+    result = pipeline.process(batch)
+    by_user = {rec.user_id: rec for rec in result.recommendations}
+    assert set(by_user) == {"a", "b"} and result.added == 3
+    rec = by_user["a"]
+    assert rec.event_time == 200 and rec.produced_at == 1_234_500 and rec.model_version == 0
+    assert len(rec.items) == 5 and not {"1", "3"} & {i.item_id for i in rec.items}  # seen items excluded
+    assert rec.text.startswith("Recommended for you: " + rec.items[0].title)
+    assert all(i.reason.startswith("because you ") for i in rec.items)
+    assert Recommendation.from_msgpack(rec.to_msgpack()) == rec
+    # the second batch trains on the windows as they were before it
+    result = pipeline.process([Event("a", "4", "view", 300)])
+    assert result.examples == 1 and pipeline.head.version == 1 and result.recommendations[0].model_version == 1
+
+
+def test_duplicates_and_late_events_are_not_learned_twice(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    pipeline = Pipeline(make_settings(), tiny_encoder, Catalog(synthetic_log.items))
+    pipeline.process([Event("a", "1", "view", 10_000_000, "e1")])
+    result = pipeline.process([Event("a", "1", "view", 10_000_000, "e1"), Event("a", "2", "view", 1, "e2")])
+    assert (result.duplicates, result.too_late, result.added, result.examples) == (1, 1, 0, 0)
+    assert result.recommendations == []
+
+
+def test_new_items_added_while_running_are_recommendable(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder
+) -> None:
+    catalog = Catalog([Item("1", "Mini Kite 1", "Toys")])
+    pipeline = Pipeline(make_settings(), tiny_encoder, catalog)
+    pipeline.process([Event("a", "1", "view", 1)])
+    assert pipeline.add_items([Item("2", "Giant Robot 2", "Toys")]) == 1
+    rec = pipeline.process([Event("b", "1", "view", 2)]).recommendations[0]
+    assert [i.item_id for i in rec.items] == ["2"]
+    assert rec.items[0].title == "Giant Robot 2 (Toys)"
+
+
+def test_checkpoint_restores_the_same_recommendations(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    first = Pipeline(settings, tiny_encoder, Catalog(synthetic_log.items))
+    replay(first, synthetic_log.events[:600], progress=False)
+    first.save(tmp_path)
+    second = Pipeline(settings, tiny_encoder, Catalog(list(reversed(synthetic_log.items))))
+    assert second.load(tmp_path) and second.head.version == first.head.version
+    users = sorted(first.windows.users())[:5]
+    for a, b in zip(first.recommend(users), second.recommend(users), strict=True):
+        assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
+        assert [i.score for i in a.items] == [i.score for i in b.items]
+
+
+def test_users_can_be_dropped_and_restored_from_a_snapshot(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    pipeline = Pipeline(make_settings(), tiny_encoder, Catalog(synthetic_log.items))
+    pipeline.process(synthetic_log.events[:50])
+    user = synthetic_log.events[0].user_id
+    text = pipeline.window_text(user)
+    blob = pipeline.windows.snapshot([user])
+    pipeline.drop_users([user])
+    assert user not in pipeline.windows and pipeline.recommend([user]) == []
+    assert pipeline.restore_users(blob) == 1 and pipeline.window_text(user) == text
+    assert pipeline.recommend([user])[0].user_id == user
+    assert torch.is_tensor(pipeline._window_vectors[user])
