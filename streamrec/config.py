@@ -61,6 +61,8 @@ class EncoderSettings(_Section):
 class HeadSettings(_Section):
     dim: int = Field(64, ge=4)
     context_items: int = Field(5, ge=1, description="recent items fed to the user side by id")
+    text_features: bool = Field(True, description="use the encoder's vectors (off: ids-only ablation)")
+    id_features: bool = Field(True, description="use learned id embeddings (off: text-only ablation)")
     learning_rate: float = Field(3e-3, gt=0)
     negatives: int = Field(1024, ge=1, description="uniform negatives per update (sampled softmax)")
     replay_size: int = Field(4096, ge=0, description="recent examples kept for replay")
@@ -95,6 +97,15 @@ class KafkaSettings(_Section):
     max_event_bytes: int = Field(64 * 1024, ge=64)
     exactly_once: bool = False
     config: dict[str, str] = Field(default_factory=dict, description="librdkafka settings, passed through")
+    changelog_topic: str | None = Field(None, description="compacted window changelog "
+                                        "(default: <group>-windows-changelog)")
+    topic_replication_factor: int = Field(-1, ge=-1, description="replicas for topics the service "
+                                          "creates (-1: the broker's default)")
+    transactional_id: str | None = Field(None, description="exactly-once: stable per instance, e.g. the "
+                                         "pod name (default: <group>-<hostname>-<pid>)")
+    checkpoint_interval_seconds: float = Field(60.0, gt=0, description="save the head this often")
+    shutdown_timeout_seconds: float = Field(30.0, gt=0, description="a graceful stop that takes "
+                                            "longer than this exits non-zero")
 
 
 class Settings(BaseSettings):
@@ -116,6 +127,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _known_domain(self) -> Settings:
+        if not (self.head.text_features or self.head.id_features):
+            raise ValueError("head.text_features and head.id_features cannot both be off")
         if self.domain not in DOMAIN_ACTIONS and not self.actions:
             raise ValueError(f"domain {self.domain!r} is unknown and no actions are given; "
                              f"use one of {', '.join(DOMAIN_ACTIONS)} or set `actions`")

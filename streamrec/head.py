@@ -37,8 +37,11 @@ _GROWABLE = ("item_ids.weight", "item_bias.weight", "context_ids.weight")
 
 
 class TwoTower(nn.Module):
-    def __init__(self, enc_dim: int, dim: int, capacity: int, context_items: int) -> None:
+    def __init__(self, enc_dim: int, dim: int, capacity: int, context_items: int,
+                 text_features: bool = True, id_features: bool = True) -> None:
         super().__init__()
+        self.text_features = text_features
+        self.id_features = id_features
         self.user_tower = nn.Sequential(nn.LayerNorm(enc_dim), nn.Linear(enc_dim, 2 * dim), nn.GELU(),
                                         nn.Linear(2 * dim, dim))
         self.item_text = nn.Sequential(nn.LayerNorm(enc_dim), nn.Linear(enc_dim, dim))
@@ -48,8 +51,13 @@ class TwoTower(nn.Module):
         self.context_text = nn.Sequential(nn.LayerNorm(enc_dim), nn.Linear(enc_dim, dim))
         self.context_ids = nn.Embedding(capacity, dim)
         self.context_weight = nn.Parameter(1.0 / torch.arange(1, context_items + 1, dtype=torch.float))
-        for table in (self.item_ids, self.item_bias, self.context_ids):
-            nn.init.zeros_(table.weight)
+        nn.init.zeros_(self.item_ids.weight)
+        nn.init.zeros_(self.item_bias.weight)
+        if not text_features:  # ids only: context ids must start non-zero or nothing learns
+            nn.init.normal_(self.context_ids.weight, std=0.1)
+            nn.init.normal_(self.item_ids.weight, std=0.1)
+        else:
+            nn.init.zeros_(self.context_ids.weight)
 
     def users(self, window_vectors: torch.Tensor, recent: torch.Tensor, item_text: torch.Tensor) -> torch.Tensor:
         """``recent``: (batch, context_items) item indices, newest first, -1 for none."""
@@ -57,14 +65,24 @@ class TwoTower(nn.Module):
         index = recent.clamp(min=0)
         context = self.contexts(item_text[index], index) * present
         weights = self.context_weight[: recent.shape[1]].view(1, -1, 1)
-        return self.user_tower(window_vectors) + (context * weights).sum(dim=1)
+        users = (context * weights).sum(dim=1)
+        return users + self.user_tower(window_vectors) if self.text_features else users
 
     def contexts(self, text_vectors: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Items as context (what having taken them says about what comes next)."""
-        return self.context_text(text_vectors) + self.context_ids(index)
+        return self._combine(self.context_text, self.context_ids, text_vectors, index)
 
     def items(self, text_vectors: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.item_text(text_vectors) + self.item_ids(index), self.item_bias(index).squeeze(-1)
+        vectors = self._combine(self.item_text, self.item_ids, text_vectors, index)
+        return vectors, self.item_bias(index).squeeze(-1)
+
+    def _combine(self, text: nn.Module, ids: nn.Embedding, text_vectors: torch.Tensor,
+                 index: torch.Tensor) -> torch.Tensor:
+        if not self.id_features:
+            return text(text_vectors)
+        if not self.text_features:
+            return ids(index)
+        return text(text_vectors) + ids(index)
 
 
 class ReplayBuffer:
@@ -121,7 +139,8 @@ class OnlineHead:
         self.settings = settings
         self.enc_dim = enc_dim
         torch.manual_seed(settings.seed)
-        self.model = TwoTower(enc_dim, settings.dim, capacity, settings.context_items)
+        self.model = TwoTower(enc_dim, settings.dim, capacity, settings.context_items,
+                              settings.text_features, settings.id_features)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
         self.replay = ReplayBuffer(settings.replay_size, enc_dim, settings.context_items)
         self.generator = torch.Generator().manual_seed(settings.seed)

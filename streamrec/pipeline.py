@@ -33,6 +33,7 @@ from streamrec.item_vectors import ItemVectors
 from streamrec.recommendations import Recommendation, RecommendedItem
 from streamrec.retrieval import Retriever
 from streamrec.text import TextTemplate
+from streamrec.window_encoder import TextWindowEncoder, WindowEncoder
 from streamrec.windows import Added, WindowStore
 
 HEAD_FILE = "head.safetensors"
@@ -61,7 +62,7 @@ class Pipeline:
     """
 
     def __init__(self, settings: Settings, encoder: TextEncoder, catalog: Catalog,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, window_encoder: WindowEncoder | None = None) -> None:
         self.settings = settings
         self.encoder = encoder
         self.catalog = catalog
@@ -77,6 +78,7 @@ class Pipeline:
             max_lateness_ms=int(w.max_lateness_seconds * 1000), max_seen_items=w.max_seen_items,
             remember_actions=settings.retrieval.exclude_actions)
         self.item_vectors = ItemVectors(encoder, catalog, self.template)
+        self.window_encoder = window_encoder or TextWindowEncoder(encoder, self.template, catalog)
         self.head = OnlineHead(encoder.dim, settings.head, capacity=max(1024, len(catalog)))
         self.retriever = Retriever(settings.retrieval, catalog)
         self._window_vectors: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -181,8 +183,8 @@ class Pipeline:
     def _encode_windows(self, user_ids: list[str]) -> None:
         if not user_ids:
             return
-        texts = [self.template.render_window(self.windows.window(u), self.catalog) for u in user_ids]
-        for user, vector in zip(user_ids, self.encoder.encode(texts), strict=True):
+        windows = [self.windows.window(u) for u in user_ids]
+        for user, vector in zip(user_ids, self.window_encoder.encode_windows(user_ids, windows), strict=True):
             self._window_vectors[user] = vector
             self._window_vectors.move_to_end(user)
         while len(self._window_vectors) > self.settings.window.max_users:
@@ -200,15 +202,17 @@ class Pipeline:
     def drop_users(self, user_ids: Iterable[str]) -> None:
         ids = list(user_ids)
         self.windows.drop(ids)
+        self.window_encoder.forget(ids)
         for user in ids:
             self._window_vectors.pop(user, None)
 
     def restore_users(self, snapshot: bytes) -> int:
-        count = self.windows.restore(snapshot)
-        for user in list(self._window_vectors):
-            if user not in self.windows:
-                self._window_vectors.pop(user)
-        return count
+        """Restore users' windows from a snapshot; their vectors are recomputed when needed."""
+        restored = self.windows.restore(snapshot)
+        self.window_encoder.forget(restored)
+        for user in restored:
+            self._window_vectors.pop(user, None)
+        return len(restored)
 
     def save(self, state_dir: str | Path, with_windows: bool = True) -> None:
         """Checkpoint the head, the item-vector cache and (optionally) all windows."""

@@ -163,8 +163,8 @@ class WindowStore:
         users = {uid: _pack_user(self._users[uid]) for uid in chosen}
         return msgpack.packb({"version": SNAPSHOT_VERSION, "users": users}, use_bin_type=True)
 
-    def restore(self, blob: bytes) -> int:
-        """Load users from a snapshot, replacing windows of the same users; returns the count."""
+    def restore(self, blob: bytes) -> list[str]:
+        """Load users from a snapshot, replacing windows of the same users; returns their ids."""
         try:
             data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
             if data.get("version") != SNAPSHOT_VERSION:
@@ -176,7 +176,7 @@ class WindowStore:
         except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
             raise CheckpointError(f"window snapshot is unreadable: {exc}") from exc
         self._evict_over_cap()
-        return len(data["users"])
+        return list(data["users"])
 
 
 def _remember(keys: OrderedDict[str, None], key: str, cap: int) -> None:

@@ -74,7 +74,7 @@ def test_snapshot_restores_windows_ids_and_seen_items() -> None:
     store.add(Event("v", "x", "view", 9))
     blob = store.snapshot(["u"])
     restored = WindowStore(max_events=3)
-    assert restored.restore(blob) == 1
+    assert restored.restore(blob) == ["u"]
     assert restored.window("u") == store.window("u") and "v" not in restored
     assert restored.add(Event("u", "i3", "cart", 3, "e3")) is Added.DUPLICATE
     assert list(restored.seen_items("u")) == list(store.seen_items("u"))

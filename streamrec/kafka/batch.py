@@ -1,0 +1,74 @@
+"""One micro-batch of consumed messages, split into what the pipeline and the outputs need.
+
+Messages keep their consumed order, which is offset order within each partition; since events
+are keyed by ``user_id``, each user's events reach the pipeline in partition order. For every
+user the batch remembers where their newest event came from (``source``: topic, partition,
+offset, the message's timestamp and when it was consumed, both epoch ms); it goes into the
+user's recommendation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Message
+
+from streamrec.errors import EventError
+from streamrec.events import ActionVocabulary, Event, WireFormat
+from streamrec.kafka.messages import event_from_message
+
+
+@dataclass(frozen=True)
+class Received:
+    message: Message
+    consumed_at: int  # epoch ms
+
+
+@dataclass(frozen=True)
+class BadMessage:
+    message: Message
+    error: EventError
+
+
+@dataclass
+class Batch:
+    events: list[Event] = field(default_factory=list)
+    bad: list[BadMessage] = field(default_factory=list)
+    next_offsets: dict[int, int] = field(default_factory=dict)  # partition -> last offset + 1
+    users: dict[int, set[str]] = field(default_factory=dict)  # partition -> users with events in it
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # user -> their newest event's origin
+    size: int = 0
+
+    @classmethod
+    def assemble(cls, received: Sequence[Received], vocab: ActionVocabulary, wire_format: WireFormat,
+                 max_event_bytes: int) -> Batch:
+        batch = cls(size=len(received))
+        for item in received:
+            message = item.message
+            partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+            batch.next_offsets[partition] = max(batch.next_offsets.get(partition, 0), offset + 1)
+            try:
+                event = event_from_message(message, vocab, wire_format, max_event_bytes)
+            except EventError as error:
+                batch.bad.append(BadMessage(message, error))
+                continue
+            batch.events.append(event)
+            batch.users.setdefault(partition, set()).add(event.user_id)
+            batch.sources[event.user_id] = {"topic": message.topic(), "partition": partition, "offset": offset,
+                                            "timestamp": message.timestamp()[1], "consumed_at": item.consumed_at}
+        return batch
+
+    def without(self, partitions: Collection[int]) -> Batch:
+        """This batch minus what came from ``partitions`` (lost ones: nothing of theirs is written)."""
+        if not partitions:
+            return self
+        users = {p: u for p, u in self.users.items() if p not in partitions}
+        kept_users = set().union(*users.values()) if users else set()
+        return Batch(events=[e for e in self.events if e.user_id in kept_users],
+                     bad=[b for b in self.bad if b.message.partition() not in partitions],
+                     next_offsets={p: o for p, o in self.next_offsets.items() if p not in partitions},
+                     users=users,
+                     sources={u: s for u, s in self.sources.items() if u in kept_users},
+                     size=self.size)

@@ -1,0 +1,192 @@
+"""User windows follow their input partition through a compacted changelog topic.
+
+The changelog (``kafka.changelog_topic``, default ``<group>-windows-changelog``) has
+``cleanup.policy=compact`` and exactly as many partitions as the input topic. Its record for a
+user is keyed by ``user_id``, lives in the partition equal to the input partition the user's
+events come from, and holds ``WindowStore.snapshot([user])``; a tombstone (no value) means the
+user has no window. Compaction keeps the latest record per user, so the topic is the durable
+copy of every window, and whoever owns input partition *p* can rebuild its users' windows
+by reading changelog partition *p* from the beginning.
+
+Why a changelog and not periodic window snapshots to disk: windows must move with partitions
+between instances, and a snapshot taken at another moment than the committed offsets would
+lose or double-count events. The changelog record of a batch is written before that batch's
+offsets are committed, so the restored windows always cover at least the committed events;
+events redelivered after a crash are then recognised by their ``event_id`` and not counted
+twice. Under exactly-once the records are part of the batch's transaction and read with
+``read_committed``, so a restore sees exactly the committed batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+import msgpack
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from streamrec.config import Settings
+from streamrec.errors import CheckpointError
+from streamrec.kafka.clients import KafkaServiceError, consumer_config
+from streamrec.windows import SNAPSHOT_VERSION
+
+log = logging.getLogger(__name__)
+
+RESTORE_TIMEOUT_S = 300.0
+WATERMARK_TIMEOUT_S = 30.0
+
+
+def changelog_topic(settings: Settings) -> str:
+    return settings.kafka.changelog_topic or f"{settings.kafka.group}-windows-changelog"
+
+
+class PartitionUsers:
+    """Which users' windows came from which input partition.
+
+    >>> owners = PartitionUsers()
+    >>> owners.add(0, "u1"); owners.add(1, "u2"); owners.add(1, "u1")  # u1 moved (re-keyed) to 1
+    >>> sorted(owners.pop(1)), owners.pop(0)
+    (['u1', 'u2'], set())
+    """
+
+    def __init__(self) -> None:
+        self._users: dict[int, set[str]] = {}
+        self._partition: dict[str, int] = {}
+
+    def add(self, partition: int, user_id: str) -> None:
+        previous = self._partition.get(user_id)
+        if previous == partition:
+            return
+        if previous is not None:
+            self._users[previous].discard(user_id)
+        self._partition[user_id] = partition
+        self._users.setdefault(partition, set()).add(user_id)
+
+    def partition_of(self, user_id: str) -> int | None:
+        return self._partition.get(user_id)
+
+    def users(self, partition: int) -> set[str]:
+        return set(self._users.get(partition, ()))
+
+    def pop(self, partition: int) -> set[str]:
+        users = self._users.pop(partition, set())
+        for user in users:
+            self._partition.pop(user, None)
+        return users
+
+    def prune(self, keep: Callable[[str], bool]) -> int:
+        """Forget users ``keep`` rejects (evicted windows); returns how many."""
+        gone = [user for user in self._partition if not keep(user)]
+        for user in gone:
+            self._users[self._partition.pop(user)].discard(user)
+        return len(gone)
+
+    def __len__(self) -> int:
+        return len(self._partition)
+
+
+class ChangelogReader:
+    """Reads changelog partitions from the beginning to their end, outside the consumer group."""
+
+    def __init__(self, settings: Settings, topic: str, stop: threading.Event | None = None,
+                 timeout_s: float = RESTORE_TIMEOUT_S) -> None:
+        self.topic = topic
+        self.stop = stop
+        self.timeout_s = timeout_s
+        config = consumer_config(settings, f"{settings.kafka.group}-restore-{uuid.uuid4().hex[:8]}", in_group=False)
+        # Committed data only: under exactly-once an aborted batch's windows must not come back.
+        config.update({"enable.partition.eof": True, "isolation.level": "read_committed"})
+        self._consumer = Consumer(config)
+
+    def read(self, partitions: Iterable[int]) -> dict[int, dict[str, bytes]]:
+        """The latest snapshot per user in each partition (tombstoned users left out)."""
+        latest: dict[int, dict[str, bytes]] = {}
+        ends: dict[int, int] = {}
+        for partition in partitions:
+            latest[partition] = {}
+            low, high = self._watermarks(partition)
+            if high > low:
+                ends[partition] = high
+        if not ends:
+            return latest
+        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in ends])
+        try:
+            self._read_to_end(ends, latest)
+        finally:
+            self._consumer.unassign()
+        return latest
+
+    def _watermarks(self, partition: int) -> tuple[int, int]:
+        for attempt in range(3):  # a just-created changelog may not have a leader yet
+            try:
+                low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition),
+                                                                 timeout=WATERMARK_TIMEOUT_S)
+                return int(low), int(high)
+            except KafkaException as exc:
+                if attempt == 2:
+                    raise KafkaServiceError(f"cannot read the end of {self.topic}[{partition}]: {exc}") from exc
+                time.sleep(1.0)
+        raise AssertionError("unreachable")
+
+    def _read_to_end(self, ends: dict[int, int], latest: dict[int, dict[str, bytes]]) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        waiting = dict(ends)
+        while waiting:
+            if self.stop is not None and self.stop.is_set():
+                raise KafkaServiceError("stopped while restoring windows from the changelog")
+            if time.monotonic() > deadline:
+                raise KafkaServiceError(f"restoring {self.topic} partitions {sorted(waiting)} took longer "
+                                        f"than {self.timeout_s:.0f}s (an open transaction holding "
+                                        "read_committed back, or the broker is unreachable)")
+            for message in self._consumer.consume(num_messages=1000, timeout=0.5):
+                partition = int(message.partition() or 0)
+                error = message.error()
+                if error is not None:
+                    # read_committed stops at the last stable offset; trailing transaction markers
+                    # sit below the high watermark without ever being delivered, so EOF ends it.
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        waiting.pop(partition, None)
+                        continue
+                    if error.fatal():
+                        raise KafkaServiceError(f"changelog restore failed: {error}")
+                    log.warning("changelog restore: %s", error)
+                    continue
+                key = message.key()
+                if key is None:
+                    continue
+                users = latest[partition]
+                value = message.value()
+                if value is None:
+                    users.pop(key.decode(), None)
+                else:
+                    users[key.decode()] = value
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+
+def merge_snapshots(snapshots: Iterable[bytes]) -> bytes:
+    """One window snapshot holding the users of many (restoring them in one go is O(users)).
+
+    >>> from streamrec.events import Event
+    >>> from streamrec.windows import WindowStore
+    >>> store = WindowStore()
+    >>> for user in ("u1", "u2"):
+    ...     _ = store.add(Event(user, "7", "view", 1))
+    >>> WindowStore().restore(merge_snapshots([store.snapshot(["u1"]), store.snapshot(["u2"])]))
+    2
+    """
+    users: dict[str, object] = {}
+    for blob in snapshots:
+        try:
+            data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+            if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
+                raise CheckpointError(f"changelog record is not a version-{SNAPSHOT_VERSION} window snapshot")
+            users.update(data["users"])
+        except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
+            raise CheckpointError(f"changelog record is unreadable: {exc}") from exc
+    return msgpack.packb({"version": SNAPSHOT_VERSION, "users": users}, use_bin_type=True)

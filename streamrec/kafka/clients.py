@@ -1,0 +1,182 @@
+"""librdkafka configuration for every client the service makes, and the topics it needs.
+
+``settings.kafka.config`` passes through unchanged to every client (``security.protocol``,
+``sasl.*``, ``ssl.*``, ...). Keys prefixed ``consumer.`` or ``producer.`` go, without the prefix,
+to that kind of client only (librdkafka has no property with either prefix), e.g.
+``consumer.session.timeout.ms: "10000"`` or ``producer.linger.ms: "20"``.
+
+A few keys carry the service's delivery guarantees and are set here; a pass-through value
+that contradicts one is a :class:`~streamrec.errors.ConfigError`, never silently overridden:
+
+* consumer: ``enable.auto.commit=false`` (offsets are committed by the service, only after
+  delivery is confirmed), ``partition.assignment.strategy=cooperative-sticky`` (the service
+  uses incremental assign/unassign; eager strategies must not be mixed in), and under
+  exactly-once ``isolation.level=read_committed``;
+* producer: ``enable.idempotence=true`` (retries neither duplicate nor reorder a partition),
+  and under exactly-once the ``transactional.id``.
+
+Defaults that bound memory (overridable): at most 16 MiB of prefetched messages per consumer
+(``queued.max.messages.kbytes``), 8 MiB per fetch, 1 MiB per partition per fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from streamrec.config import Settings
+from streamrec.errors import ConfigError, StreamrecError
+
+log = logging.getLogger(__name__)
+
+CONSUMER_PREFIX = "consumer."
+PRODUCER_PREFIX = "producer."
+ADMIN_TIMEOUT_S = 30.0
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "auto.offset.reset": "earliest",
+    "isolation.level": "read_committed",
+    "queued.max.messages.kbytes": 16 * 1024,
+    "fetch.max.bytes": 8 * 1024 * 1024,
+    "max.partition.fetch.bytes": 1024 * 1024,
+}
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 5,
+    "acks": "all",
+}
+#: Partition keyed records the way the Java client does, so other producers agree with ours.
+KEYED_PRODUCER_DEFAULTS: dict[str, Any] = {"partitioner": "murmur2_random"}
+EAGER_STRATEGIES = ("range", "roundrobin")
+
+
+class KafkaServiceError(StreamrecError):
+    """The Kafka side failed in a way the service must not paper over (delivery, fencing)."""
+
+    reason = "kafka"
+
+
+def split_config(config: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """``(common, consumer_only, producer_only)`` from ``settings.kafka.config``.
+
+    >>> split_config({"security.protocol": "SSL", "consumer.fetch.min.bytes": "1"})
+    ({'security.protocol': 'SSL'}, {'fetch.min.bytes': '1'}, {})
+    """
+    common: dict[str, str] = {}
+    consumer: dict[str, str] = {}
+    producer: dict[str, str] = {}
+    for key, value in config.items():
+        if key.startswith(CONSUMER_PREFIX):
+            consumer[key.removeprefix(CONSUMER_PREFIX)] = value
+        elif key.startswith(PRODUCER_PREFIX):
+            producer[key.removeprefix(PRODUCER_PREFIX)] = value
+        else:
+            common[key] = value
+    return common, consumer, producer
+
+
+def _enforce(config: dict[str, Any], required: Mapping[str, Any], why: str) -> dict[str, Any]:
+    for key, value in required.items():
+        given = config.get(key)
+        if given is not None and str(given).lower() != str(value).lower():
+            raise ConfigError(f"kafka.config sets {key}={given!r}, but the service needs {key}={value!r} "
+                              f"({why}); remove it")
+        config[key] = value
+    return config
+
+
+def admin_config(settings: Settings) -> dict[str, Any]:
+    common, _, _ = split_config(settings.kafka.config)
+    return {"bootstrap.servers": settings.kafka.bootstrap_servers, **common}
+
+
+def consumer_config(settings: Settings, group_id: str | None = None, *, in_group: bool = True) -> dict[str, Any]:
+    """Config for the service's group consumer, or (``in_group=False``) a consumer that only
+    ``assign()``s partitions (changelog restore, items topic, tail) and never commits."""
+    common, consumer_only, _ = split_config(settings.kafka.config)
+    config: dict[str, Any] = {**CONSUMER_DEFAULTS, "bootstrap.servers": settings.kafka.bootstrap_servers,
+                              **common, **consumer_only}
+    if not in_group:
+        for key in ("group.instance.id", "partition.assignment.strategy", "group.protocol"):
+            config.pop(key, None)
+        config.update({"group.id": group_id or f"{settings.kafka.group}-reader",
+                       "enable.auto.commit": False, "enable.auto.offset.store": False})
+        return config
+    config["group.id"] = group_id or settings.kafka.group
+    _enforce(config, {"enable.auto.commit": False}, "offsets are committed only after delivery is confirmed")
+    strategy = str(config.get("partition.assignment.strategy", ""))
+    if any(name in strategy for name in EAGER_STRATEGIES):
+        raise ConfigError(f"kafka.config sets partition.assignment.strategy={strategy!r}: the service "
+                          "uses cooperative incremental rebalancing; eager assignors must not be mixed in")
+    if str(config.get("group.protocol", "classic")) == "classic":
+        config["partition.assignment.strategy"] = "cooperative-sticky"
+    if settings.kafka.exactly_once:
+        _enforce(config, {"isolation.level": "read_committed"}, "exactly-once reads committed data only")
+    return config
+
+
+def producer_config(settings: Settings, transactional_id: str | None = None, *,
+                    keyed: bool = False) -> dict[str, Any]:
+    common, _, producer_only = split_config(settings.kafka.config)
+    config: dict[str, Any] = {**PRODUCER_DEFAULTS, **(KEYED_PRODUCER_DEFAULTS if keyed else {}),
+                              "bootstrap.servers": settings.kafka.bootstrap_servers, **common, **producer_only}
+    _enforce(config, {"enable.idempotence": True}, "retries must not duplicate or reorder a partition")
+    if transactional_id is not None:
+        _enforce(config, {"transactional.id": transactional_id}, "exactly-once")
+    return config
+
+
+def default_transactional_id(settings: Settings) -> str:
+    return settings.kafka.transactional_id or f"{settings.kafka.group}-{socket.gethostname()}-{os.getpid()}"
+
+
+# -- topics ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: Mapping[str, str]
+
+
+def partition_count(admin: AdminClient, topic: str) -> int | None:
+    """Partitions of ``topic``, or None if it does not exist."""
+    metadata = admin.list_topics(topic, timeout=ADMIN_TIMEOUT_S)
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        return None
+    return len(described.partitions)
+
+
+def ensure_topic(admin: AdminClient, spec: TopicSpec, replication_factor: int = -1) -> int:
+    """Create ``spec`` unless it exists; returns the topic's partition count."""
+    existing = partition_count(admin, spec.name)
+    if existing is not None:
+        return existing
+    new = NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=replication_factor,
+                   config=dict(spec.config))
+    try:
+        admin.create_topics([new], operation_timeout=ADMIN_TIMEOUT_S)[spec.name].result()
+        log.info("created topic %s (%d partitions, %s)", spec.name, spec.partitions, dict(spec.config))
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise KafkaServiceError(f"cannot create topic {spec.name!r}: {exc}") from exc
+    count = partition_count(admin, spec.name)
+    if count is None:
+        raise KafkaServiceError(f"topic {spec.name!r} was created but its metadata is not visible")
+    return count
+
+
+def topic_config(admin: AdminClient, topic: str, key: str) -> str | None:
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    entries = admin.describe_configs([resource], request_timeout=ADMIN_TIMEOUT_S)[resource].result()
+    entry = entries.get(key)
+    return None if entry is None else entry.value
+

@@ -1,0 +1,139 @@
+"""Everything the service writes to Kafka, and proof that it arrived.
+
+Every produce registers a delivery report. :meth:`Publisher.confirm` flushes the producer and
+raises :class:`~streamrec.kafka.clients.KafkaServiceError` if any record since the previous
+confirm failed or is still undelivered after the timeout, so the caller never commits offsets
+past output that might be missing.
+
+Under exactly-once the same records go inside one transaction per batch
+(:meth:`begin` / :meth:`commit`); the consumed offsets are sent to the transaction, so the
+records and the offsets become visible together or not at all. A transaction that needs
+aborting raises :class:`TransactionAborted` after the abort; the caller rewinds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streamrec.errors import EventError
+from streamrec.kafka.clients import KafkaServiceError
+from streamrec.kafka.messages import SourceHeaders, dead_letter_headers
+from streamrec.recommendations import Recommendation
+
+log = logging.getLogger(__name__)
+
+QUEUE_FULL_WAIT_S = 0.05
+TRANSACTION_TIMEOUT_S = 60.0
+
+
+class TransactionAborted(Exception):
+    """The batch's transaction was aborted; nothing of it is visible. Rewind and redo it."""
+
+
+class Publisher:
+    """Produces recommendations, dead letters and changelog records for one service."""
+
+    def __init__(self, producer: Producer, output_topic: str, dead_letter_topic: str, changelog_topic: str,
+                 wire_format: str = "msgpack", confirm_timeout_s: float = 60.0) -> None:
+        self.producer = producer
+        self.output_topic = output_topic
+        self.dead_letter_topic = dead_letter_topic
+        self.changelog_topic = changelog_topic
+        self.wire_format = wire_format
+        self.confirm_timeout_s = confirm_timeout_s
+        self._lock = threading.Lock()  # delivery reports arrive on whichever thread polls
+        self._failures: list[str] = []
+
+    # -- records -----------------------------------------------------------------------------
+
+    def recommendation(self, rec: Recommendation) -> None:
+        value = rec.to_msgpack() if self.wire_format == "msgpack" else rec.to_json().encode()
+        self._produce(self.output_topic, value, key=rec.user_id.encode())
+
+    def dead_letter(self, key: bytes | None, value: bytes | None, headers: SourceHeaders, error: EventError,
+                    topic: str, partition: int, offset: int) -> None:
+        self._produce(self.dead_letter_topic, value, key=key,
+                      headers=dead_letter_headers(headers, error, topic, partition, offset))
+
+    def changelog(self, partition: int, user_id: str, snapshot: bytes | None) -> None:
+        """The user's window (None: a tombstone) into the changelog partition of their input partition."""
+        self._produce(self.changelog_topic, snapshot, key=user_id.encode(), partition=partition)
+
+    def _produce(self, topic: str, value: bytes | None, **kwargs: Any) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, on_delivery=self._on_delivery, **kwargs)
+                return
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self.producer.poll(QUEUE_FULL_WAIT_S)
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            with self._lock:
+                self._failures.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
+
+    # -- at-least-once -----------------------------------------------------------------------
+
+    def confirm(self) -> None:
+        """Wait for every record produced so far; raise if any is not delivered."""
+        remaining = self.producer.flush(self.confirm_timeout_s)
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if failures:
+            raise KafkaServiceError(f"{len(failures)} record(s) were not delivered, first: {failures[0]}; "
+                                    "offsets of this batch are not committed")
+        if remaining:
+            raise KafkaServiceError(f"{remaining} record(s) still undelivered after {self.confirm_timeout_s:.0f}s; "
+                                    "offsets of this batch are not committed")
+
+    # -- exactly-once ------------------------------------------------------------------------
+
+    def init_transactions(self) -> None:
+        self._transactional("init_transactions", lambda: self.producer.init_transactions(TRANSACTION_TIMEOUT_S))
+
+    def begin(self) -> None:
+        self._transactional("begin_transaction", self.producer.begin_transaction)
+
+    def commit(self, offsets: Sequence[TopicPartition], group_metadata: object) -> None:
+        """Send the consumed offsets to the transaction and commit it."""
+        def send_and_commit() -> None:
+            if offsets:
+                self.producer.send_offsets_to_transaction(list(offsets), group_metadata, TRANSACTION_TIMEOUT_S)
+            self.producer.commit_transaction(TRANSACTION_TIMEOUT_S)
+
+        self._transactional("commit_transaction", send_and_commit)
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if failures:  # commit_transaction fails when a record fails, so this is belt and braces
+            raise KafkaServiceError(f"transaction committed with {len(failures)} failed record(s): {failures[0]}")
+
+    def _transactional(self, what: str, call: Any) -> None:
+        for _attempt in range(5):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.txn_requires_abort():
+                    log.warning("%s needs an abort: %s", what, error)
+                    self.abort()
+                    raise TransactionAborted(str(error)) from exc
+                if error.retriable():
+                    log.warning("%s failed, retrying: %s", what, error)
+                    continue
+                raise KafkaServiceError(f"{what} failed{' (fatal)' if error.fatal() else ''}: {error}") from exc
+        raise KafkaServiceError(f"{what} kept failing with retriable errors")
+
+    def abort(self) -> None:
+        try:
+            self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+        except KafkaException as exc:
+            raise KafkaServiceError(f"abort_transaction failed: {exc.args[0]}") from exc
+        finally:
+            with self._lock:
+                self._failures = []
