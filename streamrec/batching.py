@@ -15,6 +15,7 @@ The clock is injectable, so tests advance it by hand.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -59,3 +60,84 @@ class MicroBatcher(Generic[T]):
     def _close(self) -> list[T]:
         batch, self._items = self._items, []
         return batch
+
+
+class AdaptiveBatchPolicy:
+    """Pick a micro-batch's size and deadline from the observed load.
+
+    It learns the arrival rate (events/s, smoothed) and the cost of a batch, fitted as
+    ``seconds = overhead + per_event * size`` from :meth:`observe_batch`. The batch size is the
+    smallest that keeps up with arrivals, ``rate * overhead / (1 - rate * per_event)``, times
+    ``headroom``, within ``[min_size, max_size]``; the deadline is the time that many events
+    take to arrive, at most ``max_wait_ms``. Light traffic gets batches of ``min_size`` closed
+    at once (latency); heavy traffic gets large batches (throughput). :meth:`apply` sets a
+    :class:`MicroBatcher`'s ``max_size``/``max_wait`` before its next batch opens.
+
+    >>> now = [0.0]
+    >>> policy = AdaptiveBatchPolicy(max_size=256, max_wait_ms=200, clock=lambda: now[0])
+    >>> for size in (1, 64, 1, 64):
+    ...     policy.observe_batch(size, 0.040 + 0.010 * size)  # 40 ms + 10 ms per event
+    >>> round(policy.overhead, 3), round(policy.per_event, 3)
+    (0.04, 0.01)
+    >>> for _ in range(20):
+    ...     now[0] += 1.0; policy.observe_arrivals(2)  # 2 events/s: light
+    >>> policy.size, policy.wait_ms
+    (1, 0.0)
+    >>> for _ in range(100):
+    ...     now[0] += 0.01; policy.observe_arrivals(1)  # 100 events/s: 4 s of work per second alone
+    >>> policy.size
+    256
+    """
+
+    def __init__(self, min_size: int = 1, max_size: int = 256, max_wait_ms: float = 200.0,
+                 headroom: float = 1.5, smoothing: float = 0.2, clock: Callable[[], float] = time.monotonic) -> None:
+        self.min_size = min_size
+        self.max_size = max_size
+        self.max_wait_ms = max_wait_ms
+        self.headroom = headroom
+        self.smoothing = smoothing
+        self.clock = clock
+        self.rate = 0.0  # events per second
+        self.overhead = 0.0  # seconds per batch
+        self.per_event = 0.0  # seconds per event
+        self._last_arrival: float | None = None
+        self._moments = [0.0, 0.0, 0.0, 0.0, 0.0]  # smoothed 1, size, seconds, size^2, size*seconds
+
+    def observe_arrivals(self, n: int = 1) -> None:
+        """``n`` events arrived now."""
+        now = self.clock()
+        if self._last_arrival is not None:
+            gap = max(now - self._last_arrival, 1e-6)
+            self.rate += self.smoothing * (n / gap - self.rate)
+        self._last_arrival = now
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        """A batch of ``size`` events took ``seconds``; refits ``overhead + per_event * size``."""
+        sample = (1.0, float(size), seconds, float(size) ** 2, size * seconds)
+        self._moments = [m + self.smoothing * (x - m) for m, x in zip(self._moments, sample, strict=True)]
+        _, x, y, xx, xy = (m / self._moments[0] for m in self._moments)
+        spread = xx - x * x
+        if spread > 1e-9 * max(xx, 1.0):  # sizes vary: least squares
+            self.per_event = max((xy - x * y) / spread, 0.0)
+            self.overhead = max(y - self.per_event * x, 0.0)
+        else:  # one size seen so far: charge it all per event
+            self.per_event, self.overhead = y / max(x, 1.0), 0.0
+
+    @property
+    def size(self) -> int:
+        load = self.rate * self.per_event
+        if load >= 1.0:  # cannot keep up at any size with this per-event cost: go as large as allowed
+            return self.max_size
+        needed = self.rate * self.overhead / (1.0 - load) * self.headroom
+        return max(self.min_size, min(self.max_size, math.ceil(needed)))
+
+    @property
+    def wait_ms(self) -> float:
+        if self.size <= 1 or self.rate <= 0:
+            return 0.0
+        return min(self.max_wait_ms, 1000.0 * self.size / self.rate)
+
+    def apply(self, batcher: MicroBatcher[T]) -> None:
+        """Set the batcher's size and deadline for the batch it opens next."""
+        batcher.max_size = self.size
+        batcher.max_wait = self.wait_ms / 1000

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import random
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +13,7 @@ from rich.table import Table
 
 from streamrec.config import Settings, load_settings
 from streamrec.errors import StreamrecError
+from streamrec.logs import configure_logging
 
 app = typer.Typer(help="streamrec: fresh recommendations from a behaviour stream, read by a language model.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -27,8 +27,11 @@ BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="events per m
 
 
 @app.callback()
-def main(log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "WARNING") -> None:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "WARNING",
+    log_json: Annotated[bool, typer.Option(help="one JSON object per log line")] = False,
+) -> None:
+    configure_logging(log_level, log_json)
     _quiet_transformers()
 
 
@@ -79,15 +82,18 @@ def replay(
     language: LanguageOpt = None,
     batch_size: BatchOpt = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    metrics_address: Annotated[str | None, typer.Option(help="host:port for /metrics ('' disables)")] = None,
+    linger: Annotated[float, typer.Option(help="keep serving /metrics this many seconds after the end")] = 0.0,
 ) -> None:
     """Replay a recorded log through the pipeline (no Kafka) and score it prequentially."""
     from streamrec.replay import replay_files
 
     try:
-        settings = _settings(config, domain=domain, encoder={"model": encoder},
+        settings = _settings(config, domain=domain, encoder={"model": encoder}, metrics_address=metrics_address,
                              text={"language": language}, batch={"max_size": batch_size})
         metrics = replay_files(settings, log, catalog, log_format, _parse_column_map(column), limit,
-                               out, metrics_out, state_dir, progress, domain_given=domain is not None)
+                               out, metrics_out, state_dir, progress, domain_given=domain is not None,
+                               linger_seconds=linger)
     except StreamrecError as exc:
         raise _fail(exc) from exc
     print_metrics(metrics)
@@ -107,12 +113,13 @@ def demo(
 
     try:
         log_path, catalog_path, model_dir = prepare_demo(out_dir, users, items, seed, language or "en", console)
-        settings = _settings(None, encoder={"model": str(model_dir)}, text={"language": language})
+        settings = _settings(None, encoder={"model": str(model_dir)}, text={"language": language},
+                             metrics_address="")
         metrics = replay_files(settings, log_path, catalog_path, "csv", None, None,
                                out_dir / "recommendations.jsonl", out_dir / "metrics.json", None, True)
     except StreamrecError as exc:
         raise _fail(exc) from exc
-    show_examples(out_dir / "recommendations.jsonl", seed)
+    show_examples(out_dir / "recommendations.jsonl", log_path, catalog_path, seed)
     print_metrics(metrics)
     console.print(f"files in [bold]{out_dir}/[/]: recommendations.jsonl, metrics.json, events.csv, items.csv")
 
@@ -169,14 +176,24 @@ def print_metrics(metrics: dict[str, Any]) -> None:
     console.print(table)
 
 
-def show_examples(recs_path: Path, seed: int, n: int = 3) -> None:
+def show_examples(recs_path: Path, log_path: Path, catalog_path: Path, seed: int, n: int = 3) -> None:
+    """Print a few recommendations from the second half of the replay, after what the user did."""
+    from streamrec.catalog import Catalog
+    from streamrec.events import ActionVocabulary
     from streamrec.recommendations import Recommendation
+    from streamrec.sources import read_log
+    from streamrec.text import TextTemplate
 
+    events = read_log(log_path, ActionVocabulary.for_domain("ecommerce")).events
+    catalog = Catalog.from_file(catalog_path)
+    template = TextTemplate.english()
     lines = recs_path.read_text(encoding="utf-8").splitlines()
     rng = random.Random(seed)
     for line in rng.sample(lines[len(lines) // 2:], min(n, len(lines) // 2)):
         rec = Recommendation.from_dict(json.loads(line))
-        console.print(f"[bold]{rec.user_id}[/] (model v{rec.model_version}): {rec.text}")
+        before = [e for e in events if e.user_id == rec.user_id and e.timestamp <= rec.event_time][-3:]
+        console.print(f"[bold]{rec.user_id}[/] recently: {template.render_window(before, catalog)}")
+        console.print(f"  {rec.text} [dim](model v{rec.model_version})[/]")
         for item in rec.items[:3]:
             console.print(f"    {item.title} [dim]- {item.reason} (score {item.score:.2f})[/]")
 

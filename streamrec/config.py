@@ -56,6 +56,15 @@ class EncoderSettings(_Section):
     pooling: Literal["auto", "last", "mean"] = "auto"
     max_length: int = Field(512, ge=8, description="tokens kept per text (the most recent ones)")
     batch_size: int = Field(32, ge=1, description="texts per forward pass")
+    mode: Literal["text", "incremental", "item"] = Field(
+        "text", description="text: re-encode each window's text; incremental: keep each user's KV cache and "
+        "encode only new events' tokens (same vectors as text on chunked tokens); item: one position per "
+        "event (item + action input embeddings), with the KV cache")
+    slack_events: int = Field(32, ge=0, description="S: an incremental view holds N to N+S events before "
+                              "it is cut back to N and re-encoded once")
+    kv_cache_bytes: int = Field(2 << 30, ge=0, description="KV-cache budget of incremental/item modes, "
+                                "least recently used users evicted (0: no cache)")
+    compile: bool = Field(False, description="torch.compile the model for incremental/item window encoding")
 
 
 class HeadSettings(_Section):
@@ -84,6 +93,14 @@ class RetrievalSettings(_Section):
 class BatchSettings(_Section):
     max_size: int = Field(64, ge=1, description="events per micro-batch")
     max_wait_ms: int = Field(200, ge=0, description="close a micro-batch after this long")
+
+
+class DriftSettings(_Section):
+    response: Literal["alert", "boost_lr"] = Field("alert", description="what a detected drift does")
+    delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence")
+    lr_boost: float = Field(3.0, gt=0, description="learning-rate factor while boosted")
+    boost_batches: int = Field(50, ge=1, description="micro-batches a boost lasts")
+    quality_window: int = Field(1000, ge=10, description="scored events in the online hit@10 window")
 
 
 class KafkaSettings(_Section):
@@ -122,8 +139,10 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     batch: BatchSettings = BatchSettings()
     kafka: KafkaSettings = KafkaSettings()
+    drift: DriftSettings = DriftSettings()
     state_dir: Path = Path("streamrec-state")
-    metrics_address: str = Field("127.0.0.1:0", description="host:port for /metrics; port 0 disables")
+    metrics_address: str = Field("127.0.0.1:9108", description="host:port for /metrics, /healthz, /readyz; "
+                                 "an empty string disables the endpoint")
 
     @model_validator(mode="after")
     def _known_domain(self) -> Settings:

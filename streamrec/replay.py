@@ -19,13 +19,16 @@ from tqdm import tqdm
 
 from streamrec.catalog import Catalog, read_items
 from streamrec.config import Settings
+from streamrec.endpoints import Endpoints
 from streamrec.events import ActionVocabulary, Event
+from streamrec.monitoring import Telemetry
 from streamrec.pipeline import BatchResult, Pipeline
 from streamrec.prequential import PrequentialScore
 
 log = logging.getLogger(__name__)
 
 METRIC_K = 10
+REPLAY_TOPIC = "replay"  # the topic label of replay metrics
 LOG_DOMAINS = {"movielens": "video", "amazon": "ecommerce"}
 
 
@@ -40,8 +43,12 @@ def replay(
     out_path: str | Path | None = None,
     progress: bool = True,
     on_batch: Callable[[BatchResult], None] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> dict[str, Any]:
-    """Run the log through the pipeline; returns the metrics dict (fixed keys, see README)."""
+    """Run the log through the pipeline; returns the metrics dict (fixed keys, see README).
+
+    With ``telemetry``, each batch also feeds the Prometheus metrics, online quality and drift.
+    """
     score = PrequentialScore(METRIC_K, lambda: len(pipeline.catalog))
     totals = {"duplicates": 0, "too_late": 0, "examples": 0, "recommendations": 0}
     seconds = {"encode": 0.0, "train": 0.0, "rank": 0.0}
@@ -56,7 +63,14 @@ def replay(
         for batch in batches(events, pipeline.settings.batch.max_size):
             for event in batch:
                 score.observe(event.user_id, event.item_id, pipeline.vocab.is_positive(event.action))
+            consumed_at = time.time()
+            if telemetry is not None:
+                telemetry.before_batch(batch)
             result = pipeline.process(batch)
+            if telemetry is not None:
+                telemetry.after_batch(pipeline, result, len(batch), REPLAY_TOPIC, consumed_at,
+                                      event_time_latency=False)
+                telemetry.metrics.events_consumed.labels(topic=REPLAY_TOPIC, partition="0").inc(len(batch))
             for rec in result.recommendations:
                 score.publish(rec.user_id, [item.item_id for item in rec.items])
                 if sink is not None:
@@ -103,8 +117,13 @@ def replay_files(
     state_dir: str | Path | None = None,
     progress: bool = True,
     domain_given: bool = True,
+    linger_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """Everything ``streamrec replay`` does: read, build the pipeline, replay, write results."""
+    """Everything ``streamrec replay`` does: read, build the pipeline, replay, write results.
+
+    When ``settings.metrics_address`` is set, ``/metrics``, ``/healthz`` and ``/readyz`` are
+    served while the replay runs (and ``linger_seconds`` after it, for a last scrape).
+    """
     from streamrec.encoder import HFEncoder
     from streamrec.sources import detect_format, read_log
 
@@ -122,7 +141,19 @@ def replay_files(
     pipeline = Pipeline(settings, HFEncoder(settings.encoder), catalog)
     if state_dir is not None and pipeline.load(state_dir):
         log.info("resumed head v%d from %s", pipeline.head.version, state_dir)
-    metrics = replay(pipeline, recorded.events, out_path, progress)
+    telemetry = Telemetry(settings)
+    telemetry.metrics.bad_messages.labels(reason="schema").inc(len(recorded.rejected))
+    endpoints = None
+    if settings.metrics_address:
+        endpoints = Endpoints(settings.metrics_address, telemetry.metrics, ready=lambda: True).start()
+    try:
+        metrics = replay(pipeline, recorded.events, out_path, progress, telemetry=telemetry)
+        metrics["drifts"] = dict(telemetry.drift.detected)
+        if endpoints is not None and linger_seconds > 0:
+            time.sleep(linger_seconds)
+    finally:
+        if endpoints is not None:
+            endpoints.stop()
     metrics["rejected_records"] = len(recorded.rejected)
     metrics["encoder"] = settings.encoder.model
     if state_dir is not None:

@@ -4,7 +4,7 @@ Each item has a *successor* in the same category. A user starts on a popular ite
 with probability ``follow``, moves to the successor of the current item, else to a random
 popular item. So "most users who take item A take item B next" holds by construction, and a
 model that learns transitions beats popularity by a wide margin. ``drift_at`` re-draws all
-successors at that fraction of the log, for drift tests.
+successors at that fraction of the log's time span, for drift tests.
 """
 
 from __future__ import annotations
@@ -93,20 +93,19 @@ def generate(
     names, probs = zip(*actions, strict=True)
     timeline: list[tuple[int, str, str]] = []
     span_ms = n_users * 5 * 60_000  # about a dozen users active at once
+    drifted = _successors(items, random.Random(seed + 1)) if drift_at is not None else successor
+    drift_ms = start_ms + int(span_ms * drift_at) if drift_at is not None else None
     for u in range(n_users):
         t = start_ms + rng.randrange(span_ms)
         current = rng.choices(ids, popularity)[0]
         for _ in range(rng.randint(*events_per_user)):
             timeline.append((t, f"u{u}", current))
             t += rng.randint(5_000, 600_000)
-            current = successor[current] if rng.random() < follow else rng.choices(ids, popularity)[0]
+            follows = drifted if drift_ms is not None and t >= drift_ms else successor
+            current = follows[current] if rng.random() < follow else rng.choices(ids, popularity)[0]
     timeline.sort()
-    drift_index = None if drift_at is None else int(len(timeline) * drift_at)
-    drifted = _successors(items, random.Random(seed + 1)) if drift_at is not None else successor
     events: list[Event] = []
     for n, (t, user, item) in enumerate(timeline):
-        if drift_index is not None and n >= drift_index and events and events[-1].user_id == user:
-            item = drifted.get(events[-1].item_id, item)
         event = Event(user, item, rng.choices(names, probs)[0], t, event_id=f"e{n}")
         events.append(event)
         if rng.random() < duplicate_rate:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from streamrec.tinymodel import build_tiny_gpt2, tokenizer_corpus
 
 
 hf_logging.disable_progress_bar()
+# Tests that want the /metrics endpoint ask for a free port; the rest must not bind one.
+os.environ["STREAMREC_METRICS_ADDRESS"] = ""
 
 
 @pytest.fixture(scope="session")

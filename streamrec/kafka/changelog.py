@@ -98,7 +98,8 @@ class ChangelogReader:
         self.timeout_s = timeout_s
         config = consumer_config(settings, f"{settings.kafka.group}-restore-{uuid.uuid4().hex[:8]}", in_group=False)
         # Committed data only: under exactly-once an aborted batch's windows must not come back.
-        config.update({"enable.partition.eof": True, "isolation.level": "read_committed"})
+        # fetch.wait.max.ms: each partition's end is seen one empty fetch later; keep that short.
+        config.update({"enable.partition.eof": True, "isolation.level": "read_committed", "fetch.wait.max.ms": 100})
         self._consumer = Consumer(config)
 
     def read(self, partitions: Iterable[int]) -> dict[int, dict[str, bytes]]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +94,8 @@ def _enforce(config: dict[str, Any], required: Mapping[str, Any], why: str) -> d
 
 def admin_config(settings: Settings) -> dict[str, Any]:
     common, _, _ = split_config(settings.kafka.config)
-    return {"bootstrap.servers": settings.kafka.bootstrap_servers, **common}
+    # Looking a topic up must not create it with the broker's defaults (auto.create.topics.enable).
+    return {"bootstrap.servers": settings.kafka.bootstrap_servers, **common, "allow.auto.create.topics": False}
 
 
 def consumer_config(settings: Settings, group_id: str | None = None, *, in_group: bool = True) -> dict[str, Any]:
@@ -168,9 +170,11 @@ def ensure_topic(admin: AdminClient, spec: TopicSpec, replication_factor: int = 
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise KafkaServiceError(f"cannot create topic {spec.name!r}: {exc}") from exc
-    count = partition_count(admin, spec.name)
-    if count is None:
-        raise KafkaServiceError(f"topic {spec.name!r} was created but its metadata is not visible")
+    deadline = time.monotonic() + ADMIN_TIMEOUT_S
+    while (count := partition_count(admin, spec.name)) is None:  # metadata lags creation a little
+        if time.monotonic() > deadline:
+            raise KafkaServiceError(f"topic {spec.name!r} was created but its metadata is not visible")
+        time.sleep(0.2)
     return count
 
 

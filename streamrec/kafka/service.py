@@ -49,7 +49,7 @@ import dataclasses
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -90,7 +90,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.5
-PAUSED_POLL_S = 0.1
+BUSY_POLL_S = 0.01  # how late, at most, the end of a batch is noticed while reading ahead
+PAUSE_AFTER_S = 1.0  # a batch running longer than this is "slow": pause, keep polling
 COMMITTED_TIMEOUT_S = 30.0
 
 
@@ -271,13 +272,38 @@ class KafkaService:
         for partition, users in batch.users.items():
             for user in users:
                 self._owners.add(partition, user)
-        self._paused = [TopicPartition(kafka.input_topic, p) for p in sorted(self._assigned)]
-        self.consumer.pause(self._paused)
         future = self._executor.submit(self.pipeline.process, batch.events)
         self._in_flight = InFlight(batch, future, time.monotonic())
         while self._in_flight is not None and not future.done():
-            self._receive([m for m in [self.consumer.poll(PAUSED_POLL_S)] if m is not None])
+            self._read_ahead(self._in_flight)
         self._finish_in_flight()
+
+    def _read_ahead(self, flight: InFlight) -> None:
+        """While the pipeline works: read at most one batch ahead, and keep serving the group.
+
+        With a batch read ahead, the main thread just waits for the worker; if the batch is still
+        running after ``PAUSE_AFTER_S``, the assignment is paused and ``poll()`` (which then
+        returns no messages) is called until it ends, serving rebalances and staying within
+        ``max.poll.interval.ms`` however slow the batch. Not pausing every batch matters: a pause
+        drops librdkafka's prefetched messages, and fetching restarts ~0.5 s after the resume.
+        """
+        wait([flight.future])  # MUTANT
+        room = self.settings.batch.max_size - len(self._pending)
+        if room > 0:
+            self._receive(self.consumer.consume(num_messages=room, timeout=BUSY_POLL_S))
+            return
+        waited = time.monotonic() - flight.started
+        if waited < PAUSE_AFTER_S:
+            wait([flight.future], timeout=PAUSE_AFTER_S - waited)
+            return
+        paused = {tp.partition for tp in self._paused}
+        unpaused = [TopicPartition(self.kafka.input_topic, p) for p in sorted(self._assigned - paused)]
+        if unpaused:
+            self.consumer.pause(unpaused)
+            self._paused.extend(unpaused)
+        message = self.consumer.poll(BUSY_POLL_S)
+        if message is not None:
+            self._receive([message])
 
     def _finish_in_flight(self, lost: set[int] | None = None) -> None:
         flight, self._in_flight = self._in_flight, None
@@ -287,6 +313,9 @@ class KafkaService:
         seconds = time.monotonic() - flight.started
         self.stats.longest_batch_seconds = max(self.stats.longest_batch_seconds, seconds)
         self._publish(flight.batch.without(lost or set()), result)
+        self._resume()
+
+    def _resume(self) -> None:
         still_assigned = [tp for tp in self._paused if tp.partition in self._assigned]
         if still_assigned:
             self.consumer.resume(still_assigned)
@@ -377,6 +406,10 @@ class KafkaService:
                 restored += self.pipeline.restore_users(merge_snapshots(users.values()))
             for user in users:
                 self._owners.add(partition, user)
+                # Index every item of a restored window now: the pipeline sizes its item matrix
+                # before ranking, and an item first indexed while ranking would fall outside it.
+                for event in self.pipeline.windows.window(user):
+                    self.pipeline.catalog.index_of(event.item_id)
         self.stats.restored_users += restored
         return restored
 

@@ -1,0 +1,561 @@
+"""Window-encoding benchmark: the naive full re-encode against each optimisation alone and all combined.
+
+    .venv/bin/python benchmarks/encoding.py                      # CPU, a few minutes
+    .venv/bin/python benchmarks/encoding.py --device cuda --dtype bfloat16 --events 20000 \
+        --naive-events 2000 --batch-size 128 --replay            # a GPU
+
+Writes ``benchmarks/results/encoding.json`` and ``encoding.md`` (``--out-dir``). Every variant
+runs in its own process (clean peak RSS / GPU memory) on the same log and the same model:
+
+* model: GPT-2 small's shape (``GPT2Config()``: 12 layers, 768 wide, 1024 positions, 50257-row
+  embedding) with random weights, and a byte-level BPE tokenizer trained on the catalogue
+  (vocabulary 1000, so an event is about 12 tokens, as with the real GPT-2 tokenizer);
+* log: per-user sequences and titles from :func:`streamrec.synthetic.generate`, interleaved so
+  that ``--pool`` users are active at any time (users leave and new ones arrive); windows are
+  prefilled so most hold N = 50 events, then stateful variants warm up, then the clock runs.
+
+Reported per variant: encoder positions (tokens) per event, events/s, p50/p99 micro-batch
+encode latency, peak RSS (and GPU memory), and the largest ``|v - ref| / |ref|`` over sampled
+user vectors, where ``ref`` is a separate unbatched full forward over exactly the events that
+vector reads (chunked token ids; item mode: item-mode full forward).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from streamrec.catalog import Catalog, Item
+from streamrec.config import EncoderSettings
+from streamrec.events import Event
+from streamrec.synthetic import generate
+from streamrec.text import TextTemplate
+from streamrec.windows import WindowStore
+
+RESULTS = Path(__file__).resolve().parent / "results"
+N_EVENTS = 50
+
+
+@dataclass(frozen=True)
+class Variant:
+    title: str
+    per_event: bool = True  # encode after every event (False: once per touched user per micro-batch)
+    cache: bool = False  # keep KV caches (incremental)
+    bucketing: bool = False
+    compile: bool = False
+    mode: str = "text"  # "item": one position per event
+    joined_text: bool = False  # today's TextWindowEncoder (joined string tokenized at once)
+    small: bool = True  # stateless and slow: measured on --naive-events only
+
+
+VARIANTS = {
+    "naive": Variant("naive: full re-encode per event (chunked ids)"),
+    "naive-text": Variant("naive, joined-string tokenization (TextWindowEncoder)", joined_text=True),
+    "dedupe": Variant("dedupe: one full re-encode per user per micro-batch", per_event=False),
+    "bucketing": Variant("length-bucketed batches", bucketing=True),
+    "compile": Variant("torch.compile", compile=True),
+    "incremental": Variant("incremental KV cache", cache=True, small=False),
+    "item": Variant("item mode (1 position/event), full re-encode", mode="item", small=False),
+    "combined": Variant("combined: dedupe + bucketing + incremental", per_event=False, cache=True,
+                        bucketing=True, small=False),
+    "combined-item": Variant("combined, item mode", per_event=False, cache=True, bucketing=True, mode="item",
+                             small=False),
+}
+
+
+# -- setup -------------------------------------------------------------------------------------
+
+
+def build_log(total: int, pool: int, seed: int) -> tuple[list[Event], list[Item]]:
+    """``generate``'s per-user sequences, interleaved with ``pool`` users active at any time."""
+    per_user = 200
+    base = generate(n_users=total // per_user + pool + 1, n_items=2000, events_per_user=(150, 250), seed=seed)
+    sequences: dict[str, list[Event]] = {}
+    for event in base.events:
+        sequences.setdefault(event.user_id, []).append(event)
+    queue = list(sequences.values())
+    rng = random.Random(seed)
+    active = [queue.pop() for _ in range(pool)]
+    events, t = [], 1_700_000_000_000
+    while active and len(events) < total:
+        slot = rng.randrange(len(active))
+        source = active[slot].pop(0)
+        t += rng.randint(1_000, 30_000)
+        events.append(Event(source.user_id, source.item_id, source.action, t, f"e{len(events)}"))
+        if not active[slot]:
+            active[slot:slot + 1] = [queue.pop()] if queue else []
+    return events, base.items
+
+
+def build_model(model_dir: Path, items: list[Item]) -> Path:
+    """GPT-2 small's shape with random weights, and a catalogue-trained BPE tokenizer (cached)."""
+    marker = model_dir / "streamrec-bench.json"
+    if marker.exists():
+        return model_dir
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
+
+    from streamrec.tinymodel import tokenizer_corpus
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(tokenizer_corpus(items), vocab_size=1000, min_frequency=1,
+                            special_tokens=["<|endoftext|>"], show_progress=False)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
+                                        eos_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                        model_max_length=1024)
+    tokenizer.save_pretrained(model_dir)
+    torch.manual_seed(0)
+    config = GPT2Config(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    GPT2Model(config).save_pretrained(model_dir)
+    marker.write_text(json.dumps({"config": "GPT2Config()", "tokenizer_vocab": 1000}))
+    return model_dir
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+        "platform": platform.platform(), "load_average_at_start": os.getloadavg(),
+    }
+    import transformers
+
+    info["transformers"] = transformers.__version__
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+# -- one variant (in a child process) ------------------------------------------------------------
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def _rounds(batch: list[Event], store: WindowStore) -> list[tuple[list[str], list[list[Event]]]]:
+    """Per-event encoding: each event's window, split in calls where a user appears once, in order."""
+    calls: list[tuple[list[str], list[list[Event]]]] = []
+    seen: Counter[str] = Counter()
+    for event in batch:
+        store.add(event)
+        r = seen[event.user_id]
+        seen[event.user_id] += 1
+        if r == len(calls):
+            calls.append(([], []))
+        calls[r][0].append(event.user_id)
+        calls[r][1].append(list(store.window(event.user_id)))
+    return calls
+
+
+def _stateless_call(batch: list[Event], store: WindowStore) -> list[tuple[list[str], list[list[Event]]]]:
+    """Stateless per-event encoding: all of a batch's windows in one call (keys made unique)."""
+    users, windows = [], []
+    for n, event in enumerate(batch):
+        store.add(event)
+        users.append(f"{event.user_id}#{n}")
+        windows.append(list(store.window(event.user_id)))
+    return [(users, windows)]
+
+
+def _deduped(batch: list[Event], store: WindowStore) -> list[tuple[list[str], list[list[Event]]]]:
+    for event in batch:
+        store.add(event)
+    users = list(dict.fromkeys(e.user_id for e in batch))
+    return [(users, [list(store.window(u)) for u in users])]
+
+
+def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    from streamrec.encoder import HFEncoder
+    from streamrec.incremental import IncrementalWindowEncoder
+    from streamrec.window_encoder import TextWindowEncoder
+
+    variant = VARIANTS[name]
+    settings = EncoderSettings(model=str(args.model_dir), device=args.device, dtype=args.dtype,
+                               threads=args.threads, max_length=1024, batch_size=args.batch_size)
+    encoder = HFEncoder(settings)
+    events, items = build_log(args.prefill + args.warmup + args.events, args.pool, args.seed)
+    catalog, template = Catalog(items), TextTemplate.english()
+    window_encoder: Any
+    if variant.joined_text:
+        window_encoder = TextWindowEncoder(encoder, template, catalog)
+    else:
+        window_encoder = IncrementalWindowEncoder(
+            encoder, template, catalog, max_events=N_EVENTS, slack_events=args.slack if variant.cache else 0,
+            kv_cache_bytes=args.kv_cache_bytes if variant.cache else 0, mode=variant.mode,
+            bucketing=variant.bucketing, compile=variant.compile)
+    store = WindowStore(max_events=N_EVENTS, horizon_ms=10**15, max_users=10**6)
+    for event in events[:args.prefill]:
+        store.add(event)
+    measured_n = args.naive_events if variant.small else args.events
+    warm = events[args.prefill:args.prefill + (args.warmup if variant.cache else args.micro_batch // 4)]
+    measured = events[args.prefill + args.warmup:args.prefill + args.warmup + measured_n]
+    split = _deduped if not variant.per_event else (_rounds if variant.cache else _stateless_call)
+
+    def positions() -> int:
+        if variant.joined_text:
+            return int(encoder.tokens_encoded)
+        return int(window_encoder.stats.positions)
+
+    started = time.perf_counter()
+    for start in tqdm(range(0, len(warm), args.micro_batch), desc=f"{name} warm-up", leave=False):
+        for users, windows in split(warm[start:start + args.micro_batch], store):
+            window_encoder.encode_windows(users, windows)
+    warmup_seconds = time.perf_counter() - started
+    rng = random.Random(args.seed)
+    latencies: list[float] = []
+    samples: list[tuple[torch.Tensor, list[Event]]] = []
+    window_events = windows_requested = 0
+    before = positions()
+    n_batches = -(-len(measured) // args.micro_batch)
+    sample_every = max(1, n_batches // args.samples)
+    for b, start in enumerate(tqdm(range(0, len(measured), args.micro_batch), desc=name, unit="batch")):
+        calls = split(measured[start:start + args.micro_batch], store)
+        window_events += sum(len(w) for _, windows in calls for w in windows)
+        windows_requested += sum(len(users) for users, _ in calls)
+        t0 = time.perf_counter()
+        outputs = [window_encoder.encode_windows(users, windows) for users, windows in calls]
+        if encoder.device.type == "cuda":
+            torch.cuda.synchronize()
+        latencies.append(time.perf_counter() - t0)
+        if b % sample_every == 0:
+            users, windows = calls[-1]
+            i = rng.randrange(len(users))
+            if variant.cache:
+                view = [Event(users[i], item, action, ts, eid) for ts, eid, item, action in
+                        window_encoder.view(users[i])]
+            else:
+                view = windows[i][-N_EVENTS:]
+            samples.append((outputs[-1][i].clone(), view))
+    total = sum(latencies)
+    measured_positions = positions() - before
+    # The reference: each sampled vector's events, alone (batch of one), no cache, fresh encoder.
+    reference = IncrementalWindowEncoder(encoder, template, catalog, max_events=10**6, slack_events=0,
+                                         kv_cache_bytes=0, mode=variant.mode, bucketing=False)
+    worst = 0.0
+    for vector, view in samples:
+        ref = reference.encode_windows(["ref"], [view])[0]
+        worst = max(worst, float((vector - ref).norm() / ref.norm().clamp(min=1e-12)))
+    result: dict[str, Any] = {
+        "variant": name, "title": variant.title, "events": len(measured), "micro_batches": len(latencies),
+        "events_per_second": len(measured) / total if total else 0.0,
+        "positions_per_event": measured_positions / max(len(measured), 1),
+        "batch_latency_p50_ms": 1000 * _percentile(latencies, 0.5),
+        "batch_latency_p99_ms": 1000 * _percentile(latencies, 0.99),
+        "encode_seconds": total, "warmup_seconds": warmup_seconds,
+        "mean_window_events": window_events / max(windows_requested, 1),
+        "windows_encoded": windows_requested,
+        "max_relative_difference": worst, "reference_samples": len(samples),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if encoder.device.type == "cuda":
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if not variant.joined_text:
+        stats = window_encoder.stats
+        result["encoder_stats"] = {
+            "resets": dict(stats.resets), "appended_events": stats.appended_events, "forwards": stats.forwards,
+            "evictions": stats.evictions, "cache_bytes": stats.cache_bytes,
+            "peak_cache_bytes": stats.peak_cache_bytes, "unchanged": stats.unchanged}
+    return result
+
+
+def _combined_encoder(args: argparse.Namespace) -> tuple[Any, WindowStore, list[Event], Any]:
+    from streamrec.encoder import HFEncoder
+    from streamrec.incremental import IncrementalWindowEncoder
+
+    settings = EncoderSettings(model=str(args.model_dir), device=args.device, dtype=args.dtype,
+                               threads=args.threads, max_length=1024, batch_size=args.batch_size)
+    encoder = HFEncoder(settings)
+    events, items = build_log(args.prefill + args.warmup + args.events, args.pool, args.seed)
+    window_encoder = IncrementalWindowEncoder(encoder, TextTemplate.english(), Catalog(items), max_events=N_EVENTS,
+                                              slack_events=args.slack, kv_cache_bytes=args.kv_cache_bytes)
+    store = WindowStore(max_events=N_EVENTS, horizon_ms=10**15, max_users=10**6)
+    for event in events[:args.prefill]:
+        store.add(event)
+    return window_encoder, store, events[args.prefill:], encoder
+
+
+def run_adaptive(args: argparse.Namespace) -> dict[str, Any]:
+    """Open-loop arrivals in real time at a light and a heavy rate; fixed vs adaptive batching."""
+    from streamrec.batching import AdaptiveBatchPolicy, MicroBatcher
+
+    window_encoder, store, stream, _ = _combined_encoder(args)
+    for start in tqdm(range(0, args.warmup, args.micro_batch), desc="adaptive warm-up", leave=False):
+        for users, windows in _deduped(stream[start:start + args.micro_batch], store):
+            window_encoder.encode_windows(users, windows)
+    stream = stream[args.warmup:]
+    capacity = args.capacity
+    rows = []
+    for load_name, fraction in (("light", 0.1), ("heavy", 0.8)):
+        rate = max(capacity * fraction, 0.5)
+        for policy_name in ("fixed", "adaptive"):
+            arrival_now = [0.0]
+            policy = AdaptiveBatchPolicy(max_size=256, max_wait_ms=args.max_wait_ms, clock=lambda: arrival_now[0])
+            t0 = time.monotonic()
+            batcher: MicroBatcher[tuple[float, Event]] = MicroBatcher(
+                args.micro_batch, args.max_wait_ms, clock=lambda: time.monotonic() - t0)
+            latencies: list[float] = []
+            sizes: list[int] = []
+
+            def process(batch: list[tuple[float, Event]], policy: AdaptiveBatchPolicy = policy,
+                        t0: float = t0, latencies: list[float] = latencies, sizes: list[int] = sizes) -> None:
+                started = time.monotonic()
+                for users, windows in _deduped([e for _, e in batch], store):
+                    window_encoder.encode_windows(users, windows)
+                done = time.monotonic()
+                policy.observe_batch(len(batch), done - started)
+                latencies.extend(done - t0 - arrived for arrived, _ in batch)
+                sizes.append(len(batch))
+
+            n = 0
+            while time.monotonic() - t0 < args.adaptive_seconds and n < len(stream):
+                now = time.monotonic() - t0
+                while n < len(stream) and n / rate <= now:
+                    arrival_now[0] = n / rate
+                    if policy_name == "adaptive":
+                        policy.observe_arrivals(1)
+                        if not len(batcher):
+                            policy.apply(batcher)
+                    closed = batcher.add((n / rate, stream[n]))
+                    n += 1
+                    if closed:
+                        process(closed)
+                closed = batcher.poll()
+                if closed:
+                    process(closed)
+                elif n < len(stream):
+                    wait = min(n / rate - (time.monotonic() - t0), batcher.time_left() if len(batcher) else 1.0)
+                    time.sleep(max(0.0, min(wait, 0.05)))
+            stream = stream[n:]
+            rows.append({
+                "load": load_name, "arrival_rate": rate, "policy": policy_name, "events": len(latencies),
+                "backlog_at_end": n - len(latencies), "mean_batch": sum(sizes) / max(len(sizes), 1),
+                "latency_p50_ms": 1000 * _percentile(latencies, 0.5),
+                "latency_p99_ms": 1000 * _percentile(latencies, 0.99)})
+    return {"variant": "adaptive", "capacity_events_per_second": capacity, "rows": rows}
+
+
+def run_replay(args: argparse.Namespace) -> dict[str, Any]:
+    """End to end: the embedded replay (Pipeline.process + prequential scoring), text vs incremental."""
+    from streamrec.config import load_settings
+    from streamrec.encoder import HFEncoder
+    from streamrec.incremental import make_window_encoder
+    from streamrec.pipeline import Pipeline
+    from streamrec.replay import replay
+
+    events, items = build_log(args.prefill + args.replay_events, args.pool, args.seed)
+    out = []
+    for mode in ("text", "incremental"):
+        settings = load_settings(
+            encoder={"model": str(args.model_dir), "device": args.device, "dtype": args.dtype,
+                     "threads": args.threads, "max_length": 1024, "batch_size": args.batch_size, "mode": mode,
+                     "slack_events": args.slack, "kv_cache_bytes": args.kv_cache_bytes},
+            window={"max_events": N_EVENTS}, batch={"max_size": args.micro_batch}, metrics_address="")
+        encoder = HFEncoder(settings.encoder)
+        catalog = Catalog(items)
+        pipeline = Pipeline(settings, encoder, catalog)
+        pipeline.window_encoder = make_window_encoder(settings, encoder, pipeline.template, catalog)
+        pipeline.item_vectors.matrix()  # item texts encoded before the clock starts
+        replay(pipeline, events[:args.prefill], progress=False)  # windows and head warm up
+        metrics = replay(pipeline, events[args.prefill:], progress=True)
+        out.append({"mode": mode, "events": len(events) - args.prefill,
+                    "events_per_second": metrics["events_per_second"], "seconds": metrics["seconds"],
+                    "hit@10": metrics["hit@10"]})
+    return {"variant": "replay", "rows": out}
+
+
+# -- the parent: run every variant in its own process, write the report -------------------------
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "encoding.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    cfg, info, rows = report["config"], report["machine"], report["variants"]
+    naive = next((r for r in rows if r["variant"] == "naive"), None)
+    lines = [
+        "# Window encoding: naive vs incremental", "",
+        f"Machine: {info['cpu']}, {info['cores']} cores"
+        + (f", GPU {info['gpu']}" if "gpu" in info else "")
+        + f"; torch {info['torch']}, transformers {info['transformers']}; "
+        f"device `{cfg['device']}`, dtype `{cfg['dtype']}`, {cfg['threads'] or 'all'} threads. "
+        f"Load average at start {tuple(round(x, 1) for x in info['load_average_at_start'])}, "
+        f"at end {tuple(round(x, 1) for x in report['load_average_at_end'])} (a shared machine).", "",
+        f"Model: GPT-2 small shape (`GPT2Config()`, random weights), BPE tokenizer with a vocabulary of 1000 "
+        f"trained on the catalogue. Log: synthetic titles, {cfg['pool']} users active at a time; "
+        f"N = {N_EVENTS} events per window, slack S = {cfg['slack']}, micro-batches of {cfg['micro_batch']} "
+        f"events, encoder batch size {cfg['batch_size']}, KV budget {cfg['kv_cache_bytes'] / 2**30:.1f} GiB. "
+        f"Stateful variants warm up on {cfg['warmup']} events first; slow stateless variants are measured on "
+        f"{cfg['naive_events']} events, the others on {cfg['events']}.", "",
+        "| variant | events | positions/event | events/s | × naive | p50 batch ms | p99 batch ms | "
+        "peak RSS MB | " + ("peak GPU MB | " if cfg["device"] == "cuda" else "") + "max rel. diff (samples) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if cfg["device"] == "cuda" else "") + "---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['title']} | failed: {r['error'][:120]} |")
+            continue
+        speedup = r["events_per_second"] / naive["events_per_second"] if naive else float("nan")
+        gpu = f"{_fmt(r.get('peak_gpu_mb', 0), 0)} | " if cfg["device"] == "cuda" else ""
+        lines.append(
+            f"| {r['title']} | {r['events']} | {_fmt(r['positions_per_event'])} | "
+            f"{_fmt(r['events_per_second'], 2)} | {_fmt(speedup)} | {_fmt(r['batch_latency_p50_ms'], 0)} | "
+            f"{_fmt(r['batch_latency_p99_ms'], 0)} | {_fmt(r['peak_rss_mb'], 0)} | {gpu}"
+            f"{r['max_relative_difference']:.1e} ({r['reference_samples']}) |")
+    lines += ["", "Max rel. diff: largest `|v - ref| / |ref|` over sampled user vectors; `ref` is an unbatched "
+              "full forward over exactly the events the vector reads, in the same chunked token ids (item "
+              "rows: against item-mode full forwards, since item mode reads different inputs). The "
+              "joined-string row shows how far today's tokenization of the whole string is from the chunked "
+              "ids at event boundaries.", ""]
+    stats = [r for r in rows if "encoder_stats" in r and r["encoder_stats"]["resets"]]
+    if stats:
+        lines += ["| variant | resets by reason | appended events | forwards | evictions | peak KV cache MB |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for r in stats:
+            s = r["encoder_stats"]
+            lines.append(f"| {r['variant']} | {s['resets']} | {s['appended_events']} | {s['forwards']} | "
+                         f"{s['evictions']} | {_fmt(s['peak_cache_bytes'] / 2**20, 0)} |")
+        lines.append("")
+    if report.get("adaptive"):
+        a = report["adaptive"]
+        lines += [f"Adaptive batching (combined encoder, open-loop arrivals in real time, capacity taken as "
+                  f"{_fmt(a['capacity_events_per_second'])} events/s; fixed = micro-batches of "
+                  f"{cfg['micro_batch']} or {cfg['max_wait_ms']} ms):", "",
+                  "| load | arrivals/s | policy | events | mean batch | p50 latency ms | p99 latency ms | "
+                  "backlog at end |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+        for r in a["rows"]:
+            lines.append(f"| {r['load']} | {_fmt(r['arrival_rate'])} | {r['policy']} | {r['events']} | "
+                         f"{_fmt(r['mean_batch'])} | {_fmt(r['latency_p50_ms'], 0)} | "
+                         f"{_fmt(r['latency_p99_ms'], 0)} | {r['backlog_at_end']} |")
+        lines.append("")
+    if report.get("replay"):
+        lines += ["End to end (embedded replay: windows, head training, ranking, scoring):", "",
+                  "| encoder.mode | events | events/s | encode s | train s | rank s | hit@10 |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in report["replay"]["rows"]:
+            s = r["seconds"]
+            lines.append(f"| {r['mode']} | {r['events']} | {_fmt(r['events_per_second'])} | {_fmt(s['encode'])} "
+                         f"| {_fmt(s['train'])} | {_fmt(s['rank'])} | {r['hit@10']:.3f} |")
+        lines.append("")
+    lines += [f"Command: `{report['command']}`", ""]
+    path = out_dir / "encoding.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1536, help="events measured (fast variants)")
+    parser.add_argument("--naive-events", type=int, default=128, help="events measured (slow stateless variants)")
+    parser.add_argument("--prefill", type=int, default=3000, help="events that fill windows before anything runs")
+    parser.add_argument("--warmup", type=int, default=384, help="events stateful variants encode before the clock")
+    parser.add_argument("--pool", type=int, default=48, help="users active at any time")
+    parser.add_argument("--slack", type=int, default=28, help="S, the incremental view's slack in events")
+    parser.add_argument("--kv-cache-bytes", type=int, default=4 << 30)
+    parser.add_argument("--micro-batch", type=int, default=64, help="events per micro-batch")
+    parser.add_argument("--batch-size", type=int, default=32, help="encoder.batch_size (users per forward)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--samples", type=int, default=6, help="user vectors checked against a reference per variant")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--no-adaptive", action="store_true", help="skip the adaptive-batching scenario")
+    parser.add_argument("--adaptive-seconds", type=float, default=12.0)
+    parser.add_argument("--max-wait-ms", type=int, default=200)
+    parser.add_argument("--replay", action="store_true", help="also run the end-to-end replay, text vs incremental")
+    parser.add_argument("--replay-events", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "streamrec-bench-gpt2-small")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
+    parser.add_argument("--capacity", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _child(name: str, args: argparse.Namespace, argv: list[str], extra: list[str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        result_file = Path(tmp) / "result.json"
+        command = [sys.executable, __file__, *argv, "--variant", name, "--result-file", str(result_file), *extra]
+        proc = subprocess.run(command, check=False)
+        if proc.returncode != 0 or not result_file.exists():
+            return {"variant": name, "title": VARIANTS[name].title if name in VARIANTS else name,
+                    "error": f"exit status {proc.returncode}"}
+        result: dict[str, Any] = json.loads(result_file.read_text())
+        return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.variant:
+        runner = {"adaptive": run_adaptive, "replay": run_replay}.get(args.variant)
+        try:
+            result = runner(args) if runner else run_variant(args.variant, args)
+        except Exception as exc:  # recorded in the report, e.g. torch.compile failing on this machine
+            result = {"variant": args.variant, "title": VARIANTS.get(args.variant, Variant(args.variant)).title,
+                      "error": f"{type(exc).__name__}: {exc}"}
+        args.result_file.write_text(json.dumps(result))
+        return 0
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    info = machine()
+    _, items = build_log(args.prefill + args.warmup + args.events, args.pool, args.seed)
+    with console.status("building the GPT-2 small model (random weights) ..."):
+        build_model(args.model_dir, items)
+    rows = []
+    for n, name in enumerate(args.variants, 1):
+        console.rule(f"[bold]{n}/{len(args.variants)} {VARIANTS[name].title}")
+        rows.append(_child(name, args, argv, []))
+        r = rows[-1]
+        console.print(r.get("error") or f"{r['events_per_second']:.2f} events/s, "
+                      f"{r['positions_per_event']:.1f} positions/event, max rel. diff "
+                      f"{r['max_relative_difference']:.1e}")
+    report: dict[str, Any] = {
+        "machine": info, "command": "python benchmarks/encoding.py " + " ".join(argv),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                   if k not in ("variant", "result_file", "capacity")},
+        "variants": rows,
+    }
+    combined = next((r for r in rows if r["variant"] == "combined" and "error" not in r), None)
+    if not args.no_adaptive and combined:
+        console.rule("[bold]adaptive batching")
+        report["adaptive"] = _child("adaptive", args, argv, ["--capacity", str(combined["events_per_second"])])
+    if args.replay:
+        console.rule("[bold]end-to-end replay")
+        report["replay"] = _child("replay", args, argv, [])
+    report["load_average_at_end"] = os.getloadavg()
+    path = write_report(report, args.out_dir)
+    console.print(f"wrote {path} and {path.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

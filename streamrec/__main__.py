@@ -1,0 +1,5 @@
+"""``python -m streamrec`` runs the command line."""
+
+from streamrec.cli import app
+
+app()

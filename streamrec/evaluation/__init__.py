@@ -1,0 +1,62 @@
+"""Evaluation harness: streaming baselines and streamrec, scored on the same events.
+
+* one model protocol (:class:`StreamingModel`: ``learn(events)``, ``recommend(users, k, exclude)``);
+* baselines (:mod:`.baselines`, :mod:`.river_mf`) and streamrec's pipeline behind it
+  (:class:`PipelineModel`);
+* the protocols (:func:`run_prequential`, :func:`run_leave_last_out`), metrics and slices
+  (:mod:`.metrics`), datasets (:func:`load_dataset`), a whole run (:func:`run_suite`) and its
+  report (:func:`build_report`, :func:`write_report`).
+
+``python benchmarks/quality.py DATASET`` runs it all for one dataset.
+"""
+
+from streamrec.evaluation.baselines import CooccurrenceKNN, Markov, Popularity, RecentPopularity
+from streamrec.evaluation.datasets import Dataset, load_dataset
+from streamrec.evaluation.metrics import rank_metrics, rolling_hit_rate, sliced_metrics
+from streamrec.evaluation.models import ScoringModel, StreamingModel, top_k
+from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
+from streamrec.evaluation.pretrained import PRETRAINED, fetch_pretrained, resolve_encoder
+from streamrec.evaluation.protocols import (
+    LeaveLastOutSplit,
+    ProtocolResult,
+    run_leave_last_out,
+    run_prequential,
+    split_leave_last_out,
+)
+from streamrec.evaluation.report import build_report, write_report
+from streamrec.evaluation.river_mf import BiasedMF
+from streamrec.evaluation.suite import MODEL_NAMES, PROTOCOLS, SuiteResult, build_models, run_suite
+
+__all__ = [
+    "MODEL_NAMES",
+    "PRETRAINED",
+    "PROTOCOLS",
+    "BiasedMF",
+    "CachedEncoder",
+    "CooccurrenceKNN",
+    "Dataset",
+    "LeaveLastOutSplit",
+    "Markov",
+    "PipelineModel",
+    "Popularity",
+    "ProtocolResult",
+    "RecentPopularity",
+    "ScoringModel",
+    "StreamingModel",
+    "SuiteResult",
+    "ZeroEncoder",
+    "build_models",
+    "build_report",
+    "fetch_pretrained",
+    "load_dataset",
+    "rank_metrics",
+    "resolve_encoder",
+    "rolling_hit_rate",
+    "run_leave_last_out",
+    "run_prequential",
+    "run_suite",
+    "sliced_metrics",
+    "split_leave_last_out",
+    "top_k",
+    "write_report",
+]

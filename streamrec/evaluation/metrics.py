@@ -1,0 +1,88 @@
+"""Rank-based quality metrics over scored events, overall and per slice.
+
+Every scored event gets the 0-based rank of its item in the list the model had published
+(``-1`` when the item was not in the top ``k``). From the ranks:
+
+* ``hit@k``  = share of events whose item was in the list;
+* ``ndcg@k`` = mean of ``1 / log2(rank + 2)`` (one relevant item per event);
+* ``mrr@k``  = mean of ``1 / (rank + 1)``;
+* ``coverage@k`` = distinct items ever recommended / catalogue size (a property of the lists,
+  not of the events, so it is computed by whoever saw the lists).
+
+Slices are boolean masks over the same scored events, so every model is scored on exactly
+the same events in every slice.
+
+>>> ranks = np.array([0, 1, -1, 9])
+>>> summary = rank_metrics(ranks, k=10)
+>>> summary["hit@10"], round(summary["ndcg@10"], 4), round(summary["mrr@10"], 4)
+(0.75, 0.48, 0.4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+#: Slice thresholds (issue #5): items with fewer interactions so far are cold; users with
+#: fewer events so far are new; items outside this top share by popularity are long-tail.
+COLD_ITEM_INTERACTIONS = 5
+NEW_USER_EVENTS = 5
+HEAD_SHARE = 0.2
+
+SLICES = ("cold_item", "new_user", "long_tail")
+
+
+def rank_metrics(ranks: np.ndarray, k: int) -> dict[str, float]:
+    """hit/ndcg/mrr at ``k`` of an array of 0-based ranks (``-1``: not in the top ``k``)."""
+    ranks = np.asarray(ranks)
+    n = len(ranks)
+    if n == 0:
+        return {f"hit@{k}": 0.0, f"ndcg@{k}": 0.0, f"mrr@{k}": 0.0}
+    hit = (ranks >= 0) & (ranks < k)
+    safe = np.where(hit, ranks, 0).astype(np.float64)
+    return {
+        f"hit@{k}": float(hit.sum() / n),
+        f"ndcg@{k}": float(np.where(hit, 1.0 / np.log2(safe + 2.0), 0.0).sum() / n),
+        f"mrr@{k}": float(np.where(hit, 1.0 / (safe + 1.0), 0.0).sum() / n),
+    }
+
+
+def sliced_metrics(ranks: np.ndarray, slices: Mapping[str, np.ndarray], k: int) -> dict[str, dict[str, float]]:
+    """``rank_metrics`` for all events (``"all"``) and for each slice mask, with event counts."""
+    out = {"all": {**rank_metrics(ranks, k), "events": len(ranks)}}
+    for name, mask in slices.items():
+        out[name] = {**rank_metrics(ranks[mask], k), "events": int(mask.sum())}
+    return out
+
+
+def rolling_hit_rate(ranks: np.ndarray, k: int, window: int, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """hit@k over a moving window of ``window`` scored events, sampled at about ``points`` places.
+
+    Returns ``(end, rate)``: the index (into the scored events) where each window ends, and
+    its hit rate. Empty when there are fewer events than one window.
+
+    >>> end, rate = rolling_hit_rate(np.array([0, -1, 0, 0]), k=10, window=2, points=10)
+    >>> end.tolist(), rate.tolist()
+    ([2, 3, 4], [0.5, 0.5, 1.0])
+    """
+    hits = ((ranks >= 0) & (ranks < k)).astype(np.float64)
+    if window < 1 or len(hits) < window:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    cumulative = np.concatenate([[0.0], np.cumsum(hits)])
+    ends = np.unique(np.linspace(window, len(hits), num=min(points, len(hits) - window + 1)).astype(np.int64))
+    return ends, (cumulative[ends] - cumulative[ends - window]) / window
+
+
+def head_threshold(counts: np.ndarray, share: float = HEAD_SHARE) -> float:
+    """The interaction count an item needs to be in the popular head: the top ``share`` of the
+    items interacted with so far, ties at the boundary included. ``inf`` when none is.
+
+    >>> head_threshold(np.array([0, 9, 1, 1, 5, 3, 2, 2, 1, 1, 1]))  # 10 items seen: top 2
+    5.0
+    """
+    seen = counts[counts > 0]
+    if len(seen) == 0:
+        return float("inf")
+    top = max(1, int(np.ceil(share * len(seen))))
+    return float(np.partition(seen, len(seen) - top)[len(seen) - top])

@@ -1,0 +1,232 @@
+"""The benchmark's output: one JSON document, a markdown table and a hit@10 curve (PNG).
+
+The markdown puts every protocol, model and slice in one table, then checks the targets of
+issue #5 against the best baseline of the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamrec.evaluation.metrics import SLICES, rolling_hit_rate
+from streamrec.evaluation.protocols import ProtocolResult
+from streamrec.evaluation.suite import BASELINES, SuiteResult
+
+SLICE_TITLES = {"cold_item": "cold items", "new_user": "new users", "long_tail": "long tail"}
+CURVE_POINTS = 200
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str | None] = {}
+    for package in ("torch", "transformers", "river", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    import torch
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "platform": platform.platform(), "python": sys.version.split()[0], "versions": versions,
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def curve(result: ProtocolResult, points: int = CURVE_POINTS) -> dict[str, Any]:
+    """Rolling hit@k per model over the stream; the window is 1/25 of the scored events (>= 100)."""
+    window = max(100, result.scored // 25)
+    models = {}
+    for name, ranks in result.ranks.items():
+        ends, rates = rolling_hit_rate(ranks, result.k, window, points)
+        models[name] = {"position": result.positions[ends - 1].tolist() if len(ends) else [],
+                        f"hit@{result.k}": [round(float(r), 5) for r in rates]}
+    return {"window_scored_events": window, "models": models}
+
+
+def build_report(suite: SuiteResult, encoder: dict[str, Any], command: list[str] | None = None,
+                 machine: dict[str, Any] | None = None) -> dict[str, Any]:
+    protocols = {}
+    for name, result in suite.protocols.items():
+        protocols[name] = {
+            "batch_size": result.extra.get("batch_size"), "k": result.k, "events": result.events,
+            "scored_events": result.scored, "users": result.users, "items": result.n_items,
+            "slice_events": {s: int(mask.sum()) for s, mask in result.slices.items()},
+            "wall_seconds": suite.wall_seconds.get(name),
+            "models": _rounded(result.metrics()),
+            "pipelines": suite.diagnostics.get(name, {}),
+        }
+        if name.startswith("prequential"):
+            protocols[name]["curve"] = curve(result)
+    report = {
+        "dataset": suite.dataset.describe(),
+        "encoder": encoder,
+        "settings": {"batch_size": suite.settings.batch.max_size, "k": suite.settings.retrieval.k,
+                     "head": suite.settings.head.model_dump(mode="json"),
+                     "window": suite.settings.window.model_dump(mode="json"),
+                     "encoder": suite.settings.encoder.model_dump(mode="json")},
+        "machine": machine or machine_info(),
+        "command": command,
+        "encoder_cache": suite.encoder_cache,
+        "protocols": protocols,
+    }
+    report["targets"] = targets(report)
+    return report
+
+
+def targets(report: dict[str, Any]) -> dict[str, Any]:
+    """Issue #5's targets, measured against the best baseline of the same run."""
+    pre = report["protocols"].get("prequential")
+    if pre is None or "streamrec" not in pre["models"]:
+        return {}
+    models = pre["models"]
+    baselines = {n: m for n, m in models.items() if n in BASELINES}
+    out: dict[str, Any] = {}
+    if baselines:
+        for metric, scope, needed in (("hit@10", "all", 1.2), ("ndcg@10", "all", 1.2), ("hit@10", "cold_item", 1.5)):
+            best = max(baselines, key=lambda n: baselines[n][scope][metric])
+            ours, theirs = models["streamrec"][scope][metric], baselines[best][scope][metric]
+            ratio = ours / theirs if theirs > 0 else None
+            out[f"{scope} {metric}"] = {"streamrec": ours, "best_baseline": best, "baseline": theirs,
+                                       "ratio": ratio, "target_ratio": needed,
+                                       "met": ratio is not None and ratio >= needed}
+    if "streamrec-ids-only" in models:
+        ours, ids = models["streamrec"]["all"]["hit@10"], models["streamrec-ids-only"]["all"]["hit@10"]
+        out["text beats ids-only"] = {"streamrec": ours, "ids_only": ids, "met": ours > ids}
+    seconds = models["streamrec"]["seconds"]
+    out["replay within 30 min"] = {"seconds": seconds, "cpu_seconds": models["streamrec"]["cpu_seconds"],
+                                   "met": seconds <= 1800,
+                                   "note": "wall time of the streamrec model in the prequential pass"}
+    return out
+
+
+def write_report(report: dict[str, Any], suite: SuiteResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``quality-<dataset>.json``, ``.md`` and ``.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"quality-{suite.dataset.name}"
+    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
+    if not plot_curves(report, paths["png"]):
+        del paths["png"]
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    paths["md"].write_text(markdown(report, paths.get("png")), encoding="utf-8")
+    return paths
+
+
+def plot_curves(report: dict[str, Any], path: Path) -> bool:
+    """hit@10 over the stream for every model, one panel per prequential protocol."""
+    panels = [(n, p) for n, p in report["protocols"].items() if p.get("curve")]
+    if not panels:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 4 * len(panels)), squeeze=False)
+    for ax, (name, protocol) in zip(axes[:, 0], panels, strict=True):
+        for model, line in protocol["curve"]["models"].items():
+            ax.plot(line["position"], line["hit@10"], label=model,
+                    linewidth=2.0 if model.startswith("streamrec") else 1.2,
+                    linestyle="-" if model.startswith("streamrec") else "--")
+        ax.set_title(f"{report['dataset']['name']}: {name} hit@10, batches of {protocol['batch_size']}, "
+                     f"rolling over {protocol['curve']['window_scored_events']} scored events")
+        ax.set_xlabel("position in the time-ordered log (events)")
+        ax.set_ylabel("hit@10")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def markdown(report: dict[str, Any], png: Path | None = None) -> str:
+    data, machine, encoder = report["dataset"], report["machine"], report["encoder"]
+    lines = [
+        f"# Recommendation quality: {data['name']}",
+        "",
+        f"- dataset: `{data['location']}` ({data['source']}), {data['events']} events, {data['users']} users, "
+        f"{data['items_with_text']} items with text, {data['rejected_records']} rejected records",
+        f"- encoder: {encoder.get('description')} (`{encoder.get('model')}`)",
+        f"- machine: {machine['cpu']}, {machine['cores']} cores, torch threads {machine['torch_threads']}, "
+        f"GPU {machine['gpu'] or 'none'}; {machine['date']}; load average (1/5/15 min) at start "
+        f"{machine.get('load_average')}, at end {machine.get('load_average_end', 'n/a')}",
+        f"- command: `{' '.join(report['command'] or [])}`",
+        "",
+        "Metrics are @10 over the full catalogue, seen items excluded. Slices: cold items have fewer than "
+        "5 interactions so far, new users fewer than 5 events so far, long-tail items are outside the top "
+        "20% of items by interactions so far (\"so far\": learned before the event's batch; for "
+        "leave-last-out, in training). Seconds: the model's own learn + recommend time, wall clock and "
+        "process CPU (all threads; less sensitive to other load on a shared machine).",
+        "",
+        "| protocol | model | hit | ndcg | mrr | coverage | " + " | ".join(
+            f"{SLICE_TITLES[s]} hit / ndcg" for s in SLICES) + " | wall / CPU s |",
+        "|---|---|---|---|---|---|" + "---|" * len(SLICES) + "---|",
+    ]
+    for name, protocol in report["protocols"].items():
+        label = f"{name} (batch {protocol['batch_size']})"
+        for model, m in protocol["models"].items():
+            cells = [f"{m['all']['hit@10']:.4f}", f"{m['all']['ndcg@10']:.4f}", f"{m['all']['mrr@10']:.4f}",
+                     f"{m['coverage@10']:.3f}"]
+            cells += [f"{m[s]['hit@10']:.4f} / {m[s]['ndcg@10']:.4f}" for s in SLICES]
+            cells.append(f"{m['seconds']:.0f} / {m['cpu_seconds']:.0f}")
+            lines.append(f"| {label} | {model} | " + " | ".join(cells) + " |")
+    lines += ["", "Scored events per protocol and slice:", ""]
+    for name, protocol in report["protocols"].items():
+        sizes = ", ".join(f"{SLICE_TITLES[s]} {n}" for s, n in protocol["slice_events"].items())
+        lines.append(f"- {name}: {protocol['scored_events']} scored of {protocol['events']} events "
+                     f"({sizes}); {protocol['items']} items; wall {protocol['wall_seconds']:.0f} s")
+    if report.get("targets"):
+        lines += ["", "## Targets (issue #5), prequential, against the best baseline of this run", ""]
+        for name, target in report["targets"].items():
+            mark = "met" if target["met"] else "not met"
+            if "ratio" in target:
+                ratio = "n/a" if target["ratio"] is None else f"{target['ratio']:.2f}x"
+                lines.append(f"- {name}: streamrec {target['streamrec']:.4f} vs {target['best_baseline']} "
+                             f"{target['baseline']:.4f} = {ratio} (target {target['target_ratio']}x): {mark}")
+            elif "ids_only" in target:
+                lines.append(f"- {name}: {target['streamrec']:.4f} vs {target['ids_only']:.4f}: {mark}")
+            else:
+                lines.append(f"- {name}: {target['seconds']:.0f} s, {target['cpu_seconds']:.0f} CPU s "
+                             f"({target['note']}): {mark}")
+    pipelines = {(p, n): d for p, protocol in report["protocols"].items() for n, d in protocol["pipelines"].items()}
+    if pipelines:
+        lines += ["", "## Pipeline time by stage (seconds)", "",
+                  "| protocol | model | encode | train | rank | exclusion mismatches |", "|---|---|---|---|---|---|"]
+        for (protocol_name, model), d in pipelines.items():
+            s = d["seconds"]
+            lines.append(f"| {protocol_name} | {model} | {s['encode']:.0f} | {s['train']:.0f} | {s['rank']:.0f} | "
+                         f"{d['exclusion_mismatches']} |")
+        cache = report.get("encoder_cache") or {}
+        lines += ["", f"Window and item texts are encoded once and shared between pipelines and protocols "
+                  f"(cache hits {cache.get('hits', 0)}, texts encoded {cache.get('misses', 0)}); the first "
+                  "pipeline to meet a text pays for it. The ids-only head gets zero vectors (it reads none), "
+                  "so its time has no encoding."]
+    if png is not None:
+        lines += ["", f"![hit@10 over the stream]({png.name})"]
+    return "\n".join(lines) + "\n"
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, float | np.floating):
+        return round(float(value), 6)
+    return value

@@ -1,0 +1,146 @@
+"""Everything one benchmark run does: build the models, run the protocols, collect results.
+
+Models, by name:
+
+* baselines: ``popularity``, ``recent-popularity``, ``markov``, ``cooccurrence-knn``,
+  ``river-biased-mf``;
+* streamrec's pipeline: ``streamrec`` (the settings as given), ``streamrec-ids-only`` (the same
+  head with ``text_features=False``) and ``streamrec-text-only`` (``id_features=False``).
+
+Protocols: ``prequential`` (micro-batches of ``batch.max_size``, as the replay runner),
+``prequential-per-event`` (batches of one event, baselines only: the pipeline is far too slow
+for it; this is how the calibration figures in the notes were measured) and
+``leave-last-out``. Every protocol builds fresh models.
+
+The pipelines that read text share one :class:`CachedEncoder`, so a window text is encoded
+once per run however many pipelines (and protocols) see it; the ids-only head gets a
+:class:`ZeroEncoder`, since nothing in it reads encoder vectors.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamrec.catalog import Catalog
+from streamrec.config import Settings
+from streamrec.encoder import TextEncoder
+from streamrec.evaluation.baselines import CooccurrenceKNN, Markov, Popularity, RecentPopularity
+from streamrec.evaluation.datasets import Dataset
+from streamrec.evaluation.models import ScoringModel, StreamingModel
+from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
+from streamrec.evaluation.protocols import ProtocolResult, run_leave_last_out, run_prequential, split_leave_last_out
+from streamrec.evaluation.river_mf import BiasedMF
+from streamrec.events import ActionVocabulary
+from streamrec.pipeline import Pipeline
+from streamrec.replay import METRIC_K
+
+BASELINES: dict[str, Callable[..., ScoringModel]] = {
+    "popularity": Popularity,
+    "recent-popularity": RecentPopularity,
+    "markov": Markov,
+    "cooccurrence-knn": CooccurrenceKNN,
+    "river-biased-mf": BiasedMF,
+}
+#: streamrec variants: head switches over the settings given.
+PIPELINES: dict[str, dict[str, bool]] = {
+    "streamrec": {},
+    "streamrec-ids-only": {"text_features": False},
+    "streamrec-text-only": {"id_features": False},
+}
+MODEL_NAMES = (*BASELINES, *PIPELINES)
+PROTOCOLS = ("prequential", "prequential-per-event", "leave-last-out")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class SuiteResult:
+    dataset: Dataset
+    settings: Settings
+    protocols: dict[str, ProtocolResult] = field(default_factory=dict)
+    diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol -> model -> ...
+    wall_seconds: dict[str, float] = field(default_factory=dict)  # protocol -> seconds
+    encoder_cache: dict[str, int] = field(default_factory=dict)
+
+
+def harness_settings(settings: Settings, dataset: Dataset, k: int = METRIC_K) -> Settings:
+    """``settings`` made fit for scoring: lists of at least ``k`` items, and a seen-item memory
+    that covers the longest user history (so the pipeline excludes what the harness excludes)."""
+    longest = max(Counter(e.user_id for e in dataset.events).values(), default=0)
+    window = settings.window.model_copy(update={"max_seen_items": max(settings.window.max_seen_items, longest)})
+    retrieval = settings.retrieval.model_copy(update={"k": max(settings.retrieval.k, k)})
+    return settings.model_copy(update={"window": window, "retrieval": retrieval, "domain": dataset.domain})
+
+
+def build_models(names: Sequence[str], dataset: Dataset, settings: Settings,
+                 encoder: TextEncoder | None) -> list[StreamingModel]:
+    """Fresh models, in the order given. Pipelines need ``encoder`` (share a CachedEncoder)."""
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}")
+    weights = ActionVocabulary.for_domain(settings.domain, settings.actions).weights
+    models: list[StreamingModel] = []
+    for name in names:
+        if name in BASELINES:
+            model = BASELINES[name](dataset.catalogue, weights)
+            models.append(model)
+            continue
+        if encoder is None:
+            raise ValueError(f"model {name!r} needs an encoder")
+        head = settings.head.model_copy(update=PIPELINES[name])
+        variant = settings.model_copy(update={"head": head})
+        variant_encoder = encoder if head.text_features else ZeroEncoder(encoder.dim)
+        models.append(PipelineModel(Pipeline(variant, variant_encoder, Catalog(dataset.items)), name))
+    return models
+
+
+def run_suite(
+    dataset: Dataset,
+    settings: Settings,
+    encoder: TextEncoder | None,
+    model_names: Sequence[str] = MODEL_NAMES,
+    protocols: Sequence[str] = PROTOCOLS,
+    k: int = METRIC_K,
+    progress: Progress | None = None,
+) -> SuiteResult:
+    """Run ``protocols`` over ``dataset`` for ``model_names``; see the module docstring."""
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}")
+    settings = harness_settings(settings, dataset, k)
+    cached = CachedEncoder(encoder) if encoder is not None else None
+    vocab = ActionVocabulary.for_domain(settings.domain, settings.actions)
+    exclude_actions = settings.retrieval.exclude_actions
+    result = SuiteResult(dataset, settings)
+
+    def positive(event: Any) -> bool:
+        return vocab.is_positive(event.action)
+
+    for protocol in protocols:
+        names = [n for n in model_names if not (protocol == "prequential-per-event" and n in PIPELINES)]
+        if not names:
+            continue
+        models = build_models(names, dataset, settings, cached)
+        report = functools.partial(progress, protocol) if progress is not None else None
+        started = time.perf_counter()
+        if protocol == "leave-last-out":
+            split = split_leave_last_out(dataset.events, positive=positive)
+            outcome = run_leave_last_out(split, models, settings.batch.max_size, k, dataset.catalogue,
+                                         exclude_actions, on_batch=report)
+        else:
+            batch_size = 1 if protocol == "prequential-per-event" else settings.batch.max_size
+            outcome = run_prequential(dataset.events, models, batch_size, k, dataset.catalogue, positive,
+                                      exclude_actions, on_batch=report)
+            outcome.protocol = protocol
+        outcome.extra["batch_size"] = 1 if protocol == "prequential-per-event" else settings.batch.max_size
+        result.wall_seconds[protocol] = time.perf_counter() - started
+        result.protocols[protocol] = outcome
+        result.diagnostics[protocol] = {m.name: m.diagnostics() for m in models if isinstance(m, PipelineModel)}
+    if cached is not None:
+        result.encoder_cache = {"hits": cached.hits, "misses": cached.misses}
+    return result

@@ -1,0 +1,347 @@
+"""Incremental window encoding: keep each user's KV cache and run only the new events through the model.
+
+Window semantics (the *view*): the encoder keeps, per user, the sequence of events it has
+encoded since its last reset, and the user's vector is the model's reading of exactly that
+sequence (from position 0, chunked token ids, see :mod:`streamrec.item_mode`).
+
+* Events are identified by ``(timestamp, event_id, item_id, action)``. A window passed in is
+  an *extension* of the view when, after dropping up to ``S`` (``slack_events``) of the
+  view's oldest events, the rest of the view is a prefix of the window; the window's events
+  after that prefix are appended (only their positions are run through the model).
+* So the view holds the store's window (its last N events, N = ``window.max_events``) plus
+  at most S older events that already left it (by count or by horizon): between N and N+S
+  events once the user has N.
+* Reset: when the window is not an extension (events dropped beyond the slack, a late event
+  inserted before the newest, more than N new events at once, a restore), when the view
+  would pass N+S events or the model's position budget P (``min(encoder.max_length,
+  n_positions)``), when an event's text changed in the catalogue, or when the user has no
+  cache (first sight, :meth:`forget`, LRU eviction). A reset keeps the newest events that fit
+  in N events and ``P * N // (N + S)`` positions (headroom for the slack), whole events only,
+  and encodes them once from scratch; a single event longer than that keeps its last tokens.
+* Without a cache (``kv_cache_bytes=0``) every call is a reset: the full re-encode.
+
+Caches live on the model's device, bounded by ``kv_cache_bytes`` (allocated bytes, evicted
+least recently used after each call; a call briefly holds the caches of the users it encodes).
+Users of different cache lengths share forwards (see :mod:`streamrec.kv_cache`).
+
+>>> encoder = IncrementalWindowEncoder(hf_encoder, TextTemplate.english(), catalog,  # doctest: +SKIP
+...                                    max_events=50, slack_events=32, kv_cache_bytes=2**31)
+>>> encoder.encode_windows(["u1"], [window]).shape  # doctest: +SKIP
+torch.Size([1, 768])
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from streamrec.catalog import Catalog
+from streamrec.config import Settings
+from streamrec.encoder import HFEncoder, TextEncoder
+from streamrec.errors import ConfigError
+from streamrec.events import Event
+from streamrec.item_mode import ItemEmbeddings, TextChunks
+from streamrec.kv_cache import BatchInputs, CostModel, UserKV, forward_batch, plan_batches
+from streamrec.text import TextTemplate
+from streamrec.window_encoder import TextWindowEncoder, WindowEncoder
+
+EventKey = tuple[int, str | None, str, str]
+
+
+def event_key(event: Event) -> EventKey:
+    return (event.timestamp, event.event_id, event.item_id, event.action)
+
+
+@dataclass
+class EncoderStats:
+    """Counters since construction. ``positions`` are model input positions (tokens in text mode)."""
+
+    calls: int = 0
+    users: int = 0
+    unchanged: int = 0  # nothing new in the window: the cached vector is returned
+    appended_events: int = 0
+    appended_positions: int = 0
+    reset_positions: int = 0
+    resets: Counter[str] = field(default_factory=Counter)  # by reason
+    forwards: int = 0
+    evictions: int = 0
+    evicted_bytes: int = 0
+    cache_bytes: int = 0
+    peak_cache_bytes: int = 0
+
+    @property
+    def positions(self) -> int:
+        return self.appended_positions + self.reset_positions
+
+
+@dataclass
+class _View:
+    keys: list[EventKey]
+    texts: list[str]  # each event's chunk text, to notice catalogue text changes
+    sizes: list[int]  # positions per event
+    kv: UserKV | None
+    vector: torch.Tensor
+    hidden_sum: torch.Tensor | None  # for mean pooling
+    catalog_changes: int
+
+
+@dataclass
+class _Job:
+    row: int
+    user: str
+    events: list[Event]  # reset: the whole new view; append: the new events
+    texts: list[str]
+    ids: list[list[int]] | None  # text mode: token ids per event
+    view: _View | None  # append: the view extended
+    reason: str | None  # reset reason, None for an append
+
+    @property
+    def positions(self) -> int:
+        return sum(len(i) for i in self.ids) if self.ids is not None else len(self.events)
+
+
+class IncrementalWindowEncoder:
+    """A :class:`~streamrec.window_encoder.WindowEncoder` that reuses each user's KV cache.
+
+    ``mode="text"`` reads windows as chunked text; ``mode="item"`` as one position per event.
+    ``kv_cache_bytes=0`` keeps no cache (every call re-encodes the view; the baseline);
+    ``bucketing=False`` batches users in the given order instead of by length.
+    """
+
+    def __init__(self, encoder: HFEncoder, template: TextTemplate, catalog: Catalog, max_events: int = 50,
+                 slack_events: int = 32, kv_cache_bytes: int = 2 << 30, mode: str = "text",
+                 bucketing: bool = True, compile: bool = False, max_kv_tokens: int = 1 << 16) -> None:
+        if not encoder.causal:
+            raise ConfigError(f"encoder.mode={mode!r} needs a causal LM (GPT-2, Llama, ...); "
+                              f"{encoder.settings.model!r} is bidirectional: use encoder.mode=text")
+        if mode not in ("text", "item"):
+            raise ConfigError(f"IncrementalWindowEncoder mode {mode!r}: expected 'text' or 'item'")
+        self.encoder = encoder
+        self.template = template
+        self.catalog = catalog
+        self.max_events = max_events
+        self.slack_events = slack_events
+        self.kv_cache_bytes = kv_cache_bytes
+        self.mode = mode
+        self.bucketing = bucketing
+        self.max_kv_tokens = max_kv_tokens
+        self.dim = encoder.dim
+        self.max_positions = encoder.max_length
+        self.reset_positions = max(1, self.max_positions * max_events // (max_events + slack_events))
+        self.model: Any = torch.compile(encoder.model, dynamic=True) if compile else encoder.model
+        self.n_layers = int(encoder.model.config.num_hidden_layers)
+        self.cost = CostModel.for_device(encoder.device.type)
+        self.chunks = TextChunks(encoder.tokenizer, template, catalog)
+        self.items = ItemEmbeddings(encoder.tokenizer, encoder.model.get_input_embeddings(), template, catalog)
+        self.stats = EncoderStats()
+        self._views: OrderedDict[str, _View] = OrderedDict()
+        self._scratch: list[torch.Tensor] = []
+
+    # -- the protocol ------------------------------------------------------------------------
+
+    def encode_windows(self, user_ids: Sequence[str], windows: Sequence[Sequence[Event]]) -> torch.Tensor:
+        if len(set(user_ids)) != len(user_ids):
+            raise ValueError("encode_windows got a user twice in one call; pass each user's latest window once")
+        self.stats.calls += 1
+        self.stats.users += len(user_ids)
+        out = torch.zeros(len(user_ids), self.dim)
+        jobs: list[_Job] = []
+        for row, (user, window) in enumerate(zip(user_ids, windows, strict=True)):
+            recent = list(window)[-self.max_events:]
+            if not recent:
+                self._drop(user)
+                continue
+            job = self._plan(row, user, recent)
+            if job is None:
+                self.stats.unchanged += 1
+                out[row] = self._views[user].vector
+                self._views.move_to_end(user)
+            else:
+                jobs.append(job)
+        self._run(jobs, out)
+        self._evict()
+        return out
+
+    def forget(self, user_ids: Iterable[str]) -> None:
+        for user in user_ids:
+            self._drop(user)
+
+    def view(self, user_id: str) -> list[EventKey]:
+        """The events the user's current vector reads (empty when nothing is cached)."""
+        state = self._views.get(user_id)
+        return list(state.keys) if state else []
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def _texts(self, events: Sequence[Event], previous: Event | None) -> list[str]:
+        source = self.chunks if self.mode == "text" else self.items
+        texts = []
+        for event in events:
+            texts.append(source.text(event, previous))
+            previous = event
+        return texts
+
+    def _plan(self, row: int, user: str, window: list[Event]) -> _Job | None:
+        state = self._views.get(user)
+        if state is None or state.kv is None:
+            return self._reset(row, user, window, "new")
+        keys = [event_key(e) for e in window]
+        start = _overlap(state.keys, keys)
+        if start is None:
+            return self._reset(row, user, window, "not_extension")
+        if start > self.slack_events:
+            return self._reset(row, user, window, "slack")
+        if self.catalog.changes != state.catalog_changes:
+            cached = [Event(user, item, action, ts, event_id) for ts, event_id, item, action in state.keys]
+            if self._texts(cached, None) != state.texts:
+                return self._reset(row, user, window, "text_changed")
+            state.catalog_changes = self.catalog.changes
+        new = window[len(state.keys) - start:]
+        if not new:
+            return None
+        if len(state.keys) + len(new) > self.max_events + self.slack_events:
+            return self._reset(row, user, window, "slack")
+        texts = self._texts(new, window[len(state.keys) - start - 1])
+        ids = self.chunks.ids(texts, [False] * len(texts)) if self.mode == "text" else None
+        job = _Job(row, user, new, texts, ids, state, None)
+        if state.kv.length + job.positions > self.max_positions:
+            return self._reset(row, user, window, "positions")
+        return job
+
+    def _reset(self, row: int, user: str, window: list[Event], reason: str) -> _Job:
+        texts = self._texts(window, None)
+        if self.mode == "item":
+            events = window[-self.reset_positions:]
+            return _Job(row, user, events, texts[-len(events):], None, None, reason)
+        later = self.chunks.ids(texts[1:], [False] * (len(texts) - 1))  # chunk i+1, after event i
+        start, total = len(window) - 1, 0
+        while start > 0:  # grow the view backwards while the newest events fit
+            first = self.chunks.ids([self._texts([window[start - 1]], None)[0]], [True])[0]
+            if total + len(later[start - 1]) + len(first) > self.reset_positions:
+                break
+            total += len(later[start - 1])
+            start -= 1
+        first_text = self._texts([window[start]], None)[0]
+        ids = [self.chunks.ids([first_text], [True])[0][-self.reset_positions:], *later[start:]]
+        return _Job(row, user, window[start:], [first_text, *texts[start + 1:]], ids, None, reason)
+
+    # -- running -----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _run(self, jobs: list[_Job], out: torch.Tensor) -> None:
+        if not jobs:
+            return
+        shapes = [(job.positions, job.view.kv.length if job.view and job.view.kv else 0) for job in jobs]
+        for group in plan_batches(shapes, self.encoder.settings.batch_size, self.max_kv_tokens, self.cost,
+                                  self.bucketing):
+            self._forward([jobs[i] for i in group], out)
+
+    def _forward(self, jobs: list[_Job], out: torch.Tensor) -> None:
+        keep = self.kv_cache_bytes > 0
+        caches: list[UserKV | None] = []
+        for job in jobs:
+            if job.view is not None:
+                caches.append(job.view.kv)
+                self.stats.cache_bytes -= job.view.kv.nbytes if job.view.kv else 0
+            else:
+                self._drop(job.user)
+                caches.append(UserKV(self.max_positions) if keep else None)
+        pasts = [kv.length if kv is not None and job.view is not None else 0 for kv, job in zip(caches, jobs,
+                                                                                                strict=True)]
+        news = [job.positions for job in jobs]
+        hidden = forward_batch(self.model, self.n_layers, caches, pasts, news, self._inputs(jobs, max(news)),
+                               self.max_positions, self._scratch, self.encoder.device)
+        self.stats.forwards += 1
+        for i, (job, kv, new) in enumerate(zip(jobs, caches, news, strict=True)):
+            rows = hidden[i, :new].float()
+            if self.encoder.pooling == "mean":
+                total = rows.sum(dim=0) + (job.view.hidden_sum if job.view and job.view.hidden_sum is not None
+                                           else 0.0)
+                count = sum(job.view.sizes) + new if job.view else new
+                vector, hidden_sum = (total / count).cpu(), total
+            else:
+                vector, hidden_sum = rows[-1].cpu(), None
+            out[job.row] = vector
+            self._record(job, kv, vector, hidden_sum)
+
+    def _inputs(self, jobs: list[_Job], width: int) -> BatchInputs:
+        if self.mode == "text":
+            pad = self.encoder.tokenizer.pad_token_id or 0
+            ids = torch.full((len(jobs), width), pad, dtype=torch.long)
+            for row, job in enumerate(jobs):
+                flat = [t for chunk in job.ids or [] for t in chunk]
+                ids[row, :len(flat)] = torch.tensor(flat, dtype=torch.long)
+            return BatchInputs(ids, None)
+        vectors = self.items.vectors([t for job in jobs for t in job.texts])
+        embeds = vectors.new_zeros((len(jobs), width, vectors.shape[1]))
+        start = 0
+        for row, job in enumerate(jobs):
+            embeds[row, :len(job.texts)] = vectors[start:start + len(job.texts)]
+            start += len(job.texts)
+        return BatchInputs(None, embeds)
+
+    def _record(self, job: _Job, kv: UserKV | None, vector: torch.Tensor, hidden_sum: torch.Tensor | None) -> None:
+        sizes = [len(i) for i in job.ids] if job.ids is not None else [1] * len(job.events)
+        keys = [event_key(e) for e in job.events]
+        if job.view is None:
+            assert job.reason is not None
+            self.stats.resets[job.reason] += 1
+            self.stats.reset_positions += sum(sizes)
+            if kv is None:
+                return
+            state = _View(keys, list(job.texts), sizes, kv, vector, hidden_sum, self.catalog.changes)
+            self._views[job.user] = state
+        else:
+            state = job.view
+            self.stats.appended_events += len(keys)
+            self.stats.appended_positions += sum(sizes)
+            state.keys += keys
+            state.texts += job.texts
+            state.sizes += sizes
+            state.vector, state.hidden_sum = vector, hidden_sum
+            assert len(state.keys) <= self.max_events + self.slack_events
+        self._views.move_to_end(job.user)
+        self.stats.cache_bytes += kv.nbytes if kv else 0
+        self.stats.peak_cache_bytes = max(self.stats.peak_cache_bytes, self.stats.cache_bytes)
+
+    def _drop(self, user: str) -> None:
+        state = self._views.pop(user, None)
+        if state is not None and state.kv is not None:
+            self.stats.cache_bytes -= state.kv.nbytes
+
+    def _evict(self) -> None:
+        while self.stats.cache_bytes > self.kv_cache_bytes and self._views:
+            _, state = self._views.popitem(last=False)
+            freed = state.kv.nbytes if state.kv else 0
+            self.stats.cache_bytes -= freed
+            self.stats.evictions += 1
+            self.stats.evicted_bytes += freed
+
+
+def _overlap(view: list[EventKey], window: list[EventKey]) -> int | None:
+    """Smallest ``start`` such that ``view[start:]`` (not empty) is a prefix of ``window``."""
+    if not window:
+        return None
+    for start in range(len(view)):
+        if view[start] == window[0] and view[start:] == window[:len(view) - start]:
+            return start
+    return None
+
+
+def make_window_encoder(settings: Settings, encoder: TextEncoder, template: TextTemplate,
+                        catalog: Catalog) -> WindowEncoder:
+    """The window encoder ``settings.encoder.mode`` asks for."""
+    mode = settings.encoder.mode
+    if mode == "text":
+        return TextWindowEncoder(encoder, template, catalog)
+    if not isinstance(encoder, HFEncoder):
+        raise ConfigError(f"encoder.mode={mode!r} needs a transformers encoder (HFEncoder), "
+                          f"got {type(encoder).__name__}")
+    return IncrementalWindowEncoder(
+        encoder, template, catalog, max_events=settings.window.max_events,
+        slack_events=settings.encoder.slack_events, kv_cache_bytes=settings.encoder.kv_cache_bytes,
+        mode="item" if mode == "item" else "text", compile=settings.encoder.compile)

@@ -1,0 +1,61 @@
+import math
+
+import numpy as np
+
+from streamrec.evaluation.metrics import head_threshold, rank_metrics, rolling_hit_rate, sliced_metrics
+from streamrec.evaluation.stream import StreamState
+from streamrec.events import Event
+
+
+def test_rank_metrics_match_hand_computed_values() -> None:
+    ranks = np.array([0, 2, -1, -1, 9])  # hits at ranks 1, 3 and 10 of 5 events
+    got = rank_metrics(ranks, k=10)
+    assert got["hit@10"] == 3 / 5
+    assert math.isclose(got["ndcg@10"], (1 / math.log2(2) + 1 / math.log2(4) + 1 / math.log2(11)) / 5)
+    assert math.isclose(got["mrr@10"], (1 + 1 / 3 + 1 / 10) / 5)
+
+
+def test_ranks_at_or_beyond_k_are_misses_and_empty_input_is_zero() -> None:
+    assert rank_metrics(np.array([5, 0]), k=5) == {"hit@5": 0.5, "ndcg@5": 0.5, "mrr@5": 0.5}
+    assert rank_metrics(np.array([], dtype=np.int64), k=10)["hit@10"] == 0.0
+
+
+def test_slices_score_only_their_events_and_count_them() -> None:
+    ranks = np.array([0, -1, 1, -1])
+    out = sliced_metrics(ranks, {"cold_item": np.array([True, True, False, False]),
+                                 "new_user": np.zeros(4, dtype=bool)}, k=10)
+    assert out["all"]["hit@10"] == 0.5 and out["all"]["events"] == 4
+    assert out["cold_item"] == {"hit@10": 0.5, "ndcg@10": 0.5, "mrr@10": 0.5, "events": 2}
+    assert out["new_user"]["events"] == 0 and out["new_user"]["hit@10"] == 0.0
+
+
+def test_rolling_hit_rate_is_a_moving_average_over_scored_events() -> None:
+    ranks = np.array([0, 0, -1, -1, -1, 3])
+    ends, rates = rolling_hit_rate(ranks, k=10, window=3, points=100)
+    assert ends.tolist() == [3, 4, 5, 6]
+    assert np.allclose(rates, [2 / 3, 1 / 3, 0.0, 1 / 3])
+    assert len(rolling_hit_rate(ranks, k=10, window=7)[0]) == 0
+
+
+def test_head_threshold_is_the_top_fifth_of_items_seen_so_far() -> None:
+    counts = np.array([0, 0, 10, 8, 8, 1, 1, 1, 1, 1, 1, 1])  # 10 items seen: the top 2 are the head
+    assert head_threshold(counts) == 8.0  # both 8s count: ties at the boundary are head
+    assert head_threshold(np.zeros(3)) == float("inf")
+
+
+def test_stream_state_flags_use_what_was_learned_before() -> None:
+    state = StreamState(["hit", "rare", "never"])
+    history = [Event(f"u{n}", "hit", "view", n) for n in range(6)] + [Event("u0", "rare", "view", 10)]
+    history += [Event("u0", f"x{n}", "view", 20 + n) for n in range(3)]
+    state.learn(history)
+    # u0 has 5 events: not new; "hit" (6 interactions) is warm and, of 5 seen items, the only head one
+    assert state.flags(Event("u0", "hit", "view", 99)) == (False, False, False)
+    assert state.flags(Event("u9", "rare", "view", 99)) == (True, True, True)
+    assert state.flags(Event("u1", "never", "view", 99)) == (True, True, True)
+    assert state.n_items == 6 and state.seen("u0") == {"hit", "rare", "x0", "x1", "x2"}
+
+
+def test_stream_state_seen_items_follow_exclude_actions() -> None:
+    state = StreamState(exclude_actions=["purchase"])
+    state.learn([Event("u", "a", "view", 1), Event("u", "b", "purchase", 2)])
+    assert state.seen("u") == {"b"} and state.user_count("u") == 2

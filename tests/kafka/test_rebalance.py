@@ -1,0 +1,67 @@
+"""Two instances in one group: partitions, and the windows of their users, move between them."""
+
+from __future__ import annotations
+
+import re
+import pytest
+from conftest import KafkaKit, ServiceProcess, assert_same_windows, make_log, reference_windows
+
+pytestmark = pytest.mark.kafka
+
+
+def _assignments(service: ServiceProcess) -> list[tuple[str, list[int]]]:
+    """('assigned' | 'revoked' | 'lost', partitions) in log order."""
+    found = re.findall(r"(assigned|revoked|lost) \S+ partitions \[([\d, ]*)\]", service.log())
+    return [(kind, [int(p) for p in parts.split(",") if p.strip()]) for kind, parts in found]
+
+
+def _owned(service: ServiceProcess) -> set[int]:
+    owned: set[int] = set()
+    for kind, partitions in _assignments(service):
+        owned = owned | set(partitions) if kind == "assigned" else owned - set(partitions)
+    return owned
+
+
+def test_partitions_and_windows_move_on_sigterm(kit: KafkaKit) -> None:
+    events = make_log(n_users=120, events_per_user=(10, 20), seed=5)
+    before, after = events[: len(events) // 2], events[len(events) // 2:]
+    topic = kit.create_topic("events", 4)
+    group = kit.name("group")
+    values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=group,
+                          dead_letter_topic=kit.name("dlq"))
+    values["window"]["max_events"] = 40  # long enough that many windows span the move
+    config, settings = kit.write_config(values)
+    where = kit.produce_events(topic, before)
+
+    first = kit.start(config, name="first")
+    kit.wait_for(lambda: len(_owned(first)) == 4, "the first instance to own all 4 partitions", 60, [first])
+    second = kit.start(config, name="second")
+    kit.wait_for(lambda: _owned(second) and len(_owned(first) | _owned(second)) == 4
+                 and not _owned(first) & _owned(second), "a cooperative split of the partitions", 90,
+                 [first, second])
+    kit.wait_caught_up(group, topic, [first, second])
+    moving = _owned(first)
+    assert moving and _owned(second), "both instances must be consuming before one stops"
+    # Cooperative: the first instance gave up partitions without revoking the ones it kept.
+    assert not any(kind == "revoked" and set(p) & moving for kind, p in _assignments(first))
+
+    assert first.stop() == 0, first.log()[-3000:]
+    kit.wait_for(lambda: _owned(second) == {0, 1, 2, 3}, "the survivor to take over", 60, [second])
+    assert not re.search(r"^\S+ \S+ WARNING .*lost", second.log(), re.M)
+    where += kit.produce_events(topic, after)
+    kit.wait_caught_up(group, topic, [second])
+    assert second.stop() == 0, second.log()[-3000:]
+
+    # Users of the moved partitions whose windows hold events from before the move (processed by
+    # the first instance) and after it (by the survivor): without restoring from the changelog the
+    # survivor would hold only the later ones, and the windows would differ from the reference.
+    partition_of = {e.user_id: p for e, (p, _) in zip(events, where, strict=True)}
+    moved = {user for user, p in partition_of.items() if p in moving}
+    expected = reference_windows(settings, events)
+    before_ids = {e.event_id for e in before}
+    straddling = {user for user in moved
+                  if {e.event_id in before_ids for e in expected.window(user)} == {True, False}}
+    assert straddling, "the test needs moved users whose windows span the move"
+    assert_same_windows(kit.changelog_windows(f"{group}-windows-changelog", settings), expected)
+    print(f"\n[rebalance] {len(moved)} users moved with partitions {sorted(moving)}; "
+          f"{len(straddling)} of their windows span the move")

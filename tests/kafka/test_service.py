@@ -1,0 +1,85 @@
+"""The service end to end against a real broker: produce, run, SIGTERM, read everything back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import KafkaKit, assert_same_windows, make_log, reference_windows
+
+from streamrec.catalog import Item
+from streamrec.pipeline import HEAD_FILE
+from streamrec.synthetic import write_events, write_items
+
+pytestmark = pytest.mark.kafka
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).with_name("streamrec")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=180)
+
+
+def test_end_to_end(kit: KafkaKit, tmp_path: Path, catalog_items: list[Item]) -> None:
+    events = make_log(n_users=60, events_per_user=(5, 20))
+    first, second = events[: len(events) * 3 // 4], events[len(events) * 3 // 4:]
+    topic = kit.create_topic("events", 3)
+    items_topic = kit.name("items")
+    produced = _cli("produce", str(write_events(first, tmp_path / "events.csv")), "--topic", topic,
+                    "--catalog", str(write_items(catalog_items, tmp_path / "items.csv")),
+                    "--items-topic", items_topic, "--bootstrap-servers", kit.bootstrap, "--rate", "5000")
+    assert produced.returncode == 0, produced.stderr
+    assert f"sent {len(first)} events" in produced.stderr
+
+    values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
+                          dead_letter_topic=kit.name("dlq"), items_topic=items_topic)
+    config, settings = kit.write_config(values)
+    service = kit.start(config)
+    kit.wait_caught_up(settings.kafka.group, topic, [service])
+    assert service.stop() == 0, service.log()[-3000:]
+
+    inputs = kit.read_all(topic)
+    assert len(inputs) == len(first) and {r.partition for r in inputs} == {0, 1, 2}
+    last_event = {}
+    for record in inputs:  # partition then offset order; a user lives in one partition
+        last_event[record.key] = record
+    recs = kit.recommendations(settings.kafka.output_topic)
+    last_rec = {}
+    for record, rec in recs:
+        last_rec[rec.user_id.encode()] = (record, rec)
+    assert set(last_rec) == set(last_event)
+    titles = {item.display() for item in catalog_items}
+    for user, event in last_event.items():
+        record, rec = last_rec[user]
+        assert rec.source["partition"] == event.partition and rec.source["offset"] == event.offset
+        assert rec.event_time == event.event()["timestamp"]
+        assert record.timestamp >= event.timestamp  # produced after the user's last event
+        assert {item.title for item in rec.items} <= titles  # item text came from the items topic
+    assert max(rec.model_version for _, rec in recs) > 0
+    assert kit.committed(settings.kafka.group, topic) == kit.end_offsets(topic)
+    assert (settings.state_dir / HEAD_FILE).exists()
+    version_before = max(rec.model_version for _, rec in recs)
+
+    # A restart loads the head and restores every window from the changelog.
+    output_ends = kit.end_offsets(settings.kafka.output_topic)
+    kit.produce_events(topic, second)
+    service = kit.start(config)
+    kit.wait_caught_up(settings.kafka.group, topic, [service])
+    assert service.stop() == 0, service.log()[-3000:]
+    assert "loaded head" in service.log()
+    after = [(r, rec) for r, rec in kit.recommendations(settings.kafka.output_topic)
+             if r.offset >= output_ends[r.partition]]
+    assert after and min(rec.model_version for _, rec in after) > version_before
+    assert_same_windows(kit.changelog_windows(f"{settings.kafka.group}-windows-changelog", settings),
+                        reference_windows(settings, events))
+
+    shown = _cli("tail", "--topic", settings.kafka.output_topic, "--from-beginning", "--max", "3", "--json",
+                 "--bootstrap-servers", kit.bootstrap)
+    assert shown.returncode == 0, shown.stderr
+    lines = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert len(lines) == 3 and all(line["items"] and "model_version" in line for line in lines)
+    readable = _cli("tail", "--topic", settings.kafka.output_topic, "--from-beginning", "--max", "2",
+                    "--bootstrap-servers", kit.bootstrap)
+    assert readable.returncode == 0 and "model v" in readable.stdout

@@ -1,0 +1,88 @@
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamrec.catalog import Catalog
+from streamrec.config import Settings
+from streamrec.encoder import HFEncoder
+from streamrec.endpoints import Endpoints, parse_address
+from streamrec.errors import ConfigError
+from streamrec.metrics import Metrics
+from streamrec.monitoring import Telemetry
+from streamrec.pipeline import Pipeline
+from streamrec.replay import replay
+from streamrec.synthetic import SyntheticLog
+
+EXPECTED = {
+    "streamrec_events_consumed": ("counter", {"topic", "partition"}),
+    "streamrec_recommendations_produced": ("counter", {"topic"}),
+    "streamrec_bad_messages": ("counter", {"reason"}),
+    "streamrec_dead_lettered": ("counter", {"topic"}),
+    "streamrec_evictions": ("counter", set()),
+    "streamrec_checkpoints": ("counter", set()),
+    "streamrec_drift_detected": ("counter", {"signal"}),
+    "streamrec_event_to_recommendation_seconds": ("histogram", {"stage"}),
+    "streamrec_stage_seconds": ("histogram", {"stage"}),
+    "streamrec_batch_size": ("histogram", set()),
+    "streamrec_consumer_lag": ("gauge", {"topic", "partition"}),
+    "streamrec_users_in_memory": ("gauge", set()),
+    "streamrec_kv_cache_bytes": ("gauge", set()),
+    "streamrec_model_version": ("gauge", set()),
+    "streamrec_model_loss": ("gauge", set()),
+    "streamrec_online_hit_at_10": ("gauge", set()),
+    "streamrec_online_ndcg_at_10": ("gauge", set()),
+}
+
+
+def test_exposition_after_a_short_replay_has_names_types_and_label_sets(
+    make_settings: Callable[..., Settings], tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    settings = make_settings()
+    pipeline = Pipeline(settings, tiny_encoder, Catalog(synthetic_log.items))
+    telemetry = Telemetry(settings)
+    telemetry.metrics.bad_messages.labels(reason="schema").inc()
+    replay(pipeline, synthetic_log.events[:400], progress=False, telemetry=telemetry)
+    families = {f.name: f for f in text_string_to_metric_families(telemetry.metrics.exposition().decode())}
+    for name, (kind, labels) in EXPECTED.items():
+        assert families[name].type == kind, name
+        for sample in families[name].samples:
+            assert set(sample.labels) - {"le"} <= labels, (name, sample.labels)
+            assert not {"user_id", "item_id", "user", "item"} & set(sample.labels)
+    values = {s.name: s.value for f in families.values() for s in f.samples if not s.labels}
+    assert values["streamrec_model_version"] == pipeline.head.version > 0
+    assert values["streamrec_users_in_memory"] == len(pipeline.windows)
+    assert 0 < values["streamrec_online_hit_at_10"] <= 1
+    assert values["streamrec_batch_size_count"] == len(range(0, 400, settings.batch.max_size))
+    consumed = families["streamrec_events_consumed"].samples[0]
+    assert consumed.value == 400 and consumed.labels == {"topic": "replay", "partition": "0"}
+    stages = {s.labels["stage"] for s in families["streamrec_stage_seconds"].samples}
+    assert stages == {"encode", "train", "rank"}
+    assert "process_resident_memory_bytes" in families
+
+
+def test_endpoints_serve_metrics_health_and_readiness() -> None:
+    ready = [False]
+    endpoints = Endpoints("127.0.0.1:0", Metrics(), ready=lambda: ready[0]).start()
+    base = f"http://127.0.0.1:{endpoints.port}"
+    try:
+        with urllib.request.urlopen(f"{base}/metrics") as response:
+            assert b"streamrec_model_version" in response.read()
+        with urllib.request.urlopen(f"{base}/healthz") as response:
+            assert response.status == 200
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"{base}/readyz")
+        assert info.value.code == 503
+        ready[0] = True
+        with urllib.request.urlopen(f"{base}/readyz") as response:
+            assert response.status == 200
+    finally:
+        endpoints.stop()
+
+
+def test_default_bind_address_is_loopback() -> None:
+    assert Settings.model_fields["metrics_address"].default.startswith("127.0.0.1:")
+    assert parse_address(":9108") == ("127.0.0.1", 9108)
+    with pytest.raises(ConfigError, match="host:port"):
+        parse_address("localhost")
