@@ -30,6 +30,10 @@ log() { echo "kafka-up: $*"; }
 # our broker process (not a dead/zombie or reused pid)
 broker_alive() { [[ -n "$1" ]] && grep -qs kafka.Kafka "/proc/$1/cmdline"; }
 
+# While starting, the pid is briefly the forked shell (before exec to java), so the wait loop
+# checks only that the process exists.
+process_alive() { kill -0 "$1" 2>/dev/null; }
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Run a Kafka CLI class with a small, fast-starting JVM (log4j's default
@@ -128,14 +132,14 @@ fi
 # --- 6. Wait until it answers ------------------------------------------------
 start=$SECONDS
 until port_open "$KAFKA_PORT" && grep -q "Kafka Server started" "$STATE/kafka.log" 2>/dev/null; do
-  if ! broker_alive "$pid" || (( SECONDS - start >= TIMEOUT )); then
-    broker_alive "$pid" && echo "kafka-up: not ready after ${TIMEOUT}s" >&2 \
-                        || echo "kafka-up: broker process $pid exited" >&2
+  if ! process_alive "$pid" || (( SECONDS - start >= TIMEOUT )); then
+    process_alive "$pid" && echo "kafka-up: not ready after ${TIMEOUT}s" >&2 \
+                         || echo "kafka-up: broker process $pid exited" >&2
     echo "----- last 50 lines of $STATE/kafka.log -----" >&2
     tail -n 50 "$STATE/kafka.log" >&2 2>/dev/null || true
     echo "----- last 20 lines of $STATE/kafka.out -----" >&2
     tail -n 20 "$STATE/kafka.out" >&2 2>/dev/null || true
-    broker_alive "$pid" && echo "kafka-up: left running as pid $pid; stop it with scripts/kafka-down.sh" >&2
+    process_alive "$pid" && echo "kafka-up: left running as pid $pid; stop it with scripts/kafka-down.sh" >&2
     exit 1
   fi
   sleep 0.5

@@ -3,59 +3,68 @@
 The core is transport-agnostic: :class:`Pipeline` takes a micro-batch of :class:`Event` and
 returns :class:`Recommendation` objects. The file replay (:func:`replay_files`) and the Kafka
 service (``streamrec run``) are thin adapters around it.
+
+Names are imported on first use, so ``import streamrec`` (and every CLI start) does not pay
+for torch until something needs it.
 """
 
-from streamrec.batching import MicroBatcher
-from streamrec.catalog import Catalog, Item
-from streamrec.config import Settings, load_settings
-from streamrec.errors import (
-    CatalogError,
-    CheckpointError,
-    ConfigError,
-    DecodeError,
-    EventError,
-    ModelLoadError,
-    SchemaError,
-    SourceError,
-    StreamrecError,
-    UnknownActionError,
-)
-from streamrec.events import ActionVocabulary, Event, decode_event, encode_event
-from streamrec.pipeline import BatchResult, Pipeline
-from streamrec.recommendations import Recommendation, RecommendedItem
-from streamrec.replay import replay, replay_files
-from streamrec.text import TextTemplate
-from streamrec.windows import WindowStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ActionVocabulary",
-    "BatchResult",
-    "Catalog",
-    "CatalogError",
-    "CheckpointError",
-    "ConfigError",
-    "DecodeError",
-    "Event",
-    "EventError",
-    "Item",
-    "MicroBatcher",
-    "ModelLoadError",
-    "Pipeline",
-    "Recommendation",
-    "RecommendedItem",
-    "SchemaError",
-    "Settings",
-    "SourceError",
-    "StreamrecError",
-    "TextTemplate",
-    "UnknownActionError",
-    "WindowStore",
-    "__version__",
-    "decode_event",
-    "encode_event",
-    "load_settings",
-    "replay",
-    "replay_files",
-]
+_EXPORTS = {
+    "ActionVocabulary": "events", "Event": "events", "decode_event": "events", "encode_event": "events",
+    "BatchResult": "pipeline", "Pipeline": "pipeline",
+    "Catalog": "catalog", "Item": "catalog",
+    "MicroBatcher": "batching",
+    "Recommendation": "recommendations", "RecommendedItem": "recommendations",
+    "Settings": "config", "load_settings": "config",
+    "TextTemplate": "text",
+    "WindowStore": "windows",
+    "replay": "replay", "replay_files": "replay",
+    "StreamrecError": "errors", "CatalogError": "errors", "CheckpointError": "errors", "ConfigError": "errors",
+    "DecodeError": "errors", "EventError": "errors", "ModelLoadError": "errors", "SchemaError": "errors",
+    "SourceError": "errors", "UnknownActionError": "errors",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streamrec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"streamrec.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from streamrec.batching import MicroBatcher
+    from streamrec.catalog import Catalog, Item
+    from streamrec.config import Settings, load_settings
+    from streamrec.errors import (
+        CatalogError,
+        CheckpointError,
+        ConfigError,
+        DecodeError,
+        EventError,
+        ModelLoadError,
+        SchemaError,
+        SourceError,
+        StreamrecError,
+        UnknownActionError,
+    )
+    from streamrec.events import ActionVocabulary, Event, decode_event, encode_event
+    from streamrec.pipeline import BatchResult, Pipeline
+    from streamrec.recommendations import Recommendation, RecommendedItem
+    from streamrec.replay import replay, replay_files
+    from streamrec.text import TextTemplate
+    from streamrec.windows import WindowStore

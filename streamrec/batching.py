@@ -129,7 +129,7 @@ class AdaptiveBatchPolicy:
         if load >= 1.0:  # cannot keep up at any size with this per-event cost: go as large as allowed
             return self.max_size
         needed = self.rate * self.overhead / (1.0 - load) * self.headroom
-        return max(self.min_size, min(self.max_size, math.ceil(needed)))
+        return max(self.min_size, min(self.max_size, math.ceil(needed - 1e-9)))
 
     @property
     def wait_ms(self) -> float:

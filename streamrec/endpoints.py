@@ -46,7 +46,7 @@ class Endpoints:
         endpoints = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._reply(200, endpoints.metrics.exposition(), CONTENT_TYPE_LATEST)
@@ -66,7 +66,7 @@ class Endpoints:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet access log
+            def log_message(self, format: str, *args: object) -> None:
                 return None
 
         try:

@@ -45,7 +45,7 @@ from streamrec.encoder import HFEncoder, TextEncoder
 from streamrec.errors import ConfigError
 from streamrec.events import Event
 from streamrec.item_mode import ItemEmbeddings, TextChunks
-from streamrec.kv_cache import BatchInputs, CostModel, UserKV, forward_batch, plan_batches
+from streamrec.kv_cache import BatchInputs, CostModel, UserKV, forward_batch, plan_batches, use_ragged_attention
 from streamrec.text import TextTemplate
 from streamrec.window_encoder import TextWindowEncoder, WindowEncoder
 
@@ -114,7 +114,8 @@ class IncrementalWindowEncoder:
 
     def __init__(self, encoder: HFEncoder, template: TextTemplate, catalog: Catalog, max_events: int = 50,
                  slack_events: int = 32, kv_cache_bytes: int = 2 << 30, mode: str = "text",
-                 bucketing: bool = True, compile: bool = False, max_kv_tokens: int = 1 << 16) -> None:
+                 bucketing: bool = True, compile: bool = False, max_kv_tokens: int | None = None,
+                 layout: str | None = None) -> None:
         if not encoder.causal:
             raise ConfigError(f"encoder.mode={mode!r} needs a causal LM (GPT-2, Llama, ...); "
                               f"{encoder.settings.model!r} is bidirectional: use encoder.mode=text")
@@ -128,13 +129,18 @@ class IncrementalWindowEncoder:
         self.kv_cache_bytes = kv_cache_bytes
         self.mode = mode
         self.bucketing = bucketing
-        self.max_kv_tokens = max_kv_tokens
+        # positions of all users' caches one forward may touch (bounds the padded layout's scratch buffer)
+        self.max_kv_tokens = max_kv_tokens or (1 << 18 if encoder.device.type == "cuda" else 1 << 16)
         self.dim = encoder.dim
         self.max_positions = encoder.max_length
         self.reset_positions = max(1, self.max_positions * max_events // (max_events + slack_events))
+        # ragged attention loops over users in Python: fine eagerly, but it would make torch.compile retrace
+        self.layout = layout or ("padded" if encoder.device.type == "cuda" or compile else "ragged")
+        if self.layout == "ragged":
+            use_ragged_attention(encoder.model)
         self.model: Any = torch.compile(encoder.model, dynamic=True) if compile else encoder.model
         self.n_layers = int(encoder.model.config.num_hidden_layers)
-        self.cost = CostModel.for_device(encoder.device.type)
+        self.cost = CostModel.for_device(encoder.device.type, self.layout)
         self.chunks = TextChunks(encoder.tokenizer, template, catalog)
         self.items = ItemEmbeddings(encoder.tokenizer, encoder.model.get_input_embeddings(), template, catalog)
         self.stats = EncoderStats()
@@ -249,24 +255,31 @@ class IncrementalWindowEncoder:
                 self.stats.cache_bytes -= job.view.kv.nbytes if job.view.kv else 0
             else:
                 self._drop(job.user)
-                caches.append(UserKV(self.max_positions) if keep else None)
+                growth = (self.max_events + self.slack_events) / self.max_events  # room for the slack
+                caches.append(UserKV(self.max_positions, growth) if keep else None)
         pasts = [kv.length if kv is not None and job.view is not None else 0 for kv, job in zip(caches, jobs,
                                                                                                 strict=True)]
         news = [job.positions for job in jobs]
         hidden = forward_batch(self.model, self.n_layers, caches, pasts, news, self._inputs(jobs, max(news)),
-                               self.max_positions, self._scratch, self.encoder.device)
+                               self.max_positions, self._scratch, self.encoder.device, self.layout == "ragged")
         self.stats.forwards += 1
-        for i, (job, kv, new) in enumerate(zip(jobs, caches, news, strict=True)):
-            rows = hidden[i, :new].float()
-            if self.encoder.pooling == "mean":
-                total = rows.sum(dim=0) + (job.view.hidden_sum if job.view and job.view.hidden_sum is not None
-                                           else 0.0)
-                count = sum(job.view.sizes) + new if job.view else new
-                vector, hidden_sum = (total / count).cpu(), total
-            else:
-                vector, hidden_sum = rows[-1].cpu(), None
-            out[job.row] = vector
-            self._record(job, kv, vector, hidden_sum)
+        device = hidden.device
+        count = torch.tensor(news, device=device)
+        if self.encoder.pooling == "mean":  # a running sum over the view, so appends stay exact
+            real = torch.arange(hidden.shape[1], device=device)[None, :] < count[:, None]
+            sums = (hidden.float() * real[..., None]).sum(dim=1)
+            for i, job in enumerate(jobs):
+                if job.view is not None and job.view.hidden_sum is not None:
+                    sums[i] += job.view.hidden_sum
+                    count[i] += sum(job.view.sizes)
+            pooled = sums / count[:, None]
+        else:
+            sums = None
+            pooled = hidden[torch.arange(len(jobs), device=device), count - 1].float()
+        vectors = pooled.cpu()  # one device-to-host copy per forward
+        for i, (job, kv) in enumerate(zip(jobs, caches, strict=True)):
+            out[job.row] = vectors[i]
+            self._record(job, kv, vectors[i], None if sums is None else sums[i])
 
     def _inputs(self, jobs: list[_Job], width: int) -> BatchInputs:
         if self.mode == "text":

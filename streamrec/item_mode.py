@@ -108,7 +108,7 @@ class ItemEmbeddings:
         parts = {part for text in texts for part in text.split("\x1f")}
         missing = [p for p in parts if self._vectors.recall(p) is None]
         if missing:
-            weight = self.embedding.weight
+            weight: torch.Tensor = self.embedding.weight  # type: ignore[assignment]
             encoded = self.tokenizer(missing, add_special_tokens=False)["input_ids"]
             for part, ids in zip(missing, encoded, strict=True):
                 index = torch.tensor(ids or [self.tokenizer.eos_token_id or 0], device=weight.device)

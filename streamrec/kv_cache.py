@@ -1,12 +1,20 @@
 """Per-user KV caches of a causal LM, and one batched forward over users of different lengths.
 
 Each user's cache is a list of per-layer buffers ``(2, kv_heads, capacity, head_dim)`` filled
-to ``length`` positions; spare capacity lets new positions be written in place. A forward
-over several users lays their caches out right-aligned in one scratch buffer per layer (left
-padding, masked), the new positions right-padded after them, with explicit ``position_ids``,
-so users whose caches differ in length share one forward. A single user attends straight
-from its own buffer (no copy). The buffers plug into transformers through its ``Cache``
-interface; the model code is the library's own.
+to ``length`` positions; spare capacity lets new positions be written in place. Users whose
+caches differ in length share one forward: their new positions are right-padded into one
+batch with explicit ``position_ids``, so every dense layer runs once for all of them.
+Attention then takes one of two layouts:
+
+* ``ragged`` (CPU default): each user's queries attend straight from that user's own buffer
+  (one SDPA call per user and layer, no copy, no padding), through an attention function
+  registered with transformers' ``AttentionInterface`` that falls back to SDPA for every
+  other use of the model;
+* ``padded`` (GPU default): the caches are copied right-aligned into one scratch buffer
+  (left padding, masked) and attention runs once for the batch.
+
+The buffers plug into transformers through its ``Cache`` interface; the model code is the
+library's own.
 
 >>> plan_batches([(12, 700), (12, 80), (600, 0)], max_users=8, max_kv_tokens=10_000,
 ...              cost=CostModel.for_device("cpu"))
@@ -20,7 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
 from transformers.cache_utils import Cache, CacheLayerMixin
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+RAGGED = "streamrec_ragged"
 
 
 @dataclass(frozen=True)
@@ -37,7 +51,9 @@ class CostModel:
     copy: float
 
     @classmethod
-    def for_device(cls, device_type: str) -> CostModel:
+    def for_device(cls, device_type: str, layout: str = "padded") -> CostModel:
+        if layout == "ragged":  # attention is per user, unpadded: only the dense layers see padding
+            return cls(forward=32.0 if device_type == "cpu" else 4096.0, pair=0.0, copy=0.0)
         if device_type == "cuda":
             return cls(forward=4096.0, pair=2e-4, copy=0.2)
         return cls(forward=32.0, pair=2.2e-4, copy=0.02)
@@ -87,7 +103,7 @@ class UserKV:
 
     def __init__(self, max_positions: int, growth: float = 1.25) -> None:
         self.max_positions = max_positions
-        self.growth = growth
+        self.growth = growth  # capacity allocated = needed * growth (at most max_positions)
         self.layers: list[torch.Tensor] = []
         self.length = 0  # positions filled (all layers)
 
@@ -135,6 +151,9 @@ class _BatchLayer(CacheLayerMixin):
                 buf = kv.ensure(self.index, key_states, past + new)
                 buf[0, :, past:past + new] = key_states[row, :, :new]
                 buf[1, :, past:past + new] = value_states[row, :, :new]
+        if b.ragged:  # attention reads the users' own buffers; keep this layer's new states for the rest
+            b.fresh = (key_states, value_states)
+            return key_states, value_states
         if b.past_max == 0:
             return key_states, value_states
         if len(b.caches) == 1:  # attend straight from the user's own buffer
@@ -157,13 +176,42 @@ class _Batch:
     """The users of one forward: their caches, past and new lengths, and the padded scratch."""
 
     def __init__(self, caches: list[UserKV | None], pasts: list[int], news: list[int],
-                 scratch: list[torch.Tensor]) -> None:
+                 scratch: list[torch.Tensor], ragged: bool) -> None:
         self.caches = caches
         self.pasts = pasts
         self.news = news
         self.past_max = max(pasts)
         self.new_max = max(news)
+        self.ragged = ragged
+        self.fresh: tuple[torch.Tensor, torch.Tensor] | None = None
         self._scratch = scratch  # one reusable buffer for all layers: they run one after another
+        self._masks: dict[tuple[int, int], torch.Tensor] = {}
+
+    def attend(self, layer: int, query: torch.Tensor, scaling: float | None) -> torch.Tensor:
+        """Ragged layout: each user's queries against its own keys; ``(batch, new, heads, dim)``."""
+        assert self.fresh is not None
+        keys, values = self.fresh
+        out = query.new_zeros(query.shape[0], query.shape[2], query.shape[1], query.shape[3])
+        gqa = query.shape[1] != keys.shape[1]
+        for row, (kv, past, new) in enumerate(zip(self.caches, self.pasts, self.news, strict=True)):
+            if kv is not None:
+                buf = kv.layers[layer]
+                k, v = buf[0, None, :, :past + new], buf[1, None, :, :past + new]
+            else:  # not kept: nothing past
+                k, v = keys[row:row + 1, :, :new], values[row:row + 1, :, :new]
+            mask = None if past == 0 or new == 1 else self._mask(new, past, query.device)
+            o = F.scaled_dot_product_attention(query[row:row + 1, :, :new], k, v, attn_mask=mask,
+                                               is_causal=past == 0 and new > 1, scale=scaling, enable_gqa=gqa)
+            out[row, :new] = o[0].transpose(0, 1)
+        return out
+
+    def _mask(self, new: int, past: int, device: torch.device) -> torch.Tensor:
+        """Query i (at position past + i) sees keys 0..past + i."""
+        mask = self._masks.get((new, past))
+        if mask is None:
+            mask = torch.ones(new, past + new, dtype=torch.bool, device=device).tril(diagonal=past)
+            self._masks[(new, past)] = mask
+        return mask
 
     def padded(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         like = keys
@@ -174,6 +222,7 @@ class _Batch:
                 or self._scratch[0].device != like.device):
             self._scratch[:] = [torch.empty(need, dtype=like.dtype, device=like.device)]
         out = self._scratch[0][:need].view(shape)
+        out.zero_()  # padding is masked, but must not hold NaN from old memory; one fill, not one per user
         for row, (kv, past, new) in enumerate(zip(self.caches, self.pasts, self.news, strict=True)):
             start = self.past_max - past
             if kv is not None:
@@ -181,8 +230,6 @@ class _Batch:
             else:  # a fresh user whose cache is not kept: nothing past, only this forward's states
                 out[0, row, :, start:self.past_max + new] = keys[row, :, :new]
                 out[1, row, :, start:self.past_max + new] = values[row, :, :new]
-            out[:, row, :, :start] = 0  # masked, but must not hold NaN from old memory
-            out[:, row, :, self.past_max + new:] = 0
         return out[0], out[1]
 
 
@@ -194,30 +241,55 @@ class BatchInputs:
     inputs_embeds: torch.Tensor | None
 
 
+def _ragged_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                      **kwargs: Any) -> tuple[torch.Tensor, None]:
+    batch = kwargs.pop("streamrec_batch", None)
+    if batch is None:  # any other forward of the model (e.g. item texts): plain SDPA
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    return batch.attend(module.layer_idx, query, scaling), None
+
+
+def use_ragged_attention(model: Any) -> None:
+    """Switch ``model`` to the ragged attention function (SDPA for every call without a batch)."""
+    AttentionInterface.register(RAGGED, _ragged_attention)
+    AttentionMaskInterface.register(RAGGED, sdpa_mask)
+    if model.config._attn_implementation != RAGGED:
+        model.set_attn_implementation(RAGGED)
+
+
 def forward_batch(model: Any, n_layers: int, caches: list[UserKV | None], pasts: list[int], news: list[int],
                   inputs: BatchInputs, max_positions: int, scratch: list[torch.Tensor],
-                  device: torch.device) -> torch.Tensor:
+                  device: torch.device, ragged: bool) -> torch.Tensor:
     """Run the new positions of several users through ``model`` on top of their cached pasts.
 
     ``caches[i]`` receives user i's new keys/values (None: not kept). Returns the final hidden
     states ``(batch, max(news), hidden)``; row i is valid for its first ``news[i]`` positions.
+    ``ragged`` needs :func:`use_ragged_attention` called on the model once.
     """
-    batch = _Batch(caches, pasts, news, scratch)
+    batch = _Batch(caches, pasts, news, scratch, ragged)
     rows, width = len(news), batch.past_max + batch.new_max
-    mask = torch.zeros(rows, width, dtype=torch.long)
     positions = torch.empty(rows, batch.new_max, dtype=torch.long)
+    mask = None if ragged else torch.zeros(rows, width, dtype=torch.long)
     for row, (past, new) in enumerate(zip(pasts, news, strict=True)):
-        mask[row, batch.past_max - past:batch.past_max + new] = 1
         positions[row] = torch.arange(past, past + batch.new_max).clamp(max=max_positions - 1)
+        if mask is not None:
+            mask[row, batch.past_max - past:batch.past_max + new] = 1
     cache = Cache(layers=[_BatchLayer(i, batch) for i in range(n_layers)])
     pin = device.type == "cuda"
-    mask, positions = (t.pin_memory().to(device, non_blocking=True) if pin else t for t in (mask, positions))
+
+    def to_device(t: torch.Tensor) -> torch.Tensor:
+        return t.pin_memory().to(device, non_blocking=True) if pin else t
+
+    kwargs: dict[str, Any] = {"position_ids": to_device(positions), "cache": cache, "use_cache": True,
+                              "attention_mask": None if mask is None else to_device(mask)}
+    if ragged:
+        kwargs["streamrec_batch"] = batch
     if inputs.input_ids is not None:
-        ids = inputs.input_ids.pin_memory().to(device, non_blocking=True) if pin else inputs.input_ids
-        output = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+        output = model(input_ids=to_device(inputs.input_ids), **kwargs)
     else:
-        output = model(inputs_embeds=inputs.inputs_embeds, attention_mask=mask, position_ids=positions,
-                       cache=cache, use_cache=True)
+        output = model(inputs_embeds=inputs.inputs_embeds, **kwargs)
     for kv, past, new in zip(caches, pasts, news, strict=True):
         if kv is not None:
             kv.length = past + new

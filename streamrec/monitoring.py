@@ -16,8 +16,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from river import drift, stats, utils
-
 from streamrec.config import DriftSettings, Settings
 from streamrec.events import ActionVocabulary, Event
 from streamrec.metrics import Metrics
@@ -34,6 +32,8 @@ class OnlineQuality:
 
     def __init__(self, k: int = 10, window: int = 1000, max_users: int = 200_000) -> None:
         self.k = k
+        from river import stats, utils  # imported here: river takes a second to import
+
         self.max_users = max_users
         self._latest: OrderedDict[str, dict[str, int]] = OrderedDict()
         self.hit = utils.Rolling(stats.Mean, window_size=window)
@@ -65,6 +65,8 @@ class DriftMonitor:
     """ADWIN on the online hit rate and on the loss; counts, logs and optionally responds."""
 
     def __init__(self, settings: DriftSettings, metrics: Metrics | None = None) -> None:
+        from river import drift
+
         self.settings = settings
         self.metrics = metrics
         self.detectors = {"hit_rate": drift.ADWIN(delta=settings.delta),
@@ -129,7 +131,8 @@ class Telemetry:
 
     def after_batch(self, pipeline: Pipeline, result: BatchResult, batch_size: int, topic: str,
                     consumed_at: float | None = None, event_time_latency: bool = True) -> None:
-        """``consumed_at``: wall-clock seconds when the batch's first event was consumed."""
+        """``consumed_at``: wall-clock seconds when the batch was consumed; a recommendation whose
+        ``source`` says when its event was consumed (Kafka, epoch ms) uses that instead."""
         m = self.metrics
         m.batch_size.observe(batch_size)
         for stage, seconds in result.seconds.items():
@@ -142,9 +145,11 @@ class Telemetry:
             if event_time_latency:
                 m.event_to_recommendation.labels(stage="event_time").observe(
                     max(0.0, (rec.produced_at - rec.event_time) / 1000))
-            if consumed_at is not None:
+            consumed = rec.source.get("consumed_at", None) if rec.source else None
+            consumed_s = consumed / 1000 if consumed is not None else consumed_at
+            if consumed_s is not None:
                 m.event_to_recommendation.labels(stage="consume_time").observe(
-                    max(0.0, rec.produced_at / 1000 - consumed_at))
+                    max(0.0, rec.produced_at / 1000 - consumed_s))
         evicted = pipeline.windows.stats.evicted_users
         m.evictions.inc(evicted - self._evictions_seen)
         self._evictions_seen = evicted

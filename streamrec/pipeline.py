@@ -209,6 +209,9 @@ class Pipeline:
     def restore_users(self, snapshot: bytes) -> int:
         """Restore users' windows from a snapshot; their vectors are recomputed when needed."""
         restored = self.windows.restore(snapshot)
+        for user in restored:  # their items need indices before the next item matrix is built
+            for event in self.windows.window(user):
+                self.catalog.index_of(event.item_id)
         self.window_encoder.forget(restored)
         for user in restored:
             self._window_vectors.pop(user, None)

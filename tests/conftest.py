@@ -15,7 +15,6 @@ from streamrec.encoder import HFEncoder
 from streamrec.synthetic import SyntheticLog, generate
 from streamrec.tinymodel import build_tiny_gpt2, tokenizer_corpus
 
-
 hf_logging.disable_progress_bar()
 # Tests that want the /metrics endpoint ask for a free port; the rest must not bind one.
 os.environ["STREAMREC_METRICS_ADDRESS"] = ""

@@ -27,7 +27,8 @@ def test_settings_are_frozen() -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"window": {"max_events": 0}}, {"domain": "cooking"}, {"encoder": {"device": "tpu"}}, {"windw": {"max_events": 1}}],
+    [{"window": {"max_events": 0}}, {"domain": "cooking"}, {"encoder": {"device": "tpu"}},
+     {"windw": {"max_events": 1}}],
 )
 def test_invalid_settings_raise_config_error(overrides: dict[str, object]) -> None:
     with pytest.raises(ConfigError):

@@ -11,7 +11,8 @@ from streamrec.errors import ModelLoadError
 def test_loads_through_from_pretrained_and_pools_the_last_real_token(tiny_encoder: HFEncoder) -> None:
     assert tiny_encoder.causal and tiny_encoder.pooling == "last" and tiny_encoder.dim == 64
     assert tiny_encoder.tokenizer.pad_token is not None and tiny_encoder.tokenizer.padding_side == "right"
-    texts = ["viewed Wireless Headphones 3 (Electronics)", "viewed Pocket Atlas 7 (Books); purchased Mini Kite 9 (Toys)"]
+    texts = ["viewed Wireless Headphones 3 (Electronics)",
+             "viewed Pocket Atlas 7 (Books); purchased Mini Kite 9 (Toys)"]
     batched = tiny_encoder.encode(texts)
     alone = torch.cat([tiny_encoder.encode([t]) for t in texts])
     assert batched.shape == (2, 64) and batched.dtype == torch.float32

@@ -48,7 +48,7 @@ def test_schema_errors_name_the_field_and_value(changes: dict[str, object], fiel
 
 
 def test_unknown_action_lists_the_vocabulary() -> None:
-    with pytest.raises(UnknownActionError, match="'dance'.*cart, click, purchase, view") as info:
+    with pytest.raises(UnknownActionError, match=r"'dance'.*cart, click, purchase, view") as info:
         decode_event(msgpack.packb(record(action="dance")), VOCAB)
     assert info.value.reason == "unknown_action"
 

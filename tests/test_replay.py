@@ -23,7 +23,7 @@ def test_replay_files_writes_recommendations_and_metrics(
     catalog = write_items(synthetic_log.items, tmp_path / "items.csv")
     metrics = replay_files(make_settings(), log, catalog, out_path=tmp_path / "recs.jsonl",
                            metrics_path=tmp_path / "metrics.json", progress=False)
-    assert FIXED_KEYS <= set(metrics)
+    assert set(metrics) >= FIXED_KEYS
     assert metrics["events"] == 300 and metrics["users"] == len({e.user_id for e in events})
     assert metrics["items"] == len(synthetic_log.items) and metrics["rejected_records"] == 0
     assert json.loads((tmp_path / "metrics.json").read_text())["events"] == 300

@@ -19,7 +19,8 @@ def test_chinese_window_text_and_recommendation_text() -> None:
 
 
 def test_time_gap_wording_comes_from_the_template() -> None:
-    window = [Event("u", "1", "view", 0), Event("u", "2", "view", 3 * 3_600_000), Event("u", "1", "view", 3 * 3_600_000 + 5)]
+    hours = 3_600_000
+    window = [Event("u", "1", "view", 0), Event("u", "2", "view", 3 * hours), Event("u", "1", "view", 3 * hours + 5)]
     en = TextTemplate.for_language("en", time_gaps=True)
     assert en.render_window(window, CATALOG) == (
         "viewed Toy Story (Animation); (3 hours later); viewed Heat (Crime); viewed Toy Story (Animation)")

@@ -2,12 +2,14 @@
 
 ===================  ============================================================
 ``service``          :class:`KafkaService`: consume, process, publish, commit
+``fetcher``          micro-batches, bounded read-ahead, pause/poll while a batch is slow
 ``batch``            one micro-batch of consumed messages
 ``messages``         messages -> events; bad ones -> dead letters (headers)
 ``changelog``        user windows follow partitions through a compacted topic
 ``publisher``        produce with delivery proof; transactions under exactly-once
 ``items``            item text from a compacted items topic
-``clients``          librdkafka configs (pass-through + enforced keys), topics
+``clients``          librdkafka configs (pass-through + enforced keys)
+``topics``           the topics the service needs, checked or created
 ``produce``/``tail``  ``streamrec produce`` and ``streamrec tail``
 ``commands``         the CLI commands
 ===================  ============================================================

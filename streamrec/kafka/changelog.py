@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import msgpack
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -32,6 +33,9 @@ from streamrec.config import Settings
 from streamrec.errors import CheckpointError
 from streamrec.kafka.clients import KafkaServiceError, consumer_config
 from streamrec.windows import SNAPSHOT_VERSION
+
+if TYPE_CHECKING:
+    from streamrec.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +182,10 @@ def merge_snapshots(snapshots: Iterable[bytes]) -> bytes:
     >>> store = WindowStore()
     >>> for user in ("u1", "u2"):
     ...     _ = store.add(Event(user, "7", "view", 1))
-    >>> WindowStore().restore(merge_snapshots([store.snapshot(["u1"]), store.snapshot(["u2"])]))
-    2
+    >>> restored = WindowStore()
+    >>> _ = restored.restore(merge_snapshots([store.snapshot(["u1"]), store.snapshot(["u2"])]))
+    >>> sorted(restored.users())
+    ['u1', 'u2']
     """
     users: dict[str, object] = {}
     for blob in snapshots:
@@ -191,3 +197,41 @@ def merge_snapshots(snapshots: Iterable[bytes]) -> bytes:
         except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
             raise CheckpointError(f"changelog record is unreadable: {exc}") from exc
     return msgpack.packb({"version": SNAPSHOT_VERSION, "users": users}, use_bin_type=True)
+
+
+class PartitionWindows:
+    """The windows of the input partitions this instance owns: restored, tracked, dropped."""
+
+    def __init__(self, pipeline: Pipeline, reader: ChangelogReader) -> None:
+        self.pipeline = pipeline
+        self.reader = reader
+        self.owners = PartitionUsers()
+
+    def restore(self, partitions: list[int]) -> int:
+        """Load the partitions' windows from the changelog; returns how many users."""
+        restored = 0
+        for partition, users in self.reader.read(partitions).items():
+            if users:
+                restored += self.pipeline.restore_users(merge_snapshots(users.values()))
+            for user in users:
+                self.owners.add(partition, user)
+                # Index every item of a restored window now: the pipeline sizes its item matrix
+                # before ranking, and an item first indexed while ranking would fall outside it.
+                for event in self.pipeline.windows.window(user):
+                    self.pipeline.catalog.index_of(event.item_id)
+        return restored
+
+    def drop(self, partitions: Iterable[int]) -> int:
+        """Forget the partitions' users (their windows live on in the changelog); returns how many."""
+        users: set[str] = set()
+        for partition in partitions:
+            users |= self.owners.pop(partition)
+        self.pipeline.drop_users(users)
+        return len(users)
+
+    def prune(self) -> int:
+        """Stop tracking users whose windows were evicted."""
+        return self.owners.prune(lambda user: user in self.pipeline.windows)
+
+    def close(self) -> None:
+        self.reader.close()

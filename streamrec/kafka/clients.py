@@ -1,4 +1,4 @@
-"""librdkafka configuration for every client the service makes, and the topics it needs.
+"""librdkafka configuration for every client the service makes.
 
 ``settings.kafka.config`` passes through unchanged to every client (``security.protocol``,
 ``sasl.*``, ``ssl.*``, ...). Keys prefixed ``consumer.`` or ``producer.`` go, without the prefix,
@@ -21,25 +21,16 @@ Defaults that bound memory (overridable): at most 16 MiB of prefetched messages 
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
-
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from streamrec.config import Settings
 from streamrec.errors import ConfigError, StreamrecError
 
-log = logging.getLogger(__name__)
-
 CONSUMER_PREFIX = "consumer."
 PRODUCER_PREFIX = "producer."
-ADMIN_TIMEOUT_S = 30.0
 
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "auto.offset.reset": "earliest",
@@ -136,51 +127,3 @@ def producer_config(settings: Settings, transactional_id: str | None = None, *,
 
 def default_transactional_id(settings: Settings) -> str:
     return settings.kafka.transactional_id or f"{settings.kafka.group}-{socket.gethostname()}-{os.getpid()}"
-
-
-# -- topics ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    config: Mapping[str, str]
-
-
-def partition_count(admin: AdminClient, topic: str) -> int | None:
-    """Partitions of ``topic``, or None if it does not exist."""
-    metadata = admin.list_topics(topic, timeout=ADMIN_TIMEOUT_S)
-    described = metadata.topics.get(topic)
-    if described is None or described.error is not None or not described.partitions:
-        return None
-    return len(described.partitions)
-
-
-def ensure_topic(admin: AdminClient, spec: TopicSpec, replication_factor: int = -1) -> int:
-    """Create ``spec`` unless it exists; returns the topic's partition count."""
-    existing = partition_count(admin, spec.name)
-    if existing is not None:
-        return existing
-    new = NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=replication_factor,
-                   config=dict(spec.config))
-    try:
-        admin.create_topics([new], operation_timeout=ADMIN_TIMEOUT_S)[spec.name].result()
-        log.info("created topic %s (%d partitions, %s)", spec.name, spec.partitions, dict(spec.config))
-    except KafkaException as exc:
-        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise KafkaServiceError(f"cannot create topic {spec.name!r}: {exc}") from exc
-    deadline = time.monotonic() + ADMIN_TIMEOUT_S
-    while (count := partition_count(admin, spec.name)) is None:  # metadata lags creation a little
-        if time.monotonic() > deadline:
-            raise KafkaServiceError(f"topic {spec.name!r} was created but its metadata is not visible")
-        time.sleep(0.2)
-    return count
-
-
-def topic_config(admin: AdminClient, topic: str, key: str) -> str | None:
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    entries = admin.describe_configs([resource], request_timeout=ADMIN_TIMEOUT_S)[resource].result()
-    entry = entries.get(key)
-    return None if entry is None else entry.value
-

@@ -29,6 +29,7 @@ from streamrec.config import Settings, load_settings
 from streamrec.errors import ConfigError, StreamrecError
 
 if TYPE_CHECKING:
+    from streamrec.endpoints import Endpoints
     from streamrec.kafka.service import KafkaService
     from streamrec.pipeline import Pipeline
 
@@ -51,6 +52,19 @@ def _settings(config: Path | None, kafka: dict[str, Any], **overrides: Any) -> S
     except StreamrecError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from exc
+
+
+def _column_map(pairs: list[str] | None) -> dict[str, str] | None:
+    """``["user_id=visitorid"]`` -> ``{"user_id": "visitorid"}``."""
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        ours, sep, theirs = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--column {pair!r}: expected ours=theirs, e.g. user_id=visitorid")
+        out[ours.strip()] = theirs.strip()
+    return out
 
 
 def build_pipeline(settings: Settings, catalog_path: Path | None) -> Pipeline:
@@ -109,6 +123,7 @@ def run(
     max_runtime: Annotated[float | None, typer.Option("--max-runtime", help="stop after this many seconds")] = None,
     shutdown_timeout: Annotated[float | None, typer.Option("--shutdown-timeout",
                                                            help="seconds a graceful stop may take")] = None,
+    metrics_address: Annotated[str | None, typer.Option(help="host:port for /metrics ('' disables)")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Consume events from Kafka and publish fresh recommendations (see streamrec.kafka.service)."""
@@ -121,16 +136,19 @@ def run(
                              items_topic=items_topic, exactly_once=exactly_once, transactional_id=transactional_id,
                              shutdown_timeout_seconds=shutdown_timeout)
     settings = _settings(config, kafka, domain=domain, encoder={"model": encoder},
-                         batch={"max_size": batch_size}, state_dir=state_dir)
+                         batch={"max_size": batch_size}, state_dir=state_dir, metrics_address=metrics_address)
     try:
         pipeline = build_pipeline(settings, catalog)
     except StreamrecError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from exc
     service = KafkaService(settings, pipeline)
+    endpoints = None
     code = 0
     with stop_on_signals(service, settings.kafka.shutdown_timeout_seconds):
         try:
+            if settings.metrics_address:
+                endpoints = Endpoints(settings.metrics_address, service.telemetry.metrics, ready=service.ready).start()
             service.run(max_runtime)
         except ConfigError as exc:
             console.print(f"[bold red]error:[/] {exc}")
@@ -138,6 +156,9 @@ def run(
         except (StreamrecError, KafkaException) as exc:
             console.print(f"[bold red]error:[/] {exc}")
             code = EXIT_KAFKA
+        finally:
+            if endpoints is not None:
+                endpoints.stop()
     print(json.dumps({"stats": service.stats.as_dict()}), file=sys.stderr, flush=True)
     if code:
         raise typer.Exit(code)
@@ -153,6 +174,7 @@ def produce(
     items_topic: Annotated[str | None, typer.Option("--items-topic", help="publish items here first")] = None,
     partitions: Annotated[int | None, typer.Option("--partitions", help="create the topic with this many")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="at most this many events")] = None,
+    column: Annotated[list[str] | None, typer.Option("--column", help="column map ours=theirs")] = None,
     bootstrap_servers: BootstrapOpt = None,
     domain: Annotated[str | None, typer.Option("--domain", help="ecommerce | music | social | video")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
@@ -165,7 +187,8 @@ def produce(
                                                   items_topic=items_topic), domain=domain)
     target = topic or settings.kafka.input_topic
     try:
-        report = produce_log(settings, log_path, target, log_format=log_format, limit=limit, catalog_path=catalog,
+        report = produce_log(settings, log_path, target, log_format=log_format, column_map=_column_map(column),
+                             limit=limit, catalog_path=catalog,
                              items_topic=settings.kafka.items_topic, rate=rate, partitions=partitions,
                              progress=progress)
     except StreamrecError as exc:

@@ -26,7 +26,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from streamrec.catalog import Item, item_from_mapping
 from streamrec.config import Settings
 from streamrec.errors import CatalogError
-from streamrec.kafka.clients import ADMIN_TIMEOUT_S, KafkaServiceError, consumer_config
+from streamrec.kafka.clients import KafkaServiceError, consumer_config
+from streamrec.kafka.topics import ADMIN_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from tqdm import tqdm
 from streamrec.catalog import Item, read_items
 from streamrec.config import Settings
 from streamrec.events import ActionVocabulary, Event, encode_event
-from streamrec.kafka.clients import TopicSpec, admin_config, ensure_topic, producer_config
+from streamrec.kafka.clients import admin_config, producer_config
 from streamrec.kafka.items import item_record
+from streamrec.kafka.topics import TopicSpec, ensure_topic
 
 LOG_DOMAINS = {"movielens": "video", "amazon": "ecommerce"}
 FLUSH_TIMEOUT_S = 120.0

@@ -71,6 +71,12 @@ class Publisher:
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self.producer.poll(QUEUE_FULL_WAIT_S)
+            except KafkaException as exc:  # a transaction already failed by an earlier record
+                if not exc.args[0].txn_requires_abort():
+                    raise
+                log.warning("produce needs an abort: %s", exc.args[0])
+                self.abort()
+                raise TransactionAborted(str(exc.args[0])) from exc
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:

@@ -17,7 +17,8 @@ Guarantees (the README quotes this docstring):
   (``send_offsets_to_transaction`` with the consumer's group metadata, which fences zombies).
   The consumer reads ``read_committed``. If the transaction must abort, the service aborts,
   drops and restores the windows of its partitions from the changelog, seeks back to the
-  committed offsets and carries on. The head (model) is not rolled back: learning is
+  committed offsets and carries on; after 3 aborts in a row (a record that can never be
+  written) it fails loudly instead of looping. The head (model) is not rolled back: learning is
   best-effort and may have seen the aborted batch once.
 * **Order.** Messages are processed in offset order per partition and recommendations are
   keyed by ``user_id``, so each user's recommendations appear in event order.
@@ -31,9 +32,11 @@ Guarantees (the README quotes this docstring):
   finished, delivered and committed, then the partitions' users are dropped. On lost, nothing
   of the lost partitions is written or committed (another member owns them) and their users
   are dropped.
-* **Slow batches.** :meth:`Pipeline.process` runs in a worker thread; meanwhile the main
-  thread pauses the assignment and keeps calling ``poll()``, which serves the group protocol
-  and never returns a message, so a slow batch cannot exceed ``max.poll.interval.ms``.
+* **Slow batches.** :meth:`Pipeline.process` runs in a worker thread while the main thread
+  reads at most one batch ahead; if the batch is still running after a second, the main thread
+  pauses the assignment and keeps calling ``poll()``, which serves the group protocol and
+  returns no messages, so a slow batch cannot exceed ``max.poll.interval.ms`` and memory stays
+  bounded (see :mod:`streamrec.kafka.fetcher`).
 * **Bad messages** go to the dead-letter topic (see :mod:`streamrec.kafka.messages`); the
   partition keeps moving and the bad message's offset is committed with its batch.
 * **Shutdown.** :meth:`KafkaService.stop` (the CLI calls it on SIGTERM/SIGINT) lets the
@@ -41,108 +44,103 @@ Guarantees (the README quotes this docstring):
   and closes the consumer (revoking, hence leaving the group at once).
 * **Checkpoints.** The head is saved to ``state_dir`` every ``kafka.checkpoint_interval_seconds``
   and at shutdown, and loaded at start. Windows are not in the checkpoint: the changelog owns them.
+* **Limits.** At-least-once: a commit that fails (e.g. during a rebalance) is logged and counted;
+  the batch is redelivered and its events are recognised as duplicates. A kill leaves at most
+  one batch uncommitted, so at most ``batch.max_size`` recommendations repeat per crash. A member
+  that has lost its partitions but not yet noticed (a "zombie") can still write changelog records
+  for them; only exactly-once fences it. Events must be keyed by ``user_id``: a user whose events
+  arrive on two partitions has one window fed by both, dropped when either partition goes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from streamrec.config import Settings
 from streamrec.errors import ConfigError
 from streamrec.kafka.batch import Batch, Received
-from streamrec.kafka.changelog import ChangelogReader, PartitionUsers, changelog_topic, merge_snapshots
-from streamrec.kafka.clients import (
-    KafkaServiceError,
-    TopicSpec,
-    admin_config,
-    consumer_config,
-    default_transactional_id,
-    ensure_topic,
-    partition_count,
-    producer_config,
-    topic_config,
-)
+from streamrec.kafka.changelog import ChangelogReader, PartitionWindows, changelog_topic
+from streamrec.kafka.clients import KafkaServiceError, consumer_config, default_transactional_id, producer_config
+from streamrec.kafka.fetcher import Fetcher
 from streamrec.kafka.items import ItemsTopic
 from streamrec.kafka.publisher import Publisher, TransactionAborted
 from streamrec.kafka.stats import ServiceStats
+from streamrec.kafka.topics import ensure_service_topics
+from streamrec.monitoring import Telemetry
 
 if TYPE_CHECKING:
     from streamrec.pipeline import BatchResult, Pipeline
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_S = 0.5
-BUSY_POLL_S = 0.01  # how late, at most, the end of a batch is noticed while reading ahead
-PAUSE_AFTER_S = 1.0  # a batch running longer than this is "slow": pause, keep polling
 COMMITTED_TIMEOUT_S = 30.0
+MAX_ABORTS_IN_A_ROW = 3
+STATISTICS_INTERVAL_MS = 5000  # librdkafka statistics, for the consumer-lag gauge
+READY_LAG_BATCHES = 10  # /readyz: every assigned partition within this many batches of its end
 
 
 @dataclass
 class InFlight:
     batch: Batch
     future: Future[BatchResult]
-    started: float
+    started: float  # monotonic
+
+
+@dataclass
+class _Running:
+    """The clients of one run, made by :meth:`KafkaService._open`."""
+
+    consumer: Consumer
+    fetcher: Fetcher
+    publisher: Publisher
+    windows: PartitionWindows
+    items: ItemsTopic | None
 
 
 class KafkaService:
     """Runs ``pipeline`` on the input topic until :meth:`stop` (or ``max_runtime_s``).
 
     >>> service = KafkaService(load_settings(), pipeline)  # doctest: +SKIP
-    >>> stats = service.run()  # blocks; another thread or a signal handler calls service.stop()
+    >>> stats = service.run()  # doctest: +SKIP
+
+    It blocks; another thread or a signal handler calls :meth:`stop`.
     """
 
-    def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
+    def __init__(self, settings: Settings, pipeline: Pipeline, telemetry: Telemetry | None = None) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.kafka = settings.kafka
         self.stats = ServiceStats()
+        self.telemetry = telemetry or Telemetry(settings)
+        self.lag: dict[int, int] = {}  # partition -> consumer_lag from librdkafka statistics
         self.changelog_topic = changelog_topic(settings)
         self._stop = threading.Event()
         self._failed = False
-        self._owners = PartitionUsers()
-        self._assigned: set[int] = set()
-        self._pending: list[Received] = []
-        self._pending_since = 0.0
-        self._paused: list[TopicPartition] = []
         self._in_flight: InFlight | None = None
+        self._aborts_in_a_row = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="pipeline")
         self._last_checkpoint = time.monotonic()
-        self._consumer: Consumer | None = None
-        self._publisher: Publisher | None = None
-        self._reader: ChangelogReader | None = None
-        self._items: ItemsTopic | None = None
+        self._run: _Running | None = None
+        self._partitions = 0  # of the input topic, hence of the changelog
 
     def stop(self) -> None:
         """Ask for a graceful stop; safe from signal handlers and other threads."""
         self._stop.set()
 
     @property
-    def consumer(self) -> Consumer:
-        assert self._consumer is not None, "the service is not running"
-        return self._consumer
-
-    @property
-    def publisher(self) -> Publisher:
-        assert self._publisher is not None, "the service is not running"
-        return self._publisher
+    def running(self) -> _Running:
+        assert self._run is not None, "the service is not running"
+        return self._run
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -150,18 +148,17 @@ class KafkaService:
         deadline = None if max_runtime_s is None else time.monotonic() + max_runtime_s
         try:
             self._open()
+            fetcher = self.running.fetcher
             while not self._stop.is_set():
                 if deadline is not None and time.monotonic() > deadline:
                     log.info("max runtime of %.0fs reached, stopping", max_runtime_s)
                     break
                 self._between_batches()
-                received = self._collect()
+                received = fetcher.collect()
                 if received:
                     self._process(received)
-            while self._pending:  # already consumed: process rather than leave for redelivery
-                batch, self._pending = self._pending[:self.settings.batch.max_size], \
-                    self._pending[self.settings.batch.max_size:]
-                self._process(batch)
+            while fetcher.pending:  # already consumed: process rather than leave for redelivery
+                self._process(fetcher.take())
             self._checkpoint()
         except BaseException:
             self._failed = True
@@ -171,97 +168,49 @@ class KafkaService:
         return self.stats
 
     def _open(self) -> None:
-        kafka = self.kafka
-        partitions = self._ensure_topics()
+        kafka, settings = self.kafka, self.settings
+        partitions = self._partitions = ensure_service_topics(settings, self.changelog_topic)
         log.info("input %s has %d partitions; changelog %s", kafka.input_topic, partitions, self.changelog_topic)
-        transactional_id = default_transactional_id(self.settings) if kafka.exactly_once else None
-        self._publisher = Publisher(Producer(producer_config(self.settings, transactional_id)), kafka.output_topic,
-                                    kafka.dead_letter_topic, self.changelog_topic, kafka.wire_format)
+        transactional_id = default_transactional_id(settings) if kafka.exactly_once else None
+        publisher = Publisher(Producer(producer_config(settings, transactional_id, keyed=True)), kafka.output_topic,
+                              kafka.dead_letter_topic, self.changelog_topic, kafka.wire_format)
         if transactional_id is not None:
-            self.publisher.init_transactions()  # also fences and aborts a previous incarnation's transaction
-        self._reader = ChangelogReader(self.settings, self.changelog_topic)
+            publisher.init_transactions()  # also fences and aborts a previous incarnation's transaction
+        windows = PartitionWindows(self.pipeline, ChangelogReader(settings, self.changelog_topic))
+        items = None
         if kafka.items_topic:
-            self._items = ItemsTopic(self.settings, kafka.items_topic)
-            items = self._items.bootstrap()
-            self.pipeline.add_items(items)
-            self.stats.items_loaded += len(items)
-            log.info("loaded %d items from %s", len(items), kafka.items_topic)
-        if self.pipeline.load(self.settings.state_dir):
-            log.info("loaded head v%d from %s", self.pipeline.head.version, self.settings.state_dir)
+            items = ItemsTopic(settings, kafka.items_topic)
+            loaded = items.bootstrap()
+            self.pipeline.add_items(loaded)
+            self.stats.items_loaded += len(loaded)
+            log.info("loaded %d items from %s", len(loaded), kafka.items_topic)
+        if self.pipeline.load(settings.state_dir):
+            log.info("loaded head v%d from %s", self.pipeline.head.version, settings.state_dir)
         stale = list(self.pipeline.windows.users())
         if stale:  # windows belong to partitions; the changelog restores the ones we get
             log.warning("dropping %d windows loaded from %s: the changelog owns windows", len(stale),
-                        self.settings.state_dir)
+                        settings.state_dir)
             self.pipeline.drop_users(stale)
-        self._consumer = Consumer(consumer_config(self.settings))
-        self.consumer.subscribe([kafka.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
-
-    def _ensure_topics(self) -> int:
-        kafka = self.kafka
-        admin = AdminClient(admin_config(self.settings))
-        partitions = partition_count(admin, kafka.input_topic)
-        if partitions is None:
-            raise ConfigError(f"input topic {kafka.input_topic!r} does not exist on {kafka.bootstrap_servers}; "
-                              "create it first (its partition count fixes the changelog's)")
-        replicas = kafka.topic_replication_factor
-        for topic in (kafka.output_topic, kafka.dead_letter_topic):
-            ensure_topic(admin, TopicSpec(topic, partitions, {}), replicas)
-        found = ensure_topic(admin, TopicSpec(self.changelog_topic, partitions, {"cleanup.policy": "compact"}),
-                             replicas)
-        if found != partitions:
-            raise ConfigError(f"changelog {self.changelog_topic!r} has {found} partitions but the input topic has "
-                              f"{partitions}; they must match (user windows follow input partitions)")
-        policy = topic_config(admin, self.changelog_topic, "cleanup.policy") or ""
-        if "compact" not in policy:
-            raise ConfigError(f"changelog {self.changelog_topic!r} has cleanup.policy={policy!r}; it must be "
-                              "compact, or windows are lost when old segments are deleted")
-        return partitions
+        config = consumer_config(settings)
+        config.setdefault("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        config["stats_cb"] = self._on_statistics
+        consumer = Consumer(config)
+        fetcher = Fetcher(consumer, kafka.input_topic, settings.batch.max_size, settings.batch.max_wait_ms,
+                          self._stop)
+        self._run = _Running(consumer, fetcher, publisher, windows, items)
+        consumer.subscribe([kafka.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_lost)
 
     def _between_batches(self) -> None:
-        if self._items is not None:
-            items = self._items.poll()
-            if items:
-                self.pipeline.add_items(items)
-                self.stats.items_loaded += len(items)
-            self.stats.bad_items = self._items.bad_records
+        items = self.running.items
+        if items is not None:
+            new = items.poll()
+            if new:
+                self.pipeline.add_items(new)
+                self.stats.items_loaded += len(new)
+            self.stats.bad_items = items.bad_records
         if time.monotonic() - self._last_checkpoint >= self.kafka.checkpoint_interval_seconds:
             self._checkpoint()
-
-    def _collect(self) -> list[Received]:
-        """Up to ``batch.max_size`` messages, closing ``batch.max_wait_ms`` after the first arrived."""
-        max_size, max_wait = self.settings.batch.max_size, self.settings.batch.max_wait_ms / 1000
-        while len(self._pending) < max_size and not self._stop.is_set():
-            if self._pending:
-                remaining = self._pending_since + max_wait - time.monotonic()
-                if remaining <= 0:
-                    break
-                timeout = min(remaining, IDLE_POLL_S)
-            else:
-                timeout = IDLE_POLL_S
-            messages = self.consumer.consume(num_messages=max_size - len(self._pending), timeout=timeout)
-            self._receive(messages)
-            if not self._pending:
-                return []
-        batch, self._pending = self._pending[:max_size], self._pending[max_size:]
-        self._pending_since = time.monotonic()
-        return batch
-
-    def _receive(self, messages: list[Message]) -> None:
-        now_ms = int(time.time() * 1000)
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise KafkaServiceError(f"consumer failed: {error}")
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer: %s", error)
-                continue
-            if message.partition() not in self._assigned:  # fetched before a revoke; not ours now
-                continue
-            if not self._pending:
-                self._pending_since = time.monotonic()
-            self._pending.append(Received(message, now_ms))
 
     # -- one batch ---------------------------------------------------------------------------
 
@@ -269,60 +218,30 @@ class KafkaService:
         kafka = self.kafka
         batch = Batch.assemble(received, self.pipeline.vocab, kafka.wire_format, kafka.max_event_bytes)
         self.stats.events_consumed += batch.size
+        consumed = self.telemetry.metrics.events_consumed
+        for partition, count in Counter(int(r.message.partition() or 0) for r in received).items():
+            consumed.labels(topic=kafka.input_topic, partition=str(partition)).inc(count)
+        self.telemetry.before_batch(batch.events)  # prequential: score before the pipeline learns
         for partition, users in batch.users.items():
             for user in users:
-                self._owners.add(partition, user)
+                self.running.windows.owners.add(partition, user)
         future = self._executor.submit(self.pipeline.process, batch.events)
-        self._in_flight = InFlight(batch, future, time.monotonic())
-        while self._in_flight is not None and not future.done():
-            self._read_ahead(self._in_flight)
+        flight = self._in_flight = InFlight(batch, future, time.monotonic())
+        while self._in_flight is not None and not future.done():  # a rebalance callback may finish it
+            self.running.fetcher.read_ahead(future, flight.started)
         self._finish_in_flight()
-
-    def _read_ahead(self, flight: InFlight) -> None:
-        """While the pipeline works: read at most one batch ahead, and keep serving the group.
-
-        With a batch read ahead, the main thread just waits for the worker; if the batch is still
-        running after ``PAUSE_AFTER_S``, the assignment is paused and ``poll()`` (which then
-        returns no messages) is called until it ends, serving rebalances and staying within
-        ``max.poll.interval.ms`` however slow the batch. Not pausing every batch matters: a pause
-        drops librdkafka's prefetched messages, and fetching restarts ~0.5 s after the resume.
-        """
-        wait([flight.future])  # MUTANT
-        room = self.settings.batch.max_size - len(self._pending)
-        if room > 0:
-            self._receive(self.consumer.consume(num_messages=room, timeout=BUSY_POLL_S))
-            return
-        waited = time.monotonic() - flight.started
-        if waited < PAUSE_AFTER_S:
-            wait([flight.future], timeout=PAUSE_AFTER_S - waited)
-            return
-        paused = {tp.partition for tp in self._paused}
-        unpaused = [TopicPartition(self.kafka.input_topic, p) for p in sorted(self._assigned - paused)]
-        if unpaused:
-            self.consumer.pause(unpaused)
-            self._paused.extend(unpaused)
-        message = self.consumer.poll(BUSY_POLL_S)
-        if message is not None:
-            self._receive([message])
 
     def _finish_in_flight(self, lost: set[int] | None = None) -> None:
         flight, self._in_flight = self._in_flight, None
         if flight is None:
             return
         result = flight.future.result()
-        seconds = time.monotonic() - flight.started
-        self.stats.longest_batch_seconds = max(self.stats.longest_batch_seconds, seconds)
+        self.stats.longest_batch_seconds = max(self.stats.longest_batch_seconds, time.monotonic() - flight.started)
         self._publish(flight.batch.without(lost or set()), result)
-        self._resume()
-
-    def _resume(self) -> None:
-        still_assigned = [tp for tp in self._paused if tp.partition in self._assigned]
-        if still_assigned:
-            self.consumer.resume(still_assigned)
-        self._paused = []
+        self.running.fetcher.resume()
 
     def _publish(self, batch: Batch, result: BatchResult) -> None:
-        publisher, exactly_once = self.publisher, self.kafka.exactly_once
+        publisher, exactly_once = self.running.publisher, self.kafka.exactly_once
         recommendations = [dataclasses.replace(rec, source=batch.sources[rec.user_id])
                            for rec in result.recommendations if rec.user_id in batch.sources]
         offsets = [TopicPartition(self.kafka.input_topic, p, o) for p, o in sorted(batch.next_offsets.items())]
@@ -345,15 +264,20 @@ class KafkaService:
                 changelog += 1
         try:
             if exactly_once:
-                publisher.commit(offsets, self.consumer.consumer_group_metadata())
+                publisher.commit(offsets, self.running.consumer.consumer_group_metadata())
                 self.stats.commits += 1
             else:
                 publisher.confirm()
                 self._commit(offsets)
-        except TransactionAborted:
+        except TransactionAborted as exc:
             self.stats.transactions_aborted += 1
+            self._aborts_in_a_row += 1
+            if self._aborts_in_a_row >= MAX_ABORTS_IN_A_ROW:  # a record that can never be written
+                raise KafkaServiceError(f"{self._aborts_in_a_row} transactions in a row aborted, last: {exc}; "
+                                        "nothing of them is visible or committed") from exc
             self._rewind()
             return
+        self._aborts_in_a_row = 0
         self.stats.batches += 1
         self.stats.events_processed += len(batch.events)
         self.stats.duplicates += result.duplicates
@@ -361,12 +285,44 @@ class KafkaService:
         self.stats.recommendations_produced += len(recommendations)
         self.stats.dead_lettered += len(batch.bad)
         self.stats.changelog_records += changelog
+        self._observe(batch, dataclasses.replace(result, recommendations=recommendations))
+
+    def _observe(self, batch: Batch, result: BatchResult) -> None:
+        metrics = self.telemetry.metrics
+        for bad in batch.bad:
+            metrics.bad_messages.labels(reason=bad.error.reason).inc()
+        metrics.dead_lettered.labels(topic=self.kafka.dead_letter_topic).inc(len(batch.bad))
+        self.telemetry.after_batch(self.pipeline, result, batch.size, self.kafka.output_topic)
+
+    def _on_statistics(self, stats_json: str) -> None:
+        """librdkafka statistics (every ``statistics.interval.ms``): per-partition consumer lag."""
+        try:
+            partitions = json.loads(stats_json)["topics"][self.kafka.input_topic]["partitions"]
+        except (KeyError, ValueError):
+            return
+        gauge = self.telemetry.metrics.consumer_lag
+        for key, partition in partitions.items():
+            lag = int(partition.get("consumer_lag", -1))
+            if key == "-1" or lag < 0:  # the internal UA partition, or no position yet
+                continue
+            self.lag[int(key)] = lag
+            gauge.labels(topic=self.kafka.input_topic, partition=key).set(lag)
+
+    def ready(self) -> bool:
+        """Assigned and caught up: every assigned partition within a few batches of its end."""
+        if self._run is None or not self.running.fetcher.assigned:
+            ready = False
+        else:
+            limit = READY_LAG_BATCHES * self.settings.batch.max_size
+            ready = all(self.lag.get(p, 0) <= limit for p in self.running.fetcher.assigned)
+        self.telemetry.metrics.ready.set(1 if ready else 0)
+        return ready
 
     def _commit(self, offsets: list[TopicPartition]) -> None:
         if not offsets:
             return
         try:
-            committed = self.consumer.commit(offsets=offsets, asynchronous=False) or []
+            committed = self.running.consumer.commit(offsets=offsets, asynchronous=False) or []
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if error.fatal():
@@ -383,47 +339,23 @@ class KafkaService:
 
     def _rewind(self) -> None:
         """After an aborted transaction: windows and positions back to the last commit."""
-        partitions = sorted(self._assigned)
-        topic = self.kafka.input_topic
-        committed = self.consumer.committed([TopicPartition(topic, p) for p in partitions],
-                                            timeout=COMMITTED_TIMEOUT_S)
-        self._pending = [r for r in self._pending if r.message.partition() not in self._assigned]
-        self._drop(partitions)
-        self._restore(partitions)
+        consumer, fetcher, topic = self.running.consumer, self.running.fetcher, self.kafka.input_topic
+        partitions = sorted(fetcher.assigned)
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=COMMITTED_TIMEOUT_S)
+        fetcher.discard(partitions)
+        self.stats.dropped_users += self.running.windows.drop(partitions)
+        self.stats.restored_users += self.running.windows.restore(partitions)
         reset = str(consumer_config(self.settings).get("auto.offset.reset", "earliest"))
         fallback = OFFSET_BEGINNING if reset in ("earliest", "smallest", "beginning") else OFFSET_END
         for tp in committed:
-            self.consumer.seek(TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else fallback))
+            consumer.seek(TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else fallback))
         log.warning("transaction aborted: rewound %s to %s", topic, [(tp.partition, tp.offset) for tp in committed])
-
-    # -- state -------------------------------------------------------------------------------
-
-    def _restore(self, partitions: list[int]) -> int:
-        assert self._reader is not None
-        restored = 0
-        for partition, users in self._reader.read(partitions).items():
-            if users:
-                restored += self.pipeline.restore_users(merge_snapshots(users.values()))
-            for user in users:
-                self._owners.add(partition, user)
-                # Index every item of a restored window now: the pipeline sizes its item matrix
-                # before ranking, and an item first indexed while ranking would fall outside it.
-                for event in self.pipeline.windows.window(user):
-                    self.pipeline.catalog.index_of(event.item_id)
-        self.stats.restored_users += restored
-        return restored
-
-    def _drop(self, partitions: list[int]) -> None:
-        users: set[str] = set()
-        for partition in partitions:
-            users |= self._owners.pop(partition)
-        self.pipeline.drop_users(users)
-        self.stats.dropped_users += len(users)
 
     def _checkpoint(self) -> None:
         self.pipeline.save(self.settings.state_dir, with_windows=False)
-        self._owners.prune(lambda user: user in self.pipeline.windows)
+        self.running.windows.prune()
         self.stats.checkpoints += 1
+        self.telemetry.metrics.checkpoints.inc()
         self._last_checkpoint = time.monotonic()
 
     # -- rebalancing (called from inside poll/consume/close, on the main thread) ---------------
@@ -433,11 +365,16 @@ class KafkaService:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         mine = self._mine(partitions)
+        if mine and mine[-1] >= self._partitions:
+            raise ConfigError(f"{self.kafka.input_topic} now has more than {self._partitions} partitions, the "
+                              f"changelog {self.changelog_topic} has {self._partitions}: grow the changelog to "
+                              "match (users keyed to the new partitions start with empty windows)")
         if mine and not self._failed:
             self._finish_in_flight()  # the pipeline is not thread-safe: no batch while restoring
-            restored = self._restore(mine)
+            restored = self.running.windows.restore(mine)
+            self.stats.restored_users += restored
             log.info("assigned %s partitions %s (%d windows restored)", self.kafka.input_topic, mine, restored)
-        self._assigned.update(mine)
+        self.running.fetcher.assigned.update(mine)
         self.stats.partitions_assigned += len(mine)
         consumer.incremental_assign(partitions)
 
@@ -461,23 +398,26 @@ class KafkaService:
         consumer.incremental_unassign(partitions)
 
     def _forget(self, partitions: list[int]) -> None:
-        gone = set(partitions)
-        self._pending = [r for r in self._pending if r.message.partition() not in gone]
-        self._assigned -= gone
-        self._drop(partitions)
+        for partition in partitions:
+            if self.lag.pop(partition, None) is not None:
+                self.telemetry.metrics.consumer_lag.remove(self.kafka.input_topic, str(partition))
+        self.running.fetcher.forget(partitions)
+        self.stats.dropped_users += self.running.windows.drop(partitions)
 
     # -- shutdown ----------------------------------------------------------------------------
 
     def _close(self) -> None:
         started = time.monotonic()
+        run = self._run
         try:
-            if self._consumer is not None:
-                self._consumer.close()  # revokes (committing nothing new), leaves the group
-            if self._publisher is not None and not self._failed:
-                self._publisher.producer.flush(self.kafka.shutdown_timeout_seconds)
+            if run is not None:
+                run.consumer.close()  # revokes (committing nothing new), leaves the group
+                if not self._failed:
+                    run.publisher.producer.flush(self.kafka.shutdown_timeout_seconds)
         finally:
-            for closable in (self._reader, self._items):
-                if closable is not None:
-                    closable.close()
+            if run is not None:
+                run.windows.close()
+                if run.items is not None:
+                    run.items.close()
             self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("closed in %.1fs; stats %s", time.monotonic() - started, self.stats.as_dict())

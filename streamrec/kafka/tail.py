@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.text import Text
 
 from streamrec.config import Settings
-from streamrec.kafka.clients import ADMIN_TIMEOUT_S, KafkaServiceError, consumer_config
+from streamrec.kafka.clients import KafkaServiceError, consumer_config
+from streamrec.kafka.topics import ADMIN_TIMEOUT_S
 from streamrec.recommendations import Recommendation
 
 

@@ -19,15 +19,15 @@ MakeSettings = Callable[..., Settings]
 def test_harness_scores_the_pipeline_exactly_as_the_replay_runner(
     make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
 ) -> None:
-    settings = make_settings(batch={"max_size": 16})
-    events = synthetic_log.events[:240]
+    settings = make_settings(batch={"max_size": 16}, head={"replay_sample": 32, "steps_per_batch": 1})
+    events = synthetic_log.events[:160]
     replayed = replay(Pipeline(settings, tiny_encoder, Catalog(synthetic_log.items)), events, progress=False)
     model = PipelineModel(Pipeline(settings, tiny_encoder, Catalog(synthetic_log.items)))
     vocab = ActionVocabulary.for_domain(settings.domain)
     result = run_prequential(events, [model], settings.batch.max_size, 10,
                              [i.item_id for i in synthetic_log.items], lambda e: vocab.is_positive(e.action))
     ours = result.metrics()["streamrec"]
-    assert result.scored == replayed["scored_events"] > 100
+    assert result.scored == replayed["scored_events"] > 60
     for metric in ("hit@10", "ndcg@10", "mrr@10", "coverage@10"):
         assert ours.get(metric, ours["all"].get(metric)) == pytest.approx(replayed[metric], abs=1e-12)
     assert model.exclusion_mismatches == 0
@@ -36,10 +36,10 @@ def test_harness_scores_the_pipeline_exactly_as_the_replay_runner(
 def test_ids_only_head_ranks_the_same_with_zero_vectors(
     make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
 ) -> None:
-    settings = make_settings(head={"text_features": False}, batch={"max_size": 16})
+    settings = make_settings(head={"text_features": False, "replay_sample": 32}, batch={"max_size": 16})
     real = PipelineModel(Pipeline(settings, tiny_encoder, Catalog(synthetic_log.items)))
     zero = PipelineModel(Pipeline(settings, ZeroEncoder(tiny_encoder.dim), Catalog(synthetic_log.items)))
-    events = synthetic_log.events[:160]
+    events = synthetic_log.events[:96]
     for start in range(0, len(events), 16):
         batch = events[start:start + 16]
         users = sorted({e.user_id for e in batch})
@@ -52,15 +52,15 @@ def test_adapter_ranks_users_outside_the_batch_and_enforces_exclusions(
     make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
 ) -> None:
     model = PipelineModel(Pipeline(make_settings(), tiny_encoder, Catalog(synthetic_log.items)))
-    first, second = synthetic_log.events[:40], synthetic_log.events[40:80]
+    first = synthetic_log.events[:40]
+    old_user = first[0].user_id
     model.learn(first)
-    model.learn(second)
-    old_user = next(e.user_id for e in first if e.user_id not in {x.user_id for x in second})
+    model.learn([e for e in synthetic_log.events[40:200] if e.user_id != old_user][:20])
     (ranked,) = model.recommend([old_user], 10, [()])
     assert len(ranked) == 10
     (kept,) = model.recommend([old_user], 10, [{ranked[0]}])
     assert kept == ranked[1:] and model.exclusion_mismatches == 1
-    with pytest.raises(ValueError, match="retrieval.k"):
+    with pytest.raises(ValueError, match=r"retrieval\.k"):
         model.recommend([old_user], 20, [()])
 
 

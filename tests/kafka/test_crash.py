@@ -12,11 +12,12 @@ Claims checked (see streamrec.kafka.service):
 * windows after the run equal those of a crash-free run: the final changelog record per user,
   restored, equals a WindowStore fed the same events once each, in order.
 
-Kills are spread over the run: each comes a random 0.1-1.0 s after the restarted service has
-published something new, so it lands mid-processing (at any point of a batch: while the pipeline
-runs, while producing, between flushes, around the commit). The restarts reuse the member's
-``group.instance.id`` (static membership) so the group does not wait a session timeout for the
-dead member; restarts with a new member id go through the rebalance test instead.
+Kills are spread over the run: kill k comes once the committed offsets pass a random point of
+the k-th slice of the log (plus up to 0.3 s), so it lands mid-processing, at any point of a batch
+(while the pipeline runs, while producing, between the flushes, around the commit), on a fast or
+a slow machine alike. The restarts reuse the member's ``group.instance.id`` (static membership)
+so the group does not wait a session timeout for the dead member (restarts with a new member id
+are covered by the rebalance tests).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from collections import defaultdict
 
 import pytest
-from conftest import KafkaKit, assert_same_windows, make_log, reference_windows
+from kafkakit import KafkaKit, assert_same_windows, make_log, reference_windows
 
 from streamrec.events import Event
 
@@ -43,24 +44,26 @@ def _run_with_kills(kit: KafkaKit, rng: random.Random, events: list[Event], kill
     values = kit.settings(input_topic=topic, output_topic=output, group=group, dead_letter_topic=kit.name("dlq"),
                           config={"consumer.group.instance.id": kit.name("member")}, **kafka)
     values["kafka"]["checkpoint_interval_seconds"] = 2
+    values["batch"]["max_size"] = 32  # more batch boundaries to crash at, a tighter duplicate bound
     config, settings = kit.write_config(values)
     for kill in range(kills):
-        published = sum(kit.end_offsets(output).values())
+        # Kill k lands at a random point of the k-th slice of the log, whatever the machine's speed.
+        target = len(events) * (kill + rng.uniform(0.3, 0.9)) / (kills + 1)
         t0 = time.monotonic()
         service = kit.start(config, *args, name=f"killed{kill}")
-        kit.wait_for(lambda p=published: sum(kit.end_offsets(output).values()) > p,  # type: ignore[misc]
-                     "the restarted service to publish", 90, [service])
-        t1 = time.monotonic()
-        time.sleep(rng.uniform(0.1, 1.0))
+        kit.wait_for(lambda t=target: sum(max(0, o) for o in kit.committed(group, topic).values()) >= t,  # type: ignore[misc]
+                     f"the service to commit {target:.0f} events", 120, [service])
+        time.sleep(rng.uniform(0.0, 0.3))
         service.kill()
-        print(f"kill {kill}: first publish after {t1 - t0:.1f}s, killed after {time.monotonic() - t0:.1f}s")
-        assert kit.committed(group, topic) != kit.end_offsets(topic), "the run finished before kill {kill}"
+        print(f"\n[crash] kill {kill} at {time.monotonic() - t0:.1f}s, past {target:.0f} of {len(events)} events",
+              end="")
+        assert kit.committed(group, topic) != kit.end_offsets(topic), f"the run finished before kill {kill}"
     t0 = time.monotonic()
     final = kit.start(config, *args, name="final")
     kit.wait_caught_up(group, topic, [final], timeout=240)
     t1 = time.monotonic()
     assert final.stop() == 0, final.log()[-3000:]
-    print(f"final: caught up after {t1 - t0:.1f}s, stopped after {time.monotonic() - t0:.1f}s")
+    print(f"\n[crash] final run: caught up after {t1 - t0:.1f}s, stopped at {time.monotonic() - t0:.1f}s", end="")
 
     # Coverage and duplicates, per user, in output order (a user's recommendations share a partition).
     last_event: dict[str, tuple[int, int]] = {}

@@ -7,7 +7,7 @@ import json
 
 import msgpack
 import pytest
-from conftest import KafkaKit, make_log
+from kafkakit import KafkaKit, make_log
 
 from streamrec.events import encode_event
 
@@ -42,7 +42,9 @@ def test_bad_messages_are_dead_lettered(kit: KafkaKit) -> None:
     service = kit.start(config)
 
     # Interleave: every few good events, one bad one (keyed like an event, with a header to keep).
-    records, headers, bad_at = [], [], {}
+    records: list[tuple[bytes | None, bytes | None]] = []
+    headers: list[list[tuple[str, str | bytes | None]] | None] = []
+    bad_at: dict[int, str] = {}
     bad = list(BAD.items())
     for n, event in enumerate(good):
         records.append((event.user_id.encode(), encode_event(event)))
@@ -57,7 +59,7 @@ def test_bad_messages_are_dead_lettered(kit: KafkaKit) -> None:
     kit.wait_caught_up(settings.kafka.group, topic, [service])
     assert service.alive()  # bad input never stops the service
 
-    dead = {r.key.decode().removeprefix("key-"): r for r in kit.read_all(settings.kafka.dead_letter_topic)}
+    dead = {(r.key or b"").decode().removeprefix("key-"): r for r in kit.read_all(settings.kafka.dead_letter_topic)}
     assert set(dead) == set(BAD)
     for index, name in bad_at.items():
         letter, (value, reason) = dead[name], BAD[name]
@@ -97,3 +99,30 @@ def test_undeliverable_dead_letter_blocks_the_commit(kit: KafkaKit) -> None:
     assert service.proc.wait(60) == 1, service.log()[-3000:]
     assert "not delivered" in service.log()
     assert kit.committed(settings.kafka.group, topic)[0] == committed == offset
+
+
+def test_exactly_once_aborts_rewinds_and_then_fails_loudly(kit: KafkaKit) -> None:
+    """Under exactly-once the refused record aborts the transaction: the service rewinds (windows
+    from the changelog, positions to the committed offsets) and retries; a record that can never be
+    written makes it give up after 3 aborts in a row. Nothing of the aborted batches is visible."""
+    topic = kit.create_topic("events", 1)
+    dead_letters = kit.create_topic("dlq", 1, {"max.message.bytes": "2048"})
+    values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
+                          dead_letter_topic=dead_letters, max_event_bytes=MAX_EVENT_BYTES, exactly_once=True,
+                          transactional_id=kit.name("txn"))
+    config, settings = kit.write_config(values)
+    service = kit.start(config)
+    kit.produce_events(topic, make_log(n_users=5, events_per_user=(3, 4), seed=2))
+    kit.wait_caught_up(settings.kafka.group, topic, [service])
+    committed = kit.committed(settings.kafka.group, topic)[0]
+    visible = len(kit.read_all(settings.kafka.output_topic))
+    huge, _ = BAD["huge"]
+    # The bad record shares its batch with good events of a user whose window must be rewound too.
+    kit.produce(topic, [(b"u1", _event("u1", "5")), (b"bad", huge), (b"u1", _event("u1", "6"))])
+    assert service.proc.wait(90) == 1, service.log()[-3000:]
+    log = service.log()
+    assert log.count("transaction aborted: rewound") == 2 and "3 transactions in a row aborted" in log
+    assert kit.committed(settings.kafka.group, topic)[0] == committed
+    assert len(kit.read_all(settings.kafka.output_topic)) == visible  # read_committed: aborted output unseen
+    stats = json.loads(log.splitlines()[-1])["stats"]
+    assert stats["transactions_aborted"] == 3 and stats["restored_users"] >= 2 * 5

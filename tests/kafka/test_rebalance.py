@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+import signal
+
 import pytest
-from conftest import KafkaKit, ServiceProcess, assert_same_windows, make_log, reference_windows
+from kafkakit import KafkaKit, ServiceProcess, assert_same_windows, make_log, reference_windows
 
 pytestmark = pytest.mark.kafka
 
@@ -36,7 +39,7 @@ def test_partitions_and_windows_move_on_sigterm(kit: KafkaKit) -> None:
     first = kit.start(config, name="first")
     kit.wait_for(lambda: len(_owned(first)) == 4, "the first instance to own all 4 partitions", 60, [first])
     second = kit.start(config, name="second")
-    kit.wait_for(lambda: _owned(second) and len(_owned(first) | _owned(second)) == 4
+    kit.wait_for(lambda: bool(_owned(second)) and len(_owned(first) | _owned(second)) == 4
                  and not _owned(first) & _owned(second), "a cooperative split of the partitions", 90,
                  [first, second])
     kit.wait_caught_up(group, topic, [first, second])
@@ -65,3 +68,41 @@ def test_partitions_and_windows_move_on_sigterm(kit: KafkaKit) -> None:
     assert_same_windows(kit.changelog_windows(f"{group}-windows-changelog", settings), expected)
     print(f"\n[rebalance] {len(moved)} users moved with partitions {sorted(moving)}; "
           f"{len(straddling)} of their windows span the move")
+
+
+def test_a_member_that_lost_its_partitions_drops_them_and_rejoins(kit: KafkaKit) -> None:
+    """SIGSTOP one instance past its session timeout: the group gives its partitions to the other.
+    On SIGCONT it learns they were lost (on_lost), drops those users without committing, rejoins,
+    and whatever it gets back is restored from the changelog the other instance kept writing."""
+    events = make_log(n_users=90, events_per_user=(10, 20), seed=6)
+    thirds = [events[: len(events) // 3], events[len(events) // 3: 2 * len(events) // 3],
+              events[2 * len(events) // 3:]]
+    topic = kit.create_topic("events", 2)
+    group = kit.name("group")
+    values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=group,
+                          dead_letter_topic=kit.name("dlq"))
+    values["window"]["max_events"] = 40
+    config, settings = kit.write_config(values)
+    kit.produce_events(topic, thirds[0])
+    paused = kit.start(config, name="paused")
+    kit.wait_caught_up(group, topic, [paused])
+
+    paused.proc.send_signal(signal.SIGSTOP)
+    try:
+        other = kit.start(config, name="other")
+        kit.wait_for(lambda: _owned(other) == {0, 1}, "the other instance to get both partitions", 60, [other])
+        kit.produce_events(topic, thirds[1])
+        kit.wait_caught_up(group, topic, [other])
+    finally:
+        paused.proc.send_signal(signal.SIGCONT)
+    kit.wait_for(lambda: any(kind == "lost" for kind, _ in _assignments(paused)), "the paused one to see the loss",
+                 60, [paused, other])
+    kit.wait_for(lambda: bool(_owned(paused)) and bool(_owned(other)), "both to own partitions again", 60,
+                 [paused, other])
+    kit.produce_events(topic, thirds[2])
+    kit.wait_caught_up(group, topic, [paused, other])
+    assert paused.stop() == 0 and other.stop() == 0
+    stats = json.loads(paused.log().splitlines()[-1])["stats"]
+    assert stats["partitions_lost"] == 2 and stats["commit_failures"] == 0
+    assert_same_windows(kit.changelog_windows(f"{group}-windows-changelog", settings),
+                        reference_windows(settings, events))

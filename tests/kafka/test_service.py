@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import KafkaKit, assert_same_windows, make_log, reference_windows
+from kafkakit import KafkaKit, Record, assert_same_windows, make_log, reference_windows
+from rich.console import Console
 
-from streamrec.catalog import Item
-from streamrec.pipeline import HEAD_FILE
+from streamrec.catalog import Catalog, Item
+from streamrec.encoder import HFEncoder
+from streamrec.errors import ConfigError
+from streamrec.events import Event
+from streamrec.kafka import KafkaService
+from streamrec.kafka.tail import tail
+from streamrec.pipeline import HEAD_FILE, Pipeline
+from streamrec.recommendations import Recommendation
 from streamrec.synthetic import write_events, write_items
 
 pytestmark = pytest.mark.kafka
@@ -42,11 +50,11 @@ def test_end_to_end(kit: KafkaKit, tmp_path: Path, catalog_items: list[Item]) ->
 
     inputs = kit.read_all(topic)
     assert len(inputs) == len(first) and {r.partition for r in inputs} == {0, 1, 2}
-    last_event = {}
+    last_event: dict[bytes | None, Record] = {}
     for record in inputs:  # partition then offset order; a user lives in one partition
         last_event[record.key] = record
     recs = kit.recommendations(settings.kafka.output_topic)
-    last_rec = {}
+    last_rec: dict[bytes | None, tuple[Record, Recommendation]] = {}
     for record, rec in recs:
         last_rec[rec.user_id.encode()] = (record, rec)
     assert set(last_rec) == set(last_event)
@@ -62,16 +70,25 @@ def test_end_to_end(kit: KafkaKit, tmp_path: Path, catalog_items: list[Item]) ->
     assert (settings.state_dir / HEAD_FILE).exists()
     version_before = max(rec.model_version for _, rec in recs)
 
-    # A restart loads the head and restores every window from the changelog.
+    # A restart loads the head and restores every window from the changelog; an item published to
+    # the items topic while it runs reaches the catalogue (a new user's reasons name it).
     output_ends = kit.end_offsets(settings.kafka.output_topic)
-    kit.produce_events(topic, second)
     service = kit.start(config)
+    kit.wait_for(lambda: "assigned" in service.log(), "the restarted service to consume", 60, [service])
+    kit.produce(items_topic, [(b"999", json.dumps({"item_id": "999", "title": "Zeppelin Lamp",
+                                                   "category": "Garden"}).encode())])
+    time.sleep(2)  # the items consumer is polled between batches
+    newcomer = [Event("newcomer", "999", "view", second[-1].timestamp + n, f"n{n}") for n in range(1, 4)]
+    kit.produce_events(topic, second + newcomer)
+    events = events + newcomer
     kit.wait_caught_up(settings.kafka.group, topic, [service])
     assert service.stop() == 0, service.log()[-3000:]
     assert "loaded head" in service.log()
     after = [(r, rec) for r, rec in kit.recommendations(settings.kafka.output_topic)
              if r.offset >= output_ends[r.partition]]
     assert after and min(rec.model_version for _, rec in after) > version_before
+    [newest] = [rec for _, rec in after if rec.user_id == "newcomer"][-1:]
+    assert all("Zeppelin Lamp (Garden)" in item.reason for item in newest.items)
     assert_same_windows(kit.changelog_windows(f"{settings.kafka.group}-windows-changelog", settings),
                         reference_windows(settings, events))
 
@@ -80,6 +97,14 @@ def test_end_to_end(kit: KafkaKit, tmp_path: Path, catalog_items: list[Item]) ->
     assert shown.returncode == 0, shown.stderr
     lines = [json.loads(line) for line in shown.stdout.splitlines()]
     assert len(lines) == 3 and all(line["items"] and "model_version" in line for line in lines)
-    readable = _cli("tail", "--topic", settings.kafka.output_topic, "--from-beginning", "--max", "2",
-                    "--bootstrap-servers", kit.bootstrap)
-    assert readable.returncode == 0 and "model v" in readable.stdout
+    console = Console(record=True, width=200)
+    assert tail(settings, settings.kafka.output_topic, max_count=2, from_beginning=True, console=console) == 2
+    text = console.export_text()
+    assert text.count("model v") == 2 and "  1. " in text and "ms after produce" in text
+
+
+def test_a_missing_input_topic_is_a_config_error(kit: KafkaKit) -> None:
+    _, settings = kit.write_config(kit.settings(input_topic=kit.name("absent"), group=kit.name("group")))
+    service = KafkaService(settings, Pipeline(settings, HFEncoder(settings.encoder), Catalog()))
+    with pytest.raises(ConfigError, match="does not exist"):
+        service.run()

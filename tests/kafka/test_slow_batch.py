@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 import torch
-from conftest import KafkaKit, make_log
+from kafkakit import KafkaKit, make_log
 
 from streamrec.catalog import Catalog
 from streamrec.encoder import HFEncoder
@@ -44,7 +44,7 @@ def test_slow_batch_keeps_membership_and_stop_waits_for_it(kit: KafkaKit) -> Non
                           config={"consumer.max.poll.interval.ms": str(MAX_POLL_INTERVAL_MS)})
     _, settings = kit.write_config(values)
     encoder = SlowEncoder(HFEncoder(settings.encoder), delay=MAX_POLL_INTERVAL_MS / 1000 * 1.5)
-    service = KafkaService(settings, Pipeline(settings, encoder, Catalog()))  # type: ignore[arg-type]
+    service = KafkaService(settings, Pipeline(settings, encoder, Catalog()))
     failures: list[BaseException] = []
 
     def run() -> None:

@@ -1,0 +1,118 @@
+"""Micro-batches from the consumer, with a bounded read-ahead and slow-batch protection.
+
+:meth:`Fetcher.collect` returns up to ``batch.max_size`` messages, closing the batch
+``batch.max_wait_ms`` after its first message arrived. While the pipeline works on a batch,
+:meth:`Fetcher.read_ahead` keeps consuming until one more batch is waiting, then stops reading;
+if the batch is still running after ``PAUSE_AFTER_S`` it pauses the assignment and keeps calling
+``poll()``, which then returns no messages but serves rebalances and keeps the consumer within
+``max.poll.interval.ms`` however slow the batch. Memory stays bounded: one batch in flight, at
+most one read ahead, plus librdkafka's prefetch queue (``queued.max.messages.kbytes``).
+
+Not pausing on every batch matters: a pause drops librdkafka's prefetched messages and
+fetching restarts only about ``fetch.wait.max.ms`` after the resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Collection, Iterable
+from concurrent.futures import Future, wait
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from streamrec.kafka.batch import Received
+from streamrec.kafka.clients import KafkaServiceError
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 0.5  # how long a poll waits with nothing to do (bounds the reaction to a stop)
+BUSY_POLL_S = 0.01  # how late, at most, the end of a batch is noticed while reading ahead
+PAUSE_AFTER_S = 1.0  # a batch running longer than this is slow: pause, and keep polling
+
+
+class Fetcher:
+    """Consumes the input topic for the service; tracks the assignment and unprocessed messages."""
+
+    def __init__(self, consumer: Consumer, topic: str, max_size: int, max_wait_ms: int,
+                 stop: threading.Event) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.max_size = max_size
+        self.max_wait_s = max_wait_ms / 1000
+        self.stop = stop
+        self.assigned: set[int] = set()
+        self.pending: list[Received] = []  # consumed, not yet processed (never committed)
+        self._pending_since = 0.0
+        self._paused: list[TopicPartition] = []
+
+    def collect(self) -> list[Received]:
+        """The next micro-batch; [] after an idle poll (so the caller can do housekeeping)."""
+        while len(self.pending) < self.max_size and not self.stop.is_set():
+            if self.pending:
+                remaining = self._pending_since + self.max_wait_s - time.monotonic()
+                if remaining <= 0:
+                    break
+                timeout = min(remaining, IDLE_POLL_S)
+            else:
+                timeout = IDLE_POLL_S
+            self.receive(self.consumer.consume(num_messages=self.max_size - len(self.pending), timeout=timeout))
+            if not self.pending:
+                return []
+        return self.take()
+
+    def take(self) -> list[Received]:
+        batch, self.pending = self.pending[:self.max_size], self.pending[self.max_size:]
+        self._pending_since = time.monotonic()
+        return batch
+
+    def receive(self, messages: Iterable[Message]) -> None:
+        now_ms = int(time.time() * 1000)
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaServiceError(f"consumer failed: {error}")
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer: %s", error)
+                continue
+            if message.partition() not in self.assigned:  # fetched before a revoke: not ours now
+                continue
+            if not self.pending:
+                self._pending_since = time.monotonic()
+            self.pending.append(Received(message, now_ms))
+
+    def read_ahead(self, future: Future[Any], started: float) -> None:
+        """One step of waiting for ``future`` (the batch started at ``started``, monotonic)."""
+        room = self.max_size - len(self.pending)
+        if room > 0:
+            self.receive(self.consumer.consume(num_messages=room, timeout=BUSY_POLL_S))
+            return
+        waited = time.monotonic() - started
+        if waited < PAUSE_AFTER_S:
+            wait([future], timeout=PAUSE_AFTER_S - waited)
+            return
+        paused = {tp.partition for tp in self._paused}
+        unpaused = [TopicPartition(self.topic, p) for p in sorted(self.assigned - paused)]
+        if unpaused:
+            self.consumer.pause(unpaused)
+            self._paused.extend(unpaused)
+        message = self.consumer.poll(BUSY_POLL_S)
+        if message is not None:
+            self.receive([message])
+
+    def resume(self) -> None:
+        still_assigned = [tp for tp in self._paused if tp.partition in self.assigned]
+        if still_assigned:
+            self.consumer.resume(still_assigned)
+        self._paused = []
+
+    def discard(self, partitions: Collection[int]) -> None:
+        """Drop unprocessed messages of ``partitions``; they are redelivered from the committed offset."""
+        self.pending = [r for r in self.pending if r.message.partition() not in partitions]
+
+    def forget(self, partitions: Collection[int]) -> None:
+        self.discard(partitions)
+        self.assigned -= set(partitions)

@@ -1,0 +1,93 @@
+"""The topics the service reads and writes, created when missing.
+
+The input topic must exist: its partition count fixes the changelog's. The output and
+dead-letter topics are created with the same partition count if missing; the changelog with
+``cleanup.policy=compact``. An existing changelog with another partition count, or without
+compaction, is a :class:`~streamrec.errors.ConfigError`: windows would land in the wrong
+partition, or vanish with old segments. Lookups never auto-create a topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from streamrec.config import Settings
+from streamrec.errors import ConfigError
+from streamrec.kafka.clients import KafkaServiceError, admin_config
+
+log = logging.getLogger(__name__)
+
+ADMIN_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: Mapping[str, str]
+
+
+def partition_count(admin: AdminClient, topic: str) -> int | None:
+    """Partitions of ``topic``, or None if it does not exist."""
+    metadata = admin.list_topics(topic, timeout=ADMIN_TIMEOUT_S)
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        return None
+    return len(described.partitions)
+
+
+def ensure_topic(admin: AdminClient, spec: TopicSpec, replication_factor: int = -1) -> int:
+    """Create ``spec`` unless it exists; returns the topic's partition count."""
+    existing = partition_count(admin, spec.name)
+    if existing is not None:
+        return existing
+    new = NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=replication_factor,
+                   config=dict(spec.config))
+    try:
+        admin.create_topics([new], operation_timeout=ADMIN_TIMEOUT_S)[spec.name].result()
+        log.info("created topic %s (%d partitions, %s)", spec.name, spec.partitions, dict(spec.config))
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise KafkaServiceError(f"cannot create topic {spec.name!r}: {exc}") from exc
+    deadline = time.monotonic() + ADMIN_TIMEOUT_S
+    while (count := partition_count(admin, spec.name)) is None:  # metadata lags creation a little
+        if time.monotonic() > deadline:
+            raise KafkaServiceError(f"topic {spec.name!r} was created but its metadata is not visible")
+        time.sleep(0.2)
+    return count
+
+
+def topic_config(admin: AdminClient, topic: str, key: str) -> str | None:
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    entries = admin.describe_configs([resource], request_timeout=ADMIN_TIMEOUT_S)[resource].result()
+    entry = entries.get(key)
+    return None if entry is None else entry.value
+
+
+
+def ensure_service_topics(settings: Settings, changelog_topic: str) -> int:
+    """Check or create the service's topics; returns the input topic's partition count."""
+    kafka = settings.kafka
+    admin = AdminClient(admin_config(settings))
+    partitions = partition_count(admin, kafka.input_topic)
+    if partitions is None:
+        raise ConfigError(f"input topic {kafka.input_topic!r} does not exist on {kafka.bootstrap_servers}; "
+                          "create it first (its partition count fixes the changelog's)")
+    replicas = kafka.topic_replication_factor
+    for topic in (kafka.output_topic, kafka.dead_letter_topic):
+        ensure_topic(admin, TopicSpec(topic, partitions, {}), replicas)
+    found = ensure_topic(admin, TopicSpec(changelog_topic, partitions, {"cleanup.policy": "compact"}), replicas)
+    if found != partitions:
+        raise ConfigError(f"changelog {changelog_topic!r} has {found} partitions but the input topic has "
+                          f"{partitions}; they must match (user windows follow input partitions)")
+    policy = topic_config(admin, changelog_topic, "cleanup.policy") or ""
+    if "compact" not in policy:
+        raise ConfigError(f"changelog {changelog_topic!r} has cleanup.policy={policy!r}; it must be compact, "
+                          "or windows are lost when old segments are deleted")
+    return partitions

