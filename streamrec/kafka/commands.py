@@ -29,7 +29,6 @@ from streamrec.config import Settings, load_settings
 from streamrec.errors import ConfigError, StreamrecError
 
 if TYPE_CHECKING:
-    from streamrec.endpoints import Endpoints
     from streamrec.kafka.service import KafkaService
     from streamrec.pipeline import Pipeline
 
@@ -129,6 +128,7 @@ def run(
     """Consume events from Kafka and publish fresh recommendations (see streamrec.kafka.service)."""
     from confluent_kafka import KafkaException
 
+    from streamrec.endpoints import Endpoints
     from streamrec.kafka.service import KafkaService
 
     kafka = _kafka_overrides(bootstrap_servers=bootstrap_servers, input_topic=input_topic,

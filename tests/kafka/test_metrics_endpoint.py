@@ -1,0 +1,67 @@
+"""The running service exposes lag, throughput and readiness on /metrics and /readyz."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+from kafkakit import KafkaKit, make_log
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.kafka
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def test_service_metrics_lag_and_readiness(kit: KafkaKit) -> None:
+    events = make_log(n_users=30, events_per_user=(5, 10))
+    topic = kit.create_topic("events", 2)
+    kit.produce_events(topic, events)
+    values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
+                          dead_letter_topic=kit.name("dlq"))
+    values["kafka"]["config"] = {**values["kafka"].get("config", {}), "consumer.statistics.interval.ms": "500"}
+    config, settings = kit.write_config(values)
+    port = _free_port()
+    service = kit.start(config, "--metrics-address", f"127.0.0.1:{port}")
+    kit.wait_caught_up(settings.kafka.group, topic, [service])
+
+    def lag_reported() -> bool:
+        try:
+            samples = _scrape(port)
+        except OSError:
+            return False
+        return any(name == "streamrec_consumer_lag" for name, _ in samples)
+
+    kit.wait_for(lag_reported, "consumer lag from librdkafka statistics", timeout=60)
+    kit.wait_for(lambda: _ready(port), "/readyz to answer 200 once caught up", timeout=60)
+    samples = _scrape(port)
+    consumed = sum(v for (name, labels), v in samples.items()
+                   if name == "streamrec_events_consumed_total" and ("topic", topic) in labels)
+    assert consumed == len(events)
+    lags = {dict(labels)["partition"]: v for (name, labels), v in samples.items() if name == "streamrec_consumer_lag"}
+    assert set(lags) == {"0", "1"} and all(v == 0 for v in lags.values())
+    produced = sum(v for (name, _), v in samples.items() if name == "streamrec_recommendations_produced_total")
+    assert produced > 0
+    assert samples[("streamrec_ready", ())] == 1
+    assert service.stop() == 0, service.log()[-3000:]
