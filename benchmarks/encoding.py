@@ -1,8 +1,9 @@
 """Window-encoding benchmark: the naive full re-encode against each optimisation alone and all combined.
 
-    .venv/bin/python benchmarks/encoding.py                      # CPU, a few minutes
-    .venv/bin/python benchmarks/encoding.py --device cuda --dtype bfloat16 --events 20000 \
-        --naive-events 2000 --batch-size 128 --replay            # a GPU
+    .venv/bin/python benchmarks/encoding.py                      # CPU: about 15 min on 2 busy cores
+    .venv/bin/python benchmarks/encoding.py --device cuda --dtype bfloat16 --pool 1024 --prefill 70000 \
+        --warmup 8192 --events 65536 --naive-events 4096 --micro-batch 2048 --batch-size 256 \
+        --kv-cache-bytes 48000000000 --replay --replay-events 65536   # one GPU (H100: 80 GB)
 
 Writes ``benchmarks/results/encoding.json`` and ``encoding.md`` (``--out-dir``). Every variant
 runs in its own process (clean peak RSS / GPU memory) on the same log and the same model:
@@ -265,6 +266,7 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
         worst = max(worst, float((vector - ref).norm() / ref.norm().clamp(min=1e-12)))
     result: dict[str, Any] = {
         "variant": name, "title": variant.title, "events": len(measured), "micro_batches": len(latencies),
+        "layout": getattr(window_encoder, "layout", "-"),
         "events_per_second": len(measured) / total if total else 0.0,
         "positions_per_event": measured_positions / max(len(measured), 1),
         "batch_latency_p50_ms": 1000 * _percentile(latencies, 0.5),
@@ -287,14 +289,14 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _combined_encoder(args: argparse.Namespace) -> tuple[Any, WindowStore, list[Event], Any]:
+def _combined_encoder(args: argparse.Namespace, extra: int = 0) -> tuple[Any, WindowStore, list[Event], Any]:
     from streamrec.encoder import HFEncoder
     from streamrec.incremental import IncrementalWindowEncoder
 
     settings = EncoderSettings(model=str(args.model_dir), device=args.device, dtype=args.dtype,
                                threads=args.threads, max_length=1024, batch_size=args.batch_size)
     encoder = HFEncoder(settings)
-    events, items = build_log(args.prefill + args.warmup + args.events, args.pool, args.seed)
+    events, items = build_log(args.prefill + args.warmup + args.events + extra, args.pool, args.seed)
     window_encoder = IncrementalWindowEncoder(encoder, TextTemplate.english(), Catalog(items), max_events=N_EVENTS,
                                               slack_events=args.slack, kv_cache_bytes=args.kv_cache_bytes)
     store = WindowStore(max_events=N_EVENTS, horizon_ms=10**15, max_users=10**6)
@@ -353,11 +355,13 @@ def _simulate(window_encoder: Any, store: WindowStore, stream: list[Event], rate
 
 def run_adaptive(args: argparse.Namespace) -> dict[str, Any]:
     """Open-loop arrivals in real time at a light and a heavy rate; fixed vs adaptive batching."""
-    window_encoder, store, stream, _ = _combined_encoder(args)
-    for start in tqdm(range(0, args.warmup, args.micro_batch), desc="adaptive warm-up", leave=False):
-        for users, windows in _deduped(stream[start:start + args.micro_batch], store):
+    # arrivals for two policies at 10% and 80% of capacity, plus slack: the log is longer than the variants'
+    needed = int(2 * 0.9 * args.capacity * args.adaptive_seconds * 1.2) + args.micro_batch
+    window_encoder, store, stream, _ = _combined_encoder(args, extra=max(0, needed - args.events))
+    warm, stream = stream[:args.warmup], stream[args.warmup:]
+    for start in tqdm(range(0, len(warm), args.micro_batch), desc="adaptive warm-up", leave=False):
+        for users, windows in _deduped(warm[start:start + args.micro_batch], store):
             window_encoder.encode_windows(users, windows)
-    stream = stream[args.warmup:]
     rows = []
     for load_name, fraction in (("light", 0.1), ("heavy", 0.8)):
         for adaptive in (False, True):
@@ -388,7 +392,9 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
         pipeline = Pipeline(settings, encoder, catalog)
         pipeline.window_encoder = make_window_encoder(settings, encoder, pipeline.template, catalog)
         pipeline.item_vectors.matrix()  # item texts encoded before the clock starts
-        replay(pipeline, events[:args.prefill], progress=False)  # windows and head warm up
+        for event in events[:args.prefill - args.warmup]:  # windows fill without encoding ...
+            pipeline.windows.add(event)
+        replay(pipeline, events[args.prefill - args.warmup:args.prefill], progress=False)  # ... then warm up
         metrics = replay(pipeline, events[args.prefill:], progress=True)
         out.append({"mode": mode, "events": len(events) - args.prefill,
                     "events_per_second": metrics["events_per_second"], "seconds": metrics["seconds"],
@@ -415,8 +421,10 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
     for mode in args.quality_modes:
         settings = load_settings(
             domain="video", window={"max_events": N_EVENTS}, metrics_address="",
-            encoder={"model": str(model_dir), "mode": mode, "threads": args.threads, "max_length": 1024,
-                     "slack_events": args.slack, "batch_size": args.batch_size})
+            head={"text_features": mode != "ids-only"},
+            encoder={"model": str(model_dir), "mode": "item" if mode == "ids-only" else mode,
+                     "threads": args.threads, "max_length": 1024, "slack_events": args.slack,
+                     "batch_size": args.batch_size})
         encoder = HFEncoder(settings.encoder)
         catalog = Catalog(log.items)
         pipeline = Pipeline(settings, encoder, catalog)
@@ -493,9 +501,9 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
         f"events, encoder batch size {cfg['batch_size']}, KV budget {cfg['kv_cache_bytes'] / 2**30:.1f} GiB. "
         f"Stateful variants warm up on {cfg['warmup']} events first (stateless ones on a few, for kernel "
         f"warm-up); the slow stateless variants are measured on fewer events (the `events` column).", "",
-        "| variant | events | positions/event | events/s | × naive | p50 batch ms | p99 batch ms | "
+        "| variant | layout | events | positions/event | events/s | × naive | p50 batch ms | p99 batch ms | "
         "peak RSS MB | " + ("peak GPU MB | " if cfg["device"] == "cuda" else "") + "max rel. diff (samples) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if cfg["device"] == "cuda" else "") + "---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if cfg["device"] == "cuda" else "") + "---|",
     ]
     for r in rows:
         if "error" in r:
@@ -504,7 +512,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
         speedup = r["events_per_second"] / naive["events_per_second"] if naive else float("nan")
         gpu = f"{_fmt(r.get('peak_gpu_mb', 0), 0)} | " if cfg["device"] == "cuda" else ""
         lines.append(
-            f"| {r['title']} | {r['events']} | {_fmt(r['positions_per_event'])} | "
+            f"| {r['title']} | {r.get('layout', '-')} | {r['events']} | {_fmt(r['positions_per_event'])} | "
             f"{_fmt(r['events_per_second'], 2)} | {_fmt(speedup)} | {_fmt(r['batch_latency_p50_ms'], 0)} | "
             f"{_fmt(r['batch_latency_p99_ms'], 0)} | {_fmt(r['peak_rss_mb'], 0)} | {gpu}"
             f"{r['max_relative_difference']:.1e} ({r['reference_samples']}) |")
@@ -522,7 +530,10 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
             lines.append(f"| {r['variant']} | {s['resets']} | {s['appended_events']} | {s['forwards']} | "
                          f"{s['evictions']} | {_fmt(s['peak_cache_bytes'] / 2**20, 0)} |")
         lines.append("")
-    if report.get("adaptive"):
+    for section in ("adaptive", "replay"):
+        if report.get(section) and "error" in report[section]:
+            lines += [f"The {section} run failed: {report[section]['error']}", ""]
+    if report.get("adaptive") and "rows" in report["adaptive"]:
         a = report["adaptive"]
         lines += [f"Adaptive batching (combined encoder, open-loop arrivals in real time, capacity taken as "
                   f"{_fmt(a['capacity_events_per_second'])} events/s; fixed = micro-batches of "
@@ -534,7 +545,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
                          f"{_fmt(r['mean_batch'])} | {_fmt(r['latency_p50_ms'], 0)} | "
                          f"{_fmt(r['latency_p99_ms'], 0)} | {r['backlog_at_end']} |")
         lines.append("")
-    if report.get("replay"):
+    if report.get("replay") and "rows" in report["replay"]:
         lines += ["End to end (embedded replay: windows, head training, ranking, scoring):", "",
                   "| encoder.mode | events | events/s | encode s | train s | rank s | hit@10 |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
@@ -590,8 +601,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "also replay it and compare the recommendation quality of text and item modes")
     parser.add_argument("--quality-only", action="store_true", help="run only --quality, merged into existing results")
     parser.add_argument("--quality-events", type=int, default=None, help="first events of the log (default: all)")
-    parser.add_argument("--quality-modes", nargs="+", default=["text", "incremental", "item"],
-                        choices=["text", "incremental", "item"])
+    parser.add_argument("--quality-modes", nargs="+", default=["text", "incremental", "item", "ids-only"],
+                        choices=["text", "incremental", "item", "ids-only"],
+                        help="ids-only: the head without encoder vectors, to see what the encoder adds")
     parser.add_argument("--quality-layers", type=int, default=2)
     parser.add_argument("--quality-width", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)

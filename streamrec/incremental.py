@@ -16,8 +16,9 @@ sequence (from position 0, chunked token ids, see :mod:`streamrec.item_mode`).
   would pass N+S events or the model's position budget P (``min(encoder.max_length,
   n_positions)``), when an event's text changed in the catalogue, or when the user has no
   cache (first sight, :meth:`forget`, LRU eviction). A reset keeps the newest events that fit
-  in N events and ``P * N // (N + S)`` positions (headroom for the slack), whole events only,
-  and encodes them once from scratch; a single event longer than that keeps its last tokens.
+  in N events and ``P * N // (N + S)`` positions (headroom for the slack; fewer than N events
+  when N do not fit), whole events only, and encodes them once from scratch; a single event
+  longer than that keeps its last tokens.
 * Without a cache (``kv_cache_bytes=0``) every call is a reset: the full re-encode.
 
 Caches live on the model's device, bounded by ``kv_cache_bytes`` (allocated bytes, evicted
@@ -45,7 +46,18 @@ from streamrec.encoder import HFEncoder, TextEncoder
 from streamrec.errors import ConfigError
 from streamrec.events import Event
 from streamrec.item_mode import ItemEmbeddings, TextChunks
-from streamrec.kv_cache import BatchInputs, CostModel, UserKV, forward_batch, plan_batches, use_ragged_attention
+from streamrec.kv_cache import (
+    LAYOUTS,
+    BatchInputs,
+    CostModel,
+    KVCache,
+    SlotPool,
+    UserKV,
+    forward_batch,
+    make_batch,
+    plan_batches,
+    use_ragged_attention,
+)
 from streamrec.text import TextTemplate
 from streamrec.window_encoder import TextWindowEncoder, WindowEncoder
 
@@ -83,7 +95,7 @@ class _View:
     keys: list[EventKey]
     texts: list[str]  # each event's chunk text, to notice catalogue text changes
     sizes: list[int]  # positions per event
-    kv: UserKV | None
+    kv: KVCache
     vector: torch.Tensor
     hidden_sum: torch.Tensor | None  # for mean pooling
     catalog_changes: int
@@ -109,7 +121,9 @@ class IncrementalWindowEncoder:
 
     ``mode="text"`` reads windows as chunked text; ``mode="item"`` as one position per event.
     ``kv_cache_bytes=0`` keeps no cache (every call re-encodes the view; the baseline);
-    ``bucketing=False`` batches users in the given order instead of by length.
+    ``bucketing=False`` batches users in the given order instead of by length; ``layout``
+    (``ragged``, ``pooled`` or ``padded``, see :mod:`streamrec.kv_cache`) defaults to ragged on
+    CPU, pooled on GPU and padded with ``compile``.
     """
 
     def __init__(self, encoder: HFEncoder, template: TextTemplate, catalog: Catalog, max_events: int = 50,
@@ -121,6 +135,8 @@ class IncrementalWindowEncoder:
                               f"{encoder.settings.model!r} is bidirectional: use encoder.mode=text")
         if mode not in ("text", "item"):
             raise ConfigError(f"IncrementalWindowEncoder mode {mode!r}: expected 'text' or 'item'")
+        if layout is not None and layout not in LAYOUTS:
+            raise ConfigError(f"KV-cache layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
         self.encoder = encoder
         self.template = template
         self.catalog = catalog
@@ -134,18 +150,30 @@ class IncrementalWindowEncoder:
         self.dim = encoder.dim
         self.max_positions = encoder.max_length
         self.reset_positions = max(1, self.max_positions * max_events // (max_events + slack_events))
-        # ragged attention loops over users in Python: fine eagerly, but it would make torch.compile retrace
-        self.layout = layout or ("padded" if encoder.device.type == "cuda" or compile else "ragged")
-        if self.layout == "ragged":
-            use_ragged_attention(encoder.model)
-        self.model: Any = torch.compile(encoder.model, dynamic=True) if compile else encoder.model
         self.n_layers = int(encoder.model.config.num_hidden_layers)
+        # ragged attention loops over users in Python: fine eagerly, but it would make torch.compile retrace
+        self.layout = layout or ("padded" if compile else "pooled" if encoder.device.type == "cuda" else "ragged")
+        if self.layout == "ragged" and not use_ragged_attention(encoder.model):
+            self.layout = "padded"
+        self.pool = self._pool() if self.layout == "pooled" and kv_cache_bytes > 0 else None
+        if self.pool is not None and not self.pool.n_slots:  # the budget holds not even one view
+            self.pool, self.kv_cache_bytes = None, 0
+        self.model: Any = torch.compile(encoder.model, dynamic=True) if compile else encoder.model
         self.cost = CostModel.for_device(encoder.device.type, self.layout)
         self.chunks = TextChunks(encoder.tokenizer, template, catalog)
         self.items = ItemEmbeddings(encoder.tokenizer, encoder.model.get_input_embeddings(), template, catalog)
         self.stats = EncoderStats()
         self._views: OrderedDict[str, _View] = OrderedDict()
         self._scratch: list[torch.Tensor] = []
+        self._active: set[str] = set()
+
+    def _pool(self) -> SlotPool:
+        config = self.encoder.model.config
+        heads = int(config.num_attention_heads)
+        kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+        return SlotPool(self.n_layers, kv_heads, head_dim, self.max_positions, self.encoder.dtype,
+                        self.encoder.device, self.kv_cache_bytes)
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -155,6 +183,7 @@ class IncrementalWindowEncoder:
         self.stats.calls += 1
         self.stats.users += len(user_ids)
         out = torch.zeros(len(user_ids), self.dim)
+        self._active = set(user_ids)  # not evicted while this call runs
         jobs: list[_Job] = []
         for row, (user, window) in enumerate(zip(user_ids, windows, strict=True)):
             recent = list(window)[-self.max_events:]
@@ -193,7 +222,7 @@ class IncrementalWindowEncoder:
 
     def _plan(self, row: int, user: str, window: list[Event]) -> _Job | None:
         state = self._views.get(user)
-        if state is None or state.kv is None:
+        if state is None:
             return self._reset(row, user, window, "new")
         keys = [event_key(e) for e in window]
         start = _overlap(state.keys, keys)
@@ -242,26 +271,25 @@ class IncrementalWindowEncoder:
         if not jobs:
             return
         shapes = [(job.positions, job.view.kv.length if job.view and job.view.kv else 0) for job in jobs]
+        width = self.max_positions if self.layout == "pooled" else None
         for group in plan_batches(shapes, self.encoder.settings.batch_size, self.max_kv_tokens, self.cost,
-                                  self.bucketing):
+                                  self.bucketing, max_width=width):
             self._forward([jobs[i] for i in group], out)
 
     def _forward(self, jobs: list[_Job], out: torch.Tensor) -> None:
-        keep = self.kv_cache_bytes > 0
-        caches: list[UserKV | None] = []
+        caches: list[KVCache | None] = []
         for job in jobs:
             if job.view is not None:
                 caches.append(job.view.kv)
-                self.stats.cache_bytes -= job.view.kv.nbytes if job.view.kv else 0
+                self.stats.cache_bytes -= job.view.kv.nbytes
             else:
                 self._drop(job.user)
-                growth = (self.max_events + self.slack_events) / self.max_events  # room for the slack
-                caches.append(UserKV(self.max_positions, growth) if keep else None)
-        pasts = [kv.length if kv is not None and job.view is not None else 0 for kv, job in zip(caches, jobs,
-                                                                                                strict=True)]
+                caches.append(self._new_cache())
+        pasts = [job.view.kv.length if job.view is not None else 0 for job in jobs]
         news = [job.positions for job in jobs]
-        hidden = forward_batch(self.model, self.n_layers, caches, pasts, news, self._inputs(jobs, max(news)),
-                               self.max_positions, self._scratch, self.encoder.device, self.layout == "ragged")
+        batch = make_batch(self.layout, caches, pasts, news, self._scratch, self.pool, self.encoder.device)
+        hidden = forward_batch(self.model, self.n_layers, batch, self._inputs(jobs, max(news)), self.max_positions,
+                               self.encoder.device)
         self.stats.forwards += 1
         device = hidden.device
         count = torch.tensor(news, device=device)
@@ -297,7 +325,21 @@ class IncrementalWindowEncoder:
             start += len(job.texts)
         return BatchInputs(None, embeds)
 
-    def _record(self, job: _Job, kv: UserKV | None, vector: torch.Tensor, hidden_sum: torch.Tensor | None) -> None:
+    def _new_cache(self) -> KVCache | None:
+        """A cache for a user being reset, or None when nothing is kept."""
+        if self.kv_cache_bytes <= 0:
+            return None
+        if self.pool is None:
+            growth = (self.max_events + self.slack_events) / self.max_events  # room for the slack
+            return UserKV(self.max_positions, growth)
+        kv = self.pool.acquire()
+        idle = (u for u in list(self._views) if u not in self._active)  # least recently used first
+        while kv is None and (user := next(idle, None)) is not None:
+            self._drop(user, evicted=True)
+            kv = self.pool.acquire()
+        return kv
+
+    def _record(self, job: _Job, kv: KVCache | None, vector: torch.Tensor, hidden_sum: torch.Tensor | None) -> None:
         sizes = [len(i) for i in job.ids] if job.ids is not None else [1] * len(job.events)
         keys = [event_key(e) for e in job.events]
         if job.view is None:
@@ -321,18 +363,20 @@ class IncrementalWindowEncoder:
         self.stats.cache_bytes += kv.nbytes if kv else 0
         self.stats.peak_cache_bytes = max(self.stats.peak_cache_bytes, self.stats.cache_bytes)
 
-    def _drop(self, user: str) -> None:
+    def _drop(self, user: str, evicted: bool = False) -> None:
         state = self._views.pop(user, None)
-        if state is not None and state.kv is not None:
-            self.stats.cache_bytes -= state.kv.nbytes
+        if state is None:
+            return
+        freed = state.kv.nbytes
+        state.kv.release()
+        self.stats.cache_bytes -= freed
+        if evicted:
+            self.stats.evictions += 1
+            self.stats.evicted_bytes += freed
 
     def _evict(self) -> None:
         while self.stats.cache_bytes > self.kv_cache_bytes and self._views:
-            _, state = self._views.popitem(last=False)
-            freed = state.kv.nbytes if state.kv else 0
-            self.stats.cache_bytes -= freed
-            self.stats.evictions += 1
-            self.stats.evicted_bytes += freed
+            self._drop(next(iter(self._views)), evicted=True)
 
 
 def _overlap(view: list[EventKey], window: list[EventKey]) -> int | None:

@@ -1,19 +1,21 @@
 """Per-user KV caches of a causal LM, and one batched forward over users of different lengths.
 
-Each user's cache is a list of per-layer buffers ``(2, kv_heads, capacity, head_dim)`` filled
-to ``length`` positions; spare capacity lets new positions be written in place. Users whose
-caches differ in length share one forward: their new positions are right-padded into one
-batch with explicit ``position_ids``, so every dense layer runs once for all of them.
-Attention then takes one of two layouts:
+Users whose caches differ in length share one forward: their new positions are right-padded
+into one batch with explicit ``position_ids``, so every dense layer runs once for all of them.
+Where the caches live, and how attention reads them, is the *layout*:
 
-* ``ragged`` (CPU default): each user's queries attend straight from that user's own buffer
-  (one SDPA call per user and layer, no copy, no padding), through an attention function
-  registered with transformers' ``AttentionInterface`` that falls back to SDPA for every
-  other use of the model;
-* ``padded`` (GPU default): the caches are copied right-aligned into one scratch buffer
-  (left padding, masked) and attention runs once for the batch.
+* ``ragged`` (CPU default): each user owns growable per-layer buffers ``(2, kv_heads,
+  capacity, head_dim)``; each user's queries attend straight from them (one SDPA call per user
+  and layer: no copy, no padding), through an attention function registered with
+  transformers' ``AttentionInterface`` that is plain SDPA for every other use of the model.
+* ``pooled`` (GPU default): one preallocated pool per layer ``(2, slots, kv_heads, positions,
+  head_dim)``, a slot per user; a forward gathers its users' slots, scatters the new keys and
+  values in and back with a handful of kernels per layer whatever the batch size, and
+  attends once with a 4-D mask (query i of user b sees keys ``<= past_b + i``).
+* ``padded``: per-user buffers copied right-aligned into one scratch buffer (left padding,
+  masked by a 2-D attention mask); the plain layout, used with ``torch.compile``.
 
-The buffers plug into transformers through its ``Cache`` interface; the model code is the
+The caches plug into transformers through its ``Cache`` interface; the model code is the
 library's own.
 
 >>> plan_batches([(12, 700), (12, 80), (600, 0)], max_users=8, max_kv_tokens=10_000,
@@ -35,6 +37,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 RAGGED = "streamrec_ragged"
+LAYOUTS = ("ragged", "pooled", "padded")
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class CostModel:
 
     ``forward``: fixed cost of a forward (reading every weight once; large on GPU, where small
     batches are launch-bound); ``pair``: one query attending one key; ``copy``: one cached
-    position copied into the padded batch layout.
+    position copied into the batch layout.
     """
 
     forward: float
@@ -52,11 +55,10 @@ class CostModel:
 
     @classmethod
     def for_device(cls, device_type: str, layout: str = "padded") -> CostModel:
+        forward = 4096.0 if device_type == "cuda" else 32.0
         if layout == "ragged":  # attention is per user, unpadded: only the dense layers see padding
-            return cls(forward=32.0 if device_type == "cpu" else 4096.0, pair=0.0, copy=0.0)
-        if device_type == "cuda":
-            return cls(forward=4096.0, pair=2e-4, copy=0.2)
-        return cls(forward=32.0, pair=2.2e-4, copy=0.02)
+            return cls(forward=forward, pair=0.0, copy=0.0)
+        return cls(forward=forward, pair=2e-4, copy=0.2 if device_type == "cuda" else 0.02)
 
     def batch(self, size: int, new: int, past: int, copies: bool) -> float:
         keys = past + new
@@ -65,17 +67,28 @@ class CostModel:
 
 
 def plan_batches(jobs: Sequence[tuple[int, int]], max_users: int, max_kv_tokens: int, cost: CostModel,
-                 bucketing: bool = True) -> list[list[int]]:
+                 bucketing: bool = True, max_width: int | None = None) -> list[list[int]]:
     """Split jobs ``(new_positions, past_positions)`` into forwards.
 
     Without bucketing: chunks of ``max_users`` in the given order. With it: jobs sorted by
     size, then cut where :class:`CostModel` says padding would cost more than another forward
-    (an exact partition of the sorted order, by dynamic programming).
+    (an exact partition of the sorted order, by dynamic programming). ``max_width`` bounds
+    ``max(past) + max(new)`` of a forward (the pooled layout's slot width).
     """
     n = len(jobs)
     if not bucketing or n > 1024:
         order = list(range(n)) if not bucketing else sorted(range(n), key=lambda i: jobs[i])
-        return [order[i:i + max_users] for i in range(0, n, max_users)]
+        if max_width is None:
+            return [order[i:i + max_users] for i in range(0, n, max_users)]
+        groups: list[list[int]] = []
+        for i in order:  # greedy, in order, within the width
+            g = groups[-1] if groups else None
+            if (g is None or len(g) >= max_users
+                    or max(jobs[j][1] for j in [*g, i]) + max(jobs[j][0] for j in [*g, i]) > max_width):
+                groups.append([i])
+            else:
+                g.append(i)
+        return groups
     order = sorted(range(n), key=lambda i: jobs[i])
     best = [0.0] + [float("inf")] * n
     cut = [0] * (n + 1)
@@ -85,17 +98,18 @@ def plan_batches(jobs: Sequence[tuple[int, int]], max_users: int, max_kv_tokens:
         for start in range(end - 1, max(-1, end - 1 - max_users), -1):
             past_max = max(past_max, jobs[order[start]][1])
             size = end - start
-            if size > 1 and size * (new_max + past_max) > max_kv_tokens:
+            if size > 1 and (size * (new_max + past_max) > max_kv_tokens
+                             or (max_width is not None and past_max + new_max > max_width)):
                 break
             total = best[start] + cost.batch(size, new_max, past_max, copies=size > 1 and past_max > 0)
             if total < best[end]:
                 best[end], cut[end] = total, start
-    groups: list[list[int]] = []
+    planned: list[list[int]] = []
     end = n
     while end > 0:
-        groups.append(order[cut[end]:end])
+        planned.append(order[cut[end]:end])
         end = cut[end]
-    return groups[::-1]
+    return planned[::-1]
 
 
 class UserKV:
@@ -110,6 +124,9 @@ class UserKV:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.layers)
+
+    def release(self) -> None:
+        self.layers = []
 
     def ensure(self, layer: int, like: torch.Tensor, needed: int) -> torch.Tensor:
         """The layer's buffer with room for ``needed`` positions (allocated or grown)."""
@@ -127,9 +144,54 @@ class UserKV:
         return torch.empty((2, like.shape[1], capacity, like.shape[3]), dtype=like.dtype, device=like.device)
 
 
-class _BatchLayer(CacheLayerMixin):
-    """One layer of a batched forward: stores each user's new keys/values into its
-    :class:`UserKV` (when kept) and returns the keys/values attention should read."""
+class SlotPool:
+    """Preallocated caches for the pooled layout: per layer ``(2, slots, kv_heads, width, head_dim)``."""
+
+    def __init__(self, n_layers: int, kv_heads: int, head_dim: int, width: int, dtype: torch.dtype,
+                 device: torch.device, budget_bytes: int) -> None:
+        self.width = width
+        self.slot_bytes = self.bytes_per_slot(n_layers, kv_heads, head_dim, width, dtype)
+        self.n_slots = budget_bytes // self.slot_bytes
+        # zeros: positions nobody wrote are read (masked) and must hold no NaN
+        self.layers = [torch.zeros((2, self.n_slots, kv_heads, width, head_dim), dtype=dtype, device=device)
+                       for _ in range(n_layers)] if self.n_slots else []
+        self._free = list(range(self.n_slots - 1, -1, -1))
+
+    @staticmethod
+    def bytes_per_slot(n_layers: int, kv_heads: int, head_dim: int, width: int, dtype: torch.dtype) -> int:
+        return n_layers * 2 * kv_heads * width * head_dim * torch.empty(0, dtype=dtype).element_size()
+
+    def acquire(self) -> PooledKV | None:
+        return PooledKV(self, self._free.pop()) if self._free else None
+
+    @property
+    def free_slots(self) -> int:
+        return len(self._free)
+
+
+class PooledKV:
+    """One user's slot in a :class:`SlotPool`."""
+
+    def __init__(self, pool: SlotPool, slot: int) -> None:
+        self.pool = pool
+        self.slot: int | None = slot
+        self.length = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self.pool.slot_bytes if self.slot is not None else 0
+
+    def release(self) -> None:
+        if self.slot is not None:
+            self.pool._free.append(self.slot)
+            self.slot = None
+
+
+KVCache = UserKV | PooledKV
+
+
+class _CacheLayer(CacheLayerMixin):
+    """One layer of a batched forward, as transformers' ``Cache`` sees it."""
 
     is_sliding = False
     is_compileable = False
@@ -145,22 +207,7 @@ class _BatchLayer(CacheLayerMixin):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        b = self.batch
-        for row, (kv, past, new) in enumerate(zip(b.caches, b.pasts, b.news, strict=True)):
-            if kv is not None:
-                buf = kv.ensure(self.index, key_states, past + new)
-                buf[0, :, past:past + new] = key_states[row, :, :new]
-                buf[1, :, past:past + new] = value_states[row, :, :new]
-        if b.ragged:  # attention reads the users' own buffers; keep this layer's new states for the rest
-            b.fresh = (key_states, value_states)
-            return key_states, value_states
-        if b.past_max == 0:
-            return key_states, value_states
-        if len(b.caches) == 1:  # attend straight from the user's own buffer
-            buf = b.caches[0].layers[self.index]  # type: ignore[union-attr]
-            end = b.pasts[0] + b.news[0]
-            return buf[0, None, :, :end], buf[1, None, :, :end]
-        return b.padded(self.index, key_states, value_states)
+        return self.batch.update(self.index, key_states, value_states)
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.batch.past_max + query_length, 0
@@ -173,28 +220,52 @@ class _BatchLayer(CacheLayerMixin):
 
 
 class _Batch:
-    """The users of one forward: their caches, past and new lengths, and the padded scratch."""
+    """The users of one forward: caches (None: not kept), past and new positions."""
 
-    def __init__(self, caches: list[UserKV | None], pasts: list[int], news: list[int],
-                 scratch: list[torch.Tensor], ragged: bool) -> None:
+    def __init__(self, caches: Sequence[KVCache | None], pasts: list[int], news: list[int]) -> None:
         self.caches = caches
         self.pasts = pasts
         self.news = news
         self.past_max = max(pasts)
         self.new_max = max(news)
-        self.ragged = ragged
+
+    def model_kwargs(self, device: torch.device) -> dict[str, Any]:
+        return {"attention_mask": None}
+
+    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _store(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Append each kept user's new keys/values to its own buffers."""
+        for row, (kv, past, new) in enumerate(zip(self.caches, self.pasts, self.news, strict=True)):
+            if isinstance(kv, UserKV):
+                buf = kv.ensure(layer, keys, past + new)
+                buf[0, :, past:past + new] = keys[row, :, :new]
+                buf[1, :, past:past + new] = values[row, :, :new]
+
+
+class _RaggedBatch(_Batch):
+    def __init__(self, caches: Sequence[KVCache | None], pasts: list[int], news: list[int]) -> None:
+        super().__init__(caches, pasts, news)
         self.fresh: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._scratch = scratch  # one reusable buffer for all layers: they run one after another
         self._masks: dict[tuple[int, int], torch.Tensor] = {}
 
+    def model_kwargs(self, device: torch.device) -> dict[str, Any]:
+        return {"attention_mask": None, "streamrec_batch": self}
+
+    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._store(layer, keys, values)
+        self.fresh = (keys, values)  # for users whose cache is not kept
+        return keys, values
+
     def attend(self, layer: int, query: torch.Tensor, scaling: float | None) -> torch.Tensor:
-        """Ragged layout: each user's queries against its own keys; ``(batch, new, heads, dim)``."""
+        """Each user's queries against its own keys; ``(batch, new, heads, head_dim)``."""
         assert self.fresh is not None
         keys, values = self.fresh
         out = query.new_zeros(query.shape[0], query.shape[2], query.shape[1], query.shape[3])
         gqa = query.shape[1] != keys.shape[1]
         for row, (kv, past, new) in enumerate(zip(self.caches, self.pasts, self.news, strict=True)):
-            if kv is not None:
+            if isinstance(kv, UserKV):
                 buf = kv.layers[layer]
                 k, v = buf[0, None, :, :past + new], buf[1, None, :, :past + new]
             else:  # not kept: nothing past
@@ -213,19 +284,33 @@ class _Batch:
             self._masks[(new, past)] = mask
         return mask
 
-    def padded(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        like = keys
+
+class _PaddedBatch(_Batch):
+    def __init__(self, caches: Sequence[KVCache | None], pasts: list[int], news: list[int],
+                 scratch: list[torch.Tensor]) -> None:
+        super().__init__(caches, pasts, news)
+        self._scratch = scratch  # one reusable buffer for all layers: they run one after another
+
+    def model_kwargs(self, device: torch.device) -> dict[str, Any]:
+        mask = torch.zeros(len(self.news), self.past_max + self.new_max, dtype=torch.long)
+        for row, (past, new) in enumerate(zip(self.pasts, self.news, strict=True)):
+            mask[row, self.past_max - past:self.past_max + new] = 1
+        return {"attention_mask": _to_device(mask, device)}
+
+    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._store(layer, keys, values)
+        if self.past_max == 0:
+            return keys, values
         rows, width = len(self.caches), self.past_max + self.new_max
-        shape = (2, rows, like.shape[1], width, like.shape[3])
-        need = rows * like.shape[1] * width * like.shape[3] * 2
-        if (not self._scratch or self._scratch[0].numel() < need or self._scratch[0].dtype != like.dtype
-                or self._scratch[0].device != like.device):
-            self._scratch[:] = [torch.empty(need, dtype=like.dtype, device=like.device)]
-        out = self._scratch[0][:need].view(shape)
-        out.zero_()  # padding is masked, but must not hold NaN from old memory; one fill, not one per user
+        need = rows * keys.shape[1] * width * keys.shape[3] * 2
+        if (not self._scratch or self._scratch[0].numel() < need or self._scratch[0].dtype != keys.dtype
+                or self._scratch[0].device != keys.device):
+            self._scratch[:] = [torch.empty(need, dtype=keys.dtype, device=keys.device)]
+        out = self._scratch[0][:need].view(2, rows, keys.shape[1], width, keys.shape[3])
+        out.zero_()  # padding is masked, but must not hold NaN from old memory
         for row, (kv, past, new) in enumerate(zip(self.caches, self.pasts, self.news, strict=True)):
             start = self.past_max - past
-            if kv is not None:
+            if isinstance(kv, UserKV):
                 out[:, row, :, start:self.past_max + new] = kv.layers[layer][:, :, :past + new]
             else:  # a fresh user whose cache is not kept: nothing past, only this forward's states
                 out[0, row, :, start:self.past_max + new] = keys[row, :, :new]
@@ -233,12 +318,52 @@ class _Batch:
         return out[0], out[1]
 
 
-@dataclass
-class BatchInputs:
-    """Right-padded inputs of one forward: token ids, or input embeddings (item mode)."""
+class _PooledBatch(_Batch):
+    def __init__(self, caches: Sequence[KVCache | None], pasts: list[int], news: list[int], pool: SlotPool,
+                 device: torch.device) -> None:
+        super().__init__(caches, pasts, news)
+        self.pool = pool
+        self.width = self.past_max + self.new_max
+        assert self.width <= pool.width, "plan_batches(max_width=...) keeps a forward within the slots"
+        rows, new_max = len(news), self.new_max
+        slots = [kv.slot if isinstance(kv, PooledKV) and kv.slot is not None else 0 for kv in caches]
+        past = torch.tensor(pasts)
+        positions = past[:, None] + torch.arange(new_max)[None, :]  # where each new position goes
+        self.gather = _to_device(torch.tensor(slots), device)
+        self.batch_rows = _to_device(torch.arange(rows).repeat_interleave(new_max), device)
+        self.batch_positions = _to_device(positions.reshape(-1), device)
+        kept = [(row, j) for row, (kv, new) in enumerate(zip(caches, news, strict=True))
+                if isinstance(kv, PooledKV) for j in range(new)]
+        self.kept = _to_device(torch.tensor([row * new_max + j for row, j in kept], dtype=torch.long), device)
+        self.kept_slots = _to_device(torch.tensor([slots[row] for row, _ in kept], dtype=torch.long), device)
+        self.kept_positions = _to_device(torch.tensor([pasts[row] + j for row, j in kept], dtype=torch.long), device)
+        visible = torch.arange(self.width)[None, None, :] <= positions[:, :, None]  # key j for query i of row b
+        self.mask = _to_device(visible[:, None], device)
 
-    input_ids: torch.Tensor | None
-    inputs_embeds: torch.Tensor | None
+    def model_kwargs(self, device: torch.device) -> dict[str, Any]:
+        return {"attention_mask": self.mask}
+
+    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pool = self.pool.layers[layer]
+        batch = pool[:, self.gather, :, :self.width]  # (2, rows, heads, width, dim): a gather, one copy
+        new = torch.stack((keys, values), dim=1).permute(0, 3, 1, 2, 4).reshape(-1, 2, keys.shape[1], keys.shape[3])
+        batch[:, self.batch_rows, :, self.batch_positions] = new
+        if self.kept.numel():
+            pool[:, self.kept_slots, :, self.kept_positions] = new[self.kept]
+        return batch[0], batch[1]
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
+
+
+def make_batch(layout: str, caches: Sequence[KVCache | None], pasts: list[int], news: list[int],
+               scratch: list[torch.Tensor], pool: SlotPool | None, device: torch.device) -> _Batch:
+    if layout == "ragged":
+        return _RaggedBatch(caches, pasts, news)
+    if layout == "pooled" and pool is not None and pool.n_slots:
+        return _PooledBatch(caches, pasts, news, pool, device)
+    return _PaddedBatch(caches, pasts, news, scratch)  # also a pooled layout with nothing kept: no past to read
 
 
 def _ragged_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -251,46 +376,43 @@ def _ragged_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.T
     return batch.attend(module.layer_idx, query, scaling), None
 
 
-def use_ragged_attention(model: Any) -> None:
-    """Switch ``model`` to the ragged attention function (SDPA for every call without a batch)."""
+def use_ragged_attention(model: Any) -> bool:
+    """Switch ``model`` to the ragged attention function (SDPA for every call without a batch).
+
+    Returns False when the model cannot switch (its attention does not go through
+    ``AttentionInterface``); use another layout then.
+    """
     AttentionInterface.register(RAGGED, _ragged_attention)
     AttentionMaskInterface.register(RAGGED, sdpa_mask)
     if model.config._attn_implementation != RAGGED:
         model.set_attn_implementation(RAGGED)
+    return bool(model.config._attn_implementation == RAGGED)
 
 
-def forward_batch(model: Any, n_layers: int, caches: list[UserKV | None], pasts: list[int], news: list[int],
-                  inputs: BatchInputs, max_positions: int, scratch: list[torch.Tensor],
-                  device: torch.device, ragged: bool) -> torch.Tensor:
-    """Run the new positions of several users through ``model`` on top of their cached pasts.
+@dataclass
+class BatchInputs:
+    """Right-padded inputs of one forward: token ids, or input embeddings (item mode)."""
 
-    ``caches[i]`` receives user i's new keys/values (None: not kept). Returns the final hidden
-    states ``(batch, max(news), hidden)``; row i is valid for its first ``news[i]`` positions.
-    ``ragged`` needs :func:`use_ragged_attention` called on the model once.
+    input_ids: torch.Tensor | None
+    inputs_embeds: torch.Tensor | None
+
+
+def forward_batch(model: Any, n_layers: int, batch: _Batch, inputs: BatchInputs, max_positions: int,
+                  device: torch.device) -> torch.Tensor:
+    """Run the new positions of ``batch``'s users through ``model`` on top of their cached pasts.
+
+    Kept caches receive the new keys/values. Returns the final hidden states ``(batch,
+    max(news), hidden)``; row i is valid for its first ``news[i]`` positions.
     """
-    batch = _Batch(caches, pasts, news, scratch, ragged)
-    rows, width = len(news), batch.past_max + batch.new_max
-    positions = torch.empty(rows, batch.new_max, dtype=torch.long)
-    mask = None if ragged else torch.zeros(rows, width, dtype=torch.long)
-    for row, (past, new) in enumerate(zip(pasts, news, strict=True)):
-        positions[row] = torch.arange(past, past + batch.new_max).clamp(max=max_positions - 1)
-        if mask is not None:
-            mask[row, batch.past_max - past:batch.past_max + new] = 1
-    cache = Cache(layers=[_BatchLayer(i, batch) for i in range(n_layers)])
-    pin = device.type == "cuda"
-
-    def to_device(t: torch.Tensor) -> torch.Tensor:
-        return t.pin_memory().to(device, non_blocking=True) if pin else t
-
-    kwargs: dict[str, Any] = {"position_ids": to_device(positions), "cache": cache, "use_cache": True,
-                              "attention_mask": None if mask is None else to_device(mask)}
-    if ragged:
-        kwargs["streamrec_batch"] = batch
+    positions = torch.arange(batch.new_max)[None, :] + torch.tensor(batch.pasts)[:, None]
+    kwargs: dict[str, Any] = {"position_ids": _to_device(positions.clamp(max=max_positions - 1), device),
+                              "cache": Cache(layers=[_CacheLayer(i, batch) for i in range(n_layers)]),
+                              "use_cache": True, **batch.model_kwargs(device)}
     if inputs.input_ids is not None:
-        output = model(input_ids=to_device(inputs.input_ids), **kwargs)
+        output = model(input_ids=_to_device(inputs.input_ids, device), **kwargs)
     else:
         output = model(inputs_embeds=inputs.inputs_embeds, **kwargs)
-    for kv, past, new in zip(caches, pasts, news, strict=True):
+    for kv, past, new in zip(batch.caches, batch.pasts, batch.news, strict=True):
         if kv is not None:
             kv.length = past + new
     hidden: torch.Tensor = output.last_hidden_state

@@ -29,11 +29,12 @@ from streamrec.config import Settings
 from streamrec.encoder import TextEncoder
 from streamrec.events import ActionVocabulary, Event
 from streamrec.head import Example, OnlineHead
+from streamrec.incremental import make_window_encoder
 from streamrec.item_vectors import ItemVectors
 from streamrec.recommendations import Recommendation, RecommendedItem
 from streamrec.retrieval import Retriever
 from streamrec.text import TextTemplate
-from streamrec.window_encoder import TextWindowEncoder, WindowEncoder
+from streamrec.window_encoder import WindowEncoder
 from streamrec.windows import Added, WindowStore
 
 HEAD_FILE = "head.safetensors"
@@ -78,7 +79,7 @@ class Pipeline:
             max_lateness_ms=int(w.max_lateness_seconds * 1000), max_seen_items=w.max_seen_items,
             remember_actions=settings.retrieval.exclude_actions)
         self.item_vectors = ItemVectors(encoder, catalog, self.template)
-        self.window_encoder = window_encoder or TextWindowEncoder(encoder, self.template, catalog)
+        self.window_encoder = window_encoder or make_window_encoder(settings, encoder, self.template, catalog)
         self.head = OnlineHead(encoder.dim, settings.head, capacity=max(1024, len(catalog)))
         self.retriever = Retriever(settings.retrieval, catalog)
         self._window_vectors: OrderedDict[str, torch.Tensor] = OrderedDict()

@@ -14,7 +14,7 @@ from streamrec.encoder import HFEncoder
 from streamrec.errors import ConfigError
 from streamrec.events import Event
 from streamrec.incremental import IncrementalWindowEncoder, event_key, make_window_encoder
-from streamrec.kv_cache import CostModel, plan_batches
+from streamrec.kv_cache import CostModel, SlotPool, plan_batches
 from streamrec.pipeline import Pipeline
 from streamrec.synthetic import SyntheticLog
 from streamrec.text import TextTemplate
@@ -112,7 +112,7 @@ def test_users_of_very_different_lengths_share_a_forward(
         tiny_encoder: HFEncoder, catalog: Catalog, synthetic_log: SyntheticLog) -> None:
     lengths = {"a": 1, "b": 3, "c": 9, "d": 16}
     windows = {u: user_events(synthetic_log, k, u, start=5 * i) for i, (u, k) in enumerate(lengths.items())}
-    for layout in ("ragged", "padded"):
+    for layout in ("ragged", "padded", "pooled"):
         batched = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, max_events=30, slack_events=4,
                                            layout=layout)
         batched.encode_windows(list(windows), [w[:-1] or w for w in windows.values()])  # caches of 0..15 events
@@ -122,6 +122,11 @@ def test_users_of_very_different_lengths_share_a_forward(
         assert batched.stats.forwards == forwards + 1  # one forward for all four users
         for user, vector in zip(windows, vectors, strict=True):
             close(vector, reference(tiny_encoder, catalog, windows[user]))
+        longer = {u: user_events(synthetic_log, k + 1, u, start=5 * i) for i, (u, k) in enumerate(lengths.items())}
+        vectors = batched.encode_windows(list(longer), list(longer.values()))  # reads what the last call stored
+        for user, vector in zip(longer, vectors, strict=True):
+            close(vector, reference(tiny_encoder, catalog, longer[user]))
+        assert batched.stats.resets == {"new": 4}
 
 
 def test_eviction_keeps_the_cache_under_budget_and_a_miss_reencodes(
@@ -140,6 +145,27 @@ def test_eviction_keeps_the_cache_under_budget_and_a_miss_reencodes(
     assert encoder.stats.resets["new"] == 4  # a miss is a fresh encode
     close(vector, reference(tiny_encoder, catalog, longer))
     assert encoder.stats.cache_bytes <= budget
+
+
+def test_pooled_slots_are_reused_and_idle_users_evicted(
+        tiny_encoder: HFEncoder, catalog: Catalog, synthetic_log: SyntheticLog) -> None:
+    windows = {u: user_events(synthetic_log, 5, u, start=6 * i) for i, u in enumerate("abc")}
+    nothing = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, layout="pooled", kv_cache_bytes=1)
+    assert nothing.pool is None and nothing.kv_cache_bytes == 0  # not one slot fits: no cache at all
+    slot = SlotPool.bytes_per_slot(2, 4, 16, tiny_encoder.max_length, torch.float32)  # the tiny GPT-2's shape
+    encoder = IncrementalWindowEncoder(tiny_encoder, TEMPLATE, catalog, max_events=10, slack_events=2,
+                                       layout="pooled", kv_cache_bytes=2 * slot)
+    assert encoder.pool is not None and encoder.pool.n_slots == 2
+    vectors = encoder.encode_windows(list(windows), list(windows.values()))  # three users, two slots
+    for user, vector in zip(windows, vectors, strict=True):
+        close(vector, reference(tiny_encoder, catalog, windows[user]))
+    assert [bool(encoder.view(u)) for u in "abc"] == [True, True, False] and encoder.stats.evictions == 0
+    longer = user_events(synthetic_log, 6, "c", start=12)
+    close(encoder.encode_windows(["c"], [longer])[0], reference(tiny_encoder, catalog, longer))
+    assert encoder.view("a") == [] and encoder.view("c") != [] and encoder.stats.evictions == 1
+    grown = user_events(synthetic_log, 7, "b", start=6)  # b's slot is still its own
+    close(encoder.encode_windows(["b"], [grown])[0], reference(tiny_encoder, catalog, grown))
+    assert encoder.stats.appended_events == 2 and encoder.stats.cache_bytes == 2 * slot
 
 
 def test_forget_restore_and_late_events_reset_the_view(
