@@ -2,6 +2,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 
 from streamrec.catalog import Catalog, Item
@@ -99,7 +100,8 @@ def test_checkpoint_restores_the_same_recommendations(
     users = sorted(first.windows.users())[:5]
     for a, b in zip(first.recommend(users), second.recommend(users), strict=True):
         assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
-        assert [i.score for i in a.items] == [i.score for i in b.items]
+        # rows are summed in another order after the remap: equal up to float rounding
+        assert [i.score for i in a.items] == pytest.approx([i.score for i in b.items], abs=1e-3)
 
 
 def test_users_can_be_dropped_and_restored_from_a_snapshot(
