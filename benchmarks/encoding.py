@@ -70,7 +70,7 @@ VARIANTS = {
     "dedupe": Variant("dedupe: one full re-encode per user per micro-batch", per_event=False),
     "bucketing": Variant("length-bucketed batches", bucketing=True),
     "compile": Variant("torch.compile", compile=True),
-    "incremental": Variant("incremental KV cache", cache=True, share=1.0),
+    "incremental": Variant("incremental KV cache", cache=True, share=0.5),
     "item": Variant("item mode (1 position/event), full re-encode", mode="item", share=0.25),
     "combined": Variant("combined: dedupe + bucketing + incremental", per_event=False, cache=True,
                         bucketing=True, share=1.0),
@@ -289,20 +289,21 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _combined_encoder(args: argparse.Namespace, extra: int = 0) -> tuple[Any, WindowStore, list[Event], Any]:
-    from streamrec.encoder import HFEncoder
+def _combined_state(args: argparse.Namespace, encoder: Any, events: list[Event],
+                    items: list[Item]) -> tuple[Any, WindowStore, list[Event]]:
+    """A fresh combined encoder and window store, prefilled and warmed up; returns the events after."""
     from streamrec.incremental import IncrementalWindowEncoder
 
-    settings = EncoderSettings(model=str(args.model_dir), device=args.device, dtype=args.dtype,
-                               threads=args.threads, max_length=1024, batch_size=args.batch_size)
-    encoder = HFEncoder(settings)
-    events, items = build_log(args.prefill + args.warmup + args.events + extra, args.pool, args.seed)
     window_encoder = IncrementalWindowEncoder(encoder, TextTemplate.english(), Catalog(items), max_events=N_EVENTS,
                                               slack_events=args.slack, kv_cache_bytes=args.kv_cache_bytes)
     store = WindowStore(max_events=N_EVENTS, horizon_ms=10**15, max_users=10**6)
     for event in events[:args.prefill]:
         store.add(event)
-    return window_encoder, store, events[args.prefill:], encoder
+    warm = events[args.prefill:args.prefill + args.warmup]
+    for start in tqdm(range(0, len(warm), args.micro_batch), desc="warm-up", leave=False):
+        for users, windows in _deduped(warm[start:start + args.micro_batch], store):
+            window_encoder.encode_windows(users, windows)
+    return window_encoder, store, events[args.prefill + args.warmup:]
 
 
 def _simulate(window_encoder: Any, store: WindowStore, stream: list[Event], rate: float, adaptive: bool,
@@ -354,20 +355,23 @@ def _simulate(window_encoder: Any, store: WindowStore, stream: list[Event], rate
 
 
 def run_adaptive(args: argparse.Namespace) -> dict[str, Any]:
-    """Open-loop arrivals in real time at a light and a heavy rate; fixed vs adaptive batching."""
-    # arrivals for two policies at 10% and 80% of capacity, plus slack: the log is longer than the variants'
-    needed = int(2 * 0.9 * args.capacity * args.adaptive_seconds * 1.2) + args.micro_batch
-    window_encoder, store, stream, _ = _combined_encoder(args, extra=max(0, needed - args.events))
-    warm, stream = stream[:args.warmup], stream[args.warmup:]
-    for start in tqdm(range(0, len(warm), args.micro_batch), desc="adaptive warm-up", leave=False):
-        for users, windows in _deduped(warm[start:start + args.micro_batch], store):
-            window_encoder.encode_windows(users, windows)
+    """Open-loop arrivals in real time at 10%, 50% and 90% of capacity; fixed vs adaptive batching.
+
+    Every (load, policy) run starts from the same state: fresh caches, the same warm-up, the
+    same events (resets come in waves, so runs on different stretches of the log would differ).
+    """
+    from streamrec.encoder import HFEncoder
+
+    encoder = HFEncoder(EncoderSettings(model=str(args.model_dir), device=args.device, dtype=args.dtype,
+                                        threads=args.threads, max_length=1024, batch_size=args.batch_size))
+    needed = int(0.9 * args.capacity * args.adaptive_seconds * 1.2) + args.micro_batch
+    events, items = build_log(args.prefill + args.warmup + max(args.events, needed), args.pool, args.seed)
     rows = []
-    for load_name, fraction in (("light", 0.1), ("heavy", 0.8)):
+    for load_name, fraction in (("light", 0.1), ("busy", 0.5), ("heavy", 0.9)):
         for adaptive in (False, True):
-            row, used = _simulate(window_encoder, store, stream, max(args.capacity * fraction, 0.5), adaptive, args)
+            window_encoder, store, stream = _combined_state(args, encoder, events, items)
+            row, _ = _simulate(window_encoder, store, stream, max(args.capacity * fraction, 0.5), adaptive, args)
             rows.append({"load": load_name, **row})
-            stream = stream[used:]
     return {"variant": "adaptive", "capacity_events_per_second": args.capacity, "rows": rows}
 
 
@@ -415,8 +419,13 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
 
     log = read_log(args.quality, ActionVocabulary.for_domain("video"))
     events = log.events[:args.quality_events] if args.quality_events else log.events
-    model_dir = build_tiny_gpt2(tokenizer_corpus(log.items), args.model_dir.parent / "streamrec-bench-ml-tiny-gpt2",
-                                n_layer=args.quality_layers, n_embd=args.quality_width, n_head=4, vocab_size=2000)
+    if args.quality_encoder:
+        model_dir, model = Path(args.quality_encoder), str(args.quality_encoder)
+    else:
+        model_dir = build_tiny_gpt2(tokenizer_corpus(log.items), args.model_dir.parent / "streamrec-bench-ml-tiny-gpt2",
+                                    n_layer=args.quality_layers, n_embd=args.quality_width, n_head=4, vocab_size=2000)
+        model = (f"tiny GPT-2 ({args.quality_layers} layers, {args.quality_width} wide, random weights) with a "
+                 "BPE tokenizer trained on the ml-100k titles")
     rows = []
     for mode in args.quality_modes:
         settings = load_settings(
@@ -438,9 +447,7 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
         rows.append({"mode": mode, "events": len(events), "positions_per_event": positions / len(events),
                      **{k: metrics[k] for k in ("hit@10", "ndcg@10", "mrr@10", "coverage@10", "scored_events",
                                                 "events_per_second", "seconds")}})
-    return {"variant": "quality", "dataset": str(args.quality), "model": (
-        f"tiny GPT-2 ({args.quality_layers} layers, {args.quality_width} wide, random weights) with a BPE "
-        "tokenizer trained on the ml-100k titles"), "rows": rows}
+    return {"variant": "quality", "dataset": str(args.quality), "model": model, "rows": rows}
 
 
 # -- the parent: run every variant in its own process, write the report -------------------------
@@ -464,7 +471,10 @@ def _notes(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> list[str]:
             f"adds t tokens, so incremental encoding costs about t·(1 + N/(S+1)) tokens per event against N·t "
             f"for the naive path. Here t = {t:.1f} tokens per event; GPT-2's 1024 positions cap N+S at "
             f"{int(1024 / t)} events, so S ≤ {s_max} and the token ratio is at most {bound:.1f}× when every "
-            f"window is full (S = {cfg['slack']} here). Item mode has t = 1, so its slack can be hundreds.")
+            f"window is full. At S = {cfg['slack']} the steady state is {t * (1 + N_EVENTS / (cfg['slack'] + 1)):.1f} "
+            f"positions per event ({N_EVENTS / (1 + N_EVENTS / (cfg['slack'] + 1)):.1f}× fewer than naive); a "
+            f"measurement that covers each user for fewer than S+1 events catches fewer resets than that. Item "
+            f"mode has t = 1, so its slack can be hundreds.")
     combined = by_name.get("combined")
     if naive and combined:
         ratio = combined["events_per_second"] / naive["events_per_second"]
@@ -484,7 +494,8 @@ def _notes(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> list[str]:
 
 def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "encoding.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    name = report["config"].get("report_name", "encoding")
+    (out_dir / f"{name}.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     cfg, info, rows = report["config"], report["machine"], report["variants"]
     naive = next((r for r in rows if r["variant"] == "naive"), None)
     lines = [
@@ -559,26 +570,27 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
         lines += [f"Recommendation quality, text vs item mode: prequential replay of {quality['dataset']} "
                   f"(video actions, N = {N_EVENTS}), encoder: {quality['model']}; everything else as configured "
                   "by default. `text` is today's joined-string path, `incremental` the chunked-ids path with KV "
-                  "caches (the same vectors as a full re-encode of its view), `item` one position per event.", "",
-                  "| encoder.mode | events | positions/event | hit@10 | ndcg@10 | mrr@10 | coverage@10 | events/s |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "caches (the same vectors as a full re-encode of its view), `item` one position per event, "
+                  "`ids-only` the head without encoder vectors (what the encoder adds at all). Replay speed is "
+                  "left out: on a shared machine it measured the neighbours.", "",
+                  "| encoder.mode | events | positions/event | hit@10 | ndcg@10 | mrr@10 | coverage@10 |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
         for r in quality["rows"]:
             lines.append(f"| {r['mode']} | {r['events']} | {_fmt(r['positions_per_event'])} | {r['hit@10']:.4f} | "
-                         f"{r['ndcg@10']:.4f} | {r['mrr@10']:.4f} | {r['coverage@10']:.3f} | "
-                         f"{_fmt(r['events_per_second'])} |")
+                         f"{r['ndcg@10']:.4f} | {r['mrr@10']:.4f} | {r['coverage@10']:.3f} |")
         lines.append("")
     elif quality:
         lines += [f"Quality run failed: {quality.get('error')}", ""]
     lines += _notes(rows, cfg)
     lines += [f"Command: `{report['command']}`", *[f"Then: `{c}`" for c in report.get("commands", [])], ""]
-    path = out_dir / "encoding.md"
+    path = out_dir / f"{name}.md"
     path.write_text("\n".join(lines))
     return path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=768, help="events measured (fast variants)")
+    parser.add_argument("--events", type=int, default=1024, help="events measured (fast variants)")
     parser.add_argument("--naive-events", type=int, default=32, help="events measured (slow stateless variants)")
     parser.add_argument("--prefill", type=int, default=3000, help="events that fill windows before anything runs")
     parser.add_argument("--warmup", type=int, default=256, help="events stateful variants encode before the clock")
@@ -593,22 +605,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=6, help="user vectors checked against a reference per variant")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--no-adaptive", action="store_true", help="skip the adaptive-batching scenario")
-    parser.add_argument("--adaptive-seconds", type=float, default=12.0)
+    parser.add_argument("--adaptive-seconds", type=float, default=30.0, help="per load and policy")
     parser.add_argument("--max-wait-ms", type=int, default=200)
     parser.add_argument("--replay", action="store_true", help="also run the end-to-end replay, text vs incremental")
     parser.add_argument("--replay-events", type=int, default=20000)
     parser.add_argument("--quality", type=Path, help="a MovieLens directory (e.g. ../shared/datasets/ml-100k): "
                         "also replay it and compare the recommendation quality of text and item modes")
-    parser.add_argument("--quality-only", action="store_true", help="run only --quality, merged into existing results")
+    parser.add_argument("--quality-only", action="store_true", help="the same as --only quality")
+    parser.add_argument("--only", choices=["adaptive", "replay", "quality"],
+                        help="rerun one section and merge it into the existing report")
     parser.add_argument("--quality-events", type=int, default=None, help="first events of the log (default: all)")
     parser.add_argument("--quality-modes", nargs="+", default=["text", "incremental", "item", "ids-only"],
                         choices=["text", "incremental", "item", "ids-only"],
                         help="ids-only: the head without encoder vectors, to see what the encoder adds")
+    parser.add_argument("--quality-encoder", help="a local causal model (directory or .gguf) for --quality "
+                        "instead of a tiny random GPT-2 built on the log's titles")
     parser.add_argument("--quality-layers", type=int, default=2)
     parser.add_argument("--quality-width", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "streamrec-bench-gpt2-small")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--report-name", default="encoding", help="writes <out-dir>/<name>.json and .md")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
     parser.add_argument("--capacity", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
@@ -642,15 +659,20 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     console = Console(stderr=True)
-    if args.quality_only:
-        if args.quality is None:
-            raise SystemExit("--quality-only needs --quality DATASET")
-        path = args.out_dir / "encoding.json"
+    only = "quality" if args.quality_only else args.only
+    if only:  # rerun one section and merge it into the existing report
+        if only == "quality" and args.quality is None:
+            raise SystemExit("--only quality needs --quality DATASET")
+        path = args.out_dir / f"{args.report_name}.json"
         if not path.exists():
-            raise SystemExit(f"--quality-only merges into {path}, which does not exist yet")
+            raise SystemExit(f"--only merges into {path}, which does not exist yet")
         existing: dict[str, Any] = json.loads(path.read_text())
-        console.rule("[bold]quality: text vs item mode")
-        existing["quality"] = _child("quality", args, argv, [])
+        extra = []
+        if only == "adaptive":
+            combined = next(r for r in existing["variants"] if r["variant"] == "combined" and "error" not in r)
+            extra = ["--capacity", str(combined["events_per_second"])]
+        console.rule(f"[bold]{only}")
+        existing[only] = _child(only, args, argv, extra)
         existing.setdefault("commands", []).append("python benchmarks/encoding.py " + " ".join(argv))
         console.print(f"wrote {write_report(existing, args.out_dir)}")
         return 0

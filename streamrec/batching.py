@@ -108,7 +108,7 @@ class AdaptiveBatchPolicy:
         now = self.clock()
         if self._last_arrival is not None:
             gap = max(now - self._last_arrival, 1e-6)
-            self.rate += self.smoothing * (n / gap - self.rate)
+            self.rate += (self.smoothing if self.rate else 1.0) * (n / gap - self.rate)  # the first gap sets it
         self._last_arrival = now
 
     def observe_batch(self, size: int, seconds: float) -> None:

@@ -21,9 +21,13 @@ sequence (from position 0, chunked token ids, see :mod:`streamrec.item_mode`).
   longer than that keeps its last tokens.
 * Without a cache (``kv_cache_bytes=0``) every call is a reset: the full re-encode.
 
-Caches live on the model's device, bounded by ``kv_cache_bytes`` (allocated bytes, evicted
-least recently used after each call; a call briefly holds the caches of the users it encodes).
-Users of different cache lengths share forwards (see :mod:`streamrec.kv_cache`).
+Caches live on the model's device, bounded by ``kv_cache_bytes``: allocated bytes, least
+recently used users evicted after each call (a call briefly holds the caches of the users it
+encodes); the GPU's pooled layout allocates the budget up front as one slot per user and
+evicts idle users when a slot is needed. Evictions and bytes are counted in :attr:`stats`.
+Users of different cache lengths share forwards (see :mod:`streamrec.kv_cache`). A call
+encodes each user once, however many of the user's events arrived (a user passed twice is an
+error), with users bucketed by length into forwards (``bucketing``).
 
 >>> encoder = IncrementalWindowEncoder(hf_encoder, TextTemplate.english(), catalog,  # doctest: +SKIP
 ...                                    max_events=50, slack_events=32, kv_cache_bytes=2**31)
@@ -36,7 +40,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -46,22 +50,14 @@ from streamrec.encoder import HFEncoder, TextEncoder
 from streamrec.errors import ConfigError
 from streamrec.events import Event
 from streamrec.item_mode import ItemEmbeddings, TextChunks
-from streamrec.kv_cache import (
-    LAYOUTS,
-    BatchInputs,
-    CostModel,
-    KVCache,
-    SlotPool,
-    UserKV,
-    forward_batch,
-    make_batch,
-    plan_batches,
-    use_ragged_attention,
-)
 from streamrec.text import TextTemplate
 from streamrec.window_encoder import TextWindowEncoder, WindowEncoder
 
+if TYPE_CHECKING:  # streamrec.kv_cache imports transformers: loaded when an encoder is built, not before
+    from streamrec.kv_cache import BatchInputs, KVCache, SlotPool
+
 EventKey = tuple[int, str | None, str, str]
+LAYOUTS = ("ragged", "pooled", "padded")
 
 
 def event_key(event: Event) -> EventKey:
@@ -130,6 +126,8 @@ class IncrementalWindowEncoder:
                  slack_events: int = 32, kv_cache_bytes: int = 2 << 30, mode: str = "text",
                  bucketing: bool = True, compile: bool = False, max_kv_tokens: int | None = None,
                  layout: str | None = None) -> None:
+        from streamrec.kv_cache import CostModel, use_ragged_attention
+
         if not encoder.causal:
             raise ConfigError(f"encoder.mode={mode!r} needs a causal LM (GPT-2, Llama, ...); "
                               f"{encoder.settings.model!r} is bidirectional: use encoder.mode=text")
@@ -168,6 +166,8 @@ class IncrementalWindowEncoder:
         self._active: set[str] = set()
 
     def _pool(self) -> SlotPool:
+        from streamrec.kv_cache import SlotPool
+
         config = self.encoder.model.config
         heads = int(config.num_attention_heads)
         kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
@@ -268,6 +268,8 @@ class IncrementalWindowEncoder:
 
     @torch.inference_mode()
     def _run(self, jobs: list[_Job], out: torch.Tensor) -> None:
+        from streamrec.kv_cache import plan_batches
+
         if not jobs:
             return
         shapes = [(job.positions, job.view.kv.length if job.view and job.view.kv else 0) for job in jobs]
@@ -277,6 +279,8 @@ class IncrementalWindowEncoder:
             self._forward([jobs[i] for i in group], out)
 
     def _forward(self, jobs: list[_Job], out: torch.Tensor) -> None:
+        from streamrec.kv_cache import forward_batch, make_batch
+
         caches: list[KVCache | None] = []
         for job in jobs:
             if job.view is not None:
@@ -310,6 +314,8 @@ class IncrementalWindowEncoder:
             self._record(job, kv, vectors[i], None if sums is None else sums[i])
 
     def _inputs(self, jobs: list[_Job], width: int) -> BatchInputs:
+        from streamrec.kv_cache import BatchInputs
+
         if self.mode == "text":
             pad = self.encoder.tokenizer.pad_token_id or 0
             ids = torch.full((len(jobs), width), pad, dtype=torch.long)
@@ -330,6 +336,8 @@ class IncrementalWindowEncoder:
         if self.kv_cache_bytes <= 0:
             return None
         if self.pool is None:
+            from streamrec.kv_cache import UserKV
+
             growth = (self.max_events + self.slack_events) / self.max_events  # room for the slack
             return UserKV(self.max_positions, growth)
         kv = self.pool.acquire()

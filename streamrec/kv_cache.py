@@ -37,7 +37,6 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 RAGGED = "streamrec_ragged"
-LAYOUTS = ("ragged", "pooled", "padded")
 
 
 @dataclass(frozen=True)
