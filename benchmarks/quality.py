@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="where fetched models are unpacked")
     parser.add_argument("--out-dir", default=str(RESULTS), help="where the report goes")
+    parser.add_argument("--tag", default="", help="report name suffix: quality-<dataset>-<tag>.md")
+    parser.add_argument("--pipelines-per-event", action="store_true",
+                        help="run streamrec's pipelines in prequential-per-event too (slow: one update per event)")
     return parser.parse_args(argv)
 
 
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             last_print[0] = elapsed
             print(f"[{elapsed:7.0f} s] {protocol}: {done}/{total} events", file=sys.stderr, flush=True)
 
-    suite = run_suite(dataset, settings, encoder, args.models, args.protocols, progress=progress)
+    suite = run_suite(dataset, settings, encoder, args.models, args.protocols, progress=progress,
+                      pipelines_per_event=args.pipelines_per_event)
     encoder_info = {"shortcut": args.encoder if needs_encoder else None, "model": model,
                     "description": description, "dim": encoder.dim if encoder is not None else None,
                     "pooling": getattr(encoder, "pooling", None)}
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                           machine=machine)
     report["wall_seconds"] = time.perf_counter() - started
     report["cpu_seconds"] = time.process_time() - cpu_started
-    paths = write_report(report, suite, args.out_dir)
+    paths = write_report(report, suite, args.out_dir, args.tag)
     print(paths["md"].read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0

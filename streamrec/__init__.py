@@ -30,7 +30,36 @@ _EXPORTS = {
     "SourceError": "errors", "UnknownActionError": "errors",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "ActionVocabulary",
+    "BatchResult",
+    "Catalog",
+    "CatalogError",
+    "CheckpointError",
+    "ConfigError",
+    "DecodeError",
+    "Event",
+    "EventError",
+    "Item",
+    "MicroBatcher",
+    "ModelLoadError",
+    "Pipeline",
+    "Recommendation",
+    "RecommendedItem",
+    "SchemaError",
+    "Settings",
+    "SourceError",
+    "StreamrecError",
+    "TextTemplate",
+    "UnknownActionError",
+    "WindowStore",
+    "__version__",
+    "decode_event",
+    "encode_event",
+    "load_settings",
+    "replay",
+    "replay_files",
+]
 
 
 def __getattr__(name: str) -> Any:

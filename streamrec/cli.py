@@ -14,6 +14,7 @@ from rich.table import Table
 from streamrec.config import Settings, load_settings
 from streamrec.errors import StreamrecError
 from streamrec.logs import configure_logging
+from streamrec.sources import parse_column_map
 
 app = typer.Typer(help="streamrec: fresh recommendations from a behaviour stream, read by a language model.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -54,18 +55,6 @@ def _fail(exc: StreamrecError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _parse_column_map(pairs: list[str] | None) -> dict[str, str] | None:
-    if not pairs:
-        return None
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--column {pair!r}: expected ours=theirs, e.g. user_id=visitorid")
-        out[key.strip()] = value.strip()
-    return out
-
-
 @app.command()
 def replay(
     log: Annotated[Path, typer.Argument(help="recorded log: file or MovieLens directory")],
@@ -91,7 +80,7 @@ def replay(
     try:
         settings = _settings(config, domain=domain, encoder={"model": encoder}, metrics_address=metrics_address,
                              text={"language": language}, batch={"max_size": batch_size})
-        metrics = replay_files(settings, log, catalog, log_format, _parse_column_map(column), limit,
+        metrics = replay_files(settings, log, catalog, log_format, parse_column_map(column), limit,
                                out, metrics_out, state_dir, progress, domain_given=domain is not None,
                                linger_seconds=linger)
     except StreamrecError as exc:

@@ -69,7 +69,7 @@ class EncoderSettings(_Section):
 
 class HeadSettings(_Section):
     dim: int = Field(64, ge=4)
-    context_items: int = Field(5, ge=1, description="recent items fed to the user side by id")
+    context_items: int = Field(10, ge=1, description="recent items fed to the user side by id")
     text_features: bool = Field(True, description="use the encoder's vectors (off: ids-only ablation)")
     id_features: bool = Field(True, description="use learned id embeddings (off: text-only ablation)")
     learning_rate: float = Field(3e-3, gt=0)
@@ -77,6 +77,13 @@ class HeadSettings(_Section):
     replay_size: int = Field(4096, ge=0, description="recent examples kept for replay")
     replay_sample: int = Field(256, ge=0, description="replayed examples mixed into each update")
     steps_per_batch: int = Field(2, ge=1)
+    cooccurrence_history: int = Field(20, ge=0, description="recent positive items the co-occurrence "
+                                      "score reads (0: no co-occurrence, the head alone)")
+    cooccurrence_decay: float = Field(0.9, gt=0, le=1, description="weight of the p-th most recent item: decay**p")
+    cooccurrence_half_life: float | None = Field(None, gt=0, description="positive events after which a "
+                                                 "co-occurrence counts half (None: never forgotten)")
+    ranker_learning_rate: float = Field(0.05, gt=0, description="Adam step of the final ranker's "
+                                        "feature weights, learned test-then-train on the stream")
     seed: int = 0
     checkpoint_path: Path | None = None
 
@@ -93,6 +100,9 @@ class RetrievalSettings(_Section):
 class BatchSettings(_Section):
     max_size: int = Field(64, ge=1, description="events per micro-batch")
     max_wait_ms: int = Field(200, ge=0, description="close a micro-batch after this long")
+    adaptive: bool = Field(True, description="Kafka service: size and deadline follow the load (light "
+                           "traffic: batches of one, closed at once; a backlog: up to max_size), "
+                           "within max_size/max_wait_ms")
 
 
 class DriftSettings(_Section):

@@ -55,6 +55,8 @@ class Metrics:
         self.model_version = Gauge("model_version", "Version of the scoring head (one per update).",
                                    namespace=ns, registry=r)
         self.model_loss = Gauge("model_loss", "Training loss of the last head update.", namespace=ns, registry=r)
+        self.ranker_weight = Gauge("ranker_weight", "Weight the final ranker gives each standardised signal.",
+                                   ["feature"], namespace=ns, registry=r)
         self.online_hit = Gauge("online_hit_at_10", "Prequential hit@10 over the last window of scored events.",
                                 namespace=ns, registry=r)
         self.online_ndcg = Gauge("online_ndcg_at_10", "Prequential ndcg@10 over the last window of scored events.",

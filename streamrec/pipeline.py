@@ -5,10 +5,13 @@ For each micro-batch:
 1. every valid event joins its user's window (duplicates and too-late events are dropped);
 2. each positive event becomes a training example: the user's window vector as it was
    before this batch -> the event's item;
-3. the head takes one update (plus replay) on those examples;
+3. the ranker (:mod:`streamrec.ranker`) scores each positive event of a known user with the
+   signals as they were before the batch, then learns its feature weights from them; then the
+   item co-occurrence index learns the events and the head takes one update (plus replay);
 4. every user touched by the batch has their new window rendered to text and re-encoded,
    once per user however many of their events arrived;
-5. those users get a fresh top-K over the whole catalogue, each item with a reason.
+5. those users get a fresh top-K over the whole catalogue, each item with a reason: the
+   ranker's blend of the head, co-occurrence, popularity and text-similarity scores.
 
 The Kafka service and the file replay both call :meth:`Pipeline.process`; neither knows
 anything the other does not.
@@ -23,14 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from streamrec.catalog import Catalog, Item
 from streamrec.config import Settings
+from streamrec.cooccurrence import ItemCooccurrence
 from streamrec.encoder import TextEncoder
 from streamrec.events import ActionVocabulary, Event
 from streamrec.head import Example, OnlineHead
 from streamrec.incremental import make_window_encoder
 from streamrec.item_vectors import ItemVectors
+from streamrec.ranker import OnlineRanker
 from streamrec.recommendations import Recommendation, RecommendedItem
 from streamrec.retrieval import Retriever
 from streamrec.text import TextTemplate
@@ -39,6 +46,8 @@ from streamrec.windows import Added, WindowStore
 
 HEAD_FILE = "head.safetensors"
 ITEMS_FILE = "item_vectors.safetensors"
+COOCCURRENCE_FILE = "cooccurrence.safetensors"
+RANKER_FILE = "ranker.safetensors"
 WINDOWS_FILE = "windows.msgpack"
 
 
@@ -80,7 +89,16 @@ class Pipeline:
             remember_actions=settings.retrieval.exclude_actions)
         self.item_vectors = ItemVectors(encoder, catalog, self.template)
         self.window_encoder = window_encoder or make_window_encoder(settings, encoder, self.template, catalog)
-        self.head = OnlineHead(encoder.dim, settings.head, capacity=max(1024, len(catalog)))
+        head = settings.head
+        self.head = OnlineHead(encoder.dim, head, capacity=max(1024, len(catalog)))
+        self.cooccurrence = (ItemCooccurrence(head.cooccurrence_history, head.cooccurrence_decay,
+                                              capacity=max(1024, len(catalog)),
+                                              half_life=head.cooccurrence_half_life)
+                             if head.cooccurrence_history else None)
+        features = ["head"]
+        if self.cooccurrence is not None:
+            features += ["cooccurrence", "popularity", *(["text"] if head.text_features else [])]
+        self.ranker = OnlineRanker(features, settings.retrieval.k, head.ranker_learning_rate)
         self.retriever = Retriever(settings.retrieval, catalog)
         self._window_vectors: OrderedDict[str, torch.Tensor] = OrderedDict()
 
@@ -92,10 +110,14 @@ class Pipeline:
         started = time.perf_counter()
         self._ensure_window_vectors({e.user_id for e in events})
         vectors, recents, items, weights = [], [], [], []
+        positives: list[tuple[list[int], list[int], int]] = []  # (co-occurrence recent, seen, item)
+        learned: list[tuple[list[int], int]] = []  # applied after the ranker saw the batch
         touched: dict[str, int] = {}
         for event in events:
             before = self._window_vectors.get(event.user_id)
             recent = self._recent_items(event.user_id)
+            positive_recent = self._positive_recent(event.user_id)
+            seen = self._seen_index(event.user_id) if before is not None else []
             outcome = self.windows.add(event)
             if outcome is Added.DUPLICATE:
                 result.duplicates += 1
@@ -107,20 +129,30 @@ class Pipeline:
             touched[event.user_id] = max(touched.get(event.user_id, -1), event.timestamp)
             item_index = self.catalog.index_of(event.item_id)
             weight = self.vocab.weights.get(event.action, 0.0)
+            if weight > 0:
+                learned.append((positive_recent, item_index))
             if before is not None and weight > 0:
                 vectors.append(before)
                 recents.append(recent)
                 items.append(item_index)
                 weights.append(weight)
+                positives.append((positive_recent, seen, item_index))
         item_text = self.item_vectors.matrix()
         seconds["encode"] += time.perf_counter() - started
+        started = time.perf_counter()
+        if positives:
+            self._observe(torch.stack(vectors), torch.tensor(recents), positives, item_text)
+        if self.cooccurrence is not None:
+            for positive_recent, item_index in learned:
+                self.cooccurrence.learn(positive_recent, item_index)
+        seconds["train"] += time.perf_counter() - started
         if items:
             started = time.perf_counter()
             examples = Example(torch.stack(vectors), torch.tensor(recents), torch.tensor(items),
                                torch.tensor(weights))
             result.loss = self.head.learn(examples, item_text)
             result.examples = len(items)
-            seconds["train"] = time.perf_counter() - started
+            seconds["train"] += time.perf_counter() - started
         started = time.perf_counter()
         self._encode_windows(list(touched))
         seconds["encode"] += time.perf_counter() - started
@@ -140,7 +172,8 @@ class Pipeline:
         item_vecs, bias = self.head.item_vectors(item_text)
         user_vecs = self.head.user_vectors(torch.stack([self._window_vectors[u] for u in users]),
                                            torch.tensor([self._recent_items(u) for u in users]), item_text)
-        scores = user_vecs @ item_vecs.T + bias
+        positive_recent = torch.tensor([self._positive_recent(u) for u in users])
+        scores = self.ranker.combine(self._features(user_vecs @ item_vecs.T + bias, positive_recent, item_text))
         ranked = self.retriever.rank(scores, [self.windows.seen_items(u) for u in users])
         produced_at = int(self.clock() * 1000)
         recommendations = []
@@ -158,12 +191,17 @@ class Pipeline:
 
     def _reasons(self, window: Sequence[Event], picks: list[int], item_vecs: torch.Tensor,
                  item_text: torch.Tensor) -> list[str]:
-        """For each pick, the window event whose item, as context, supports it most (the
-        learned affinity the score is made of); the latest event wins ties."""
+        """For each pick, the window event whose item supports it most: the one taken most often
+        together with it (co-occurrence), else the one whose learned affinity as context is
+        highest; the latest event wins ties."""
         if not window or not picks:
             return [self.template.render_reason(None, self.catalog)] * len(picks)
         window_index = torch.tensor([self.catalog.index_of(e.item_id) for e in window])
-        support = item_vecs[picks] @ self.head.context_vectors(item_text, window_index).T  # (picks, window)
+        affinity = item_vecs[picks] @ self.head.context_vectors(item_text, window_index).T  # (picks, window)
+        support = torch.softmax(affinity, dim=1)  # in (0, 1): breaks ties among co-occurrence counts
+        if self.cooccurrence is not None:
+            self.cooccurrence.grow(len(self.catalog))
+            support = support + self.cooccurrence.matrix[picks][:, window_index] / self.cooccurrence.increment
         best = support.shape[1] - 1 - support.flip(1).argmax(dim=1)
         return [self.template.render_reason(window[int(b)], self.catalog) for b in best]
 
@@ -175,6 +213,52 @@ class Pipeline:
         window = self.windows.window(user_id)
         recent = [self.catalog.index_of(e.item_id) for e in reversed(window[-n:])]
         return recent + [-1] * (n - len(recent))
+
+    def _positive_recent(self, user_id: str) -> list[int]:
+        """The user's last distinct positively weighted items (newest first, ``-1`` padded), as
+        the co-occurrence and text-similarity signals read them."""
+        n = self.settings.head.cooccurrence_history or self.settings.head.context_items
+        weights = self.vocab.weights
+        recent: dict[int, None] = {}
+        for event in reversed(self.windows.window(user_id)):
+            if len(recent) == n:
+                break
+            if weights.get(event.action, 0.0) > 0:
+                recent.setdefault(self.catalog.index_of(event.item_id))
+        return [*recent, *[-1] * (n - len(recent))]
+
+    def _seen_index(self, user_id: str) -> list[int]:
+        return [i for i in map(self.catalog.find_index, self.windows.seen_items(user_id)) if i is not None]
+
+    def _features(self, head: torch.Tensor, positive_recent: torch.Tensor, item_text: torch.Tensor) -> torch.Tensor:
+        """``(features, users, items)``: the signals the ranker blends, in ``ranker.features`` order."""
+        rows = [head]
+        if self.cooccurrence is not None:
+            n_items = head.shape[1]
+            rows.append(self.cooccurrence.scores(positive_recent, n_items))
+            rows.append(self.cooccurrence.popularity(n_items).expand_as(head))
+            if "text" in self.ranker.features:  # the LM's view: items that read like the user's recent ones
+                unit = torch.nn.functional.normalize(item_text, dim=1)
+                present = (positive_recent >= 0).float()
+                weights = present * self.settings.head.cooccurrence_decay ** torch.arange(
+                    positive_recent.shape[1], dtype=torch.float)
+                rows.append((weights.unsqueeze(-1) * unit[positive_recent.clamp(min=0)]).sum(dim=1) @ unit.T)
+        return torch.stack(rows)
+
+    def _observe(self, window_vectors: torch.Tensor, recent: torch.Tensor,
+                 positives: list[tuple[list[int], list[int], int]], item_text: torch.Tensor) -> None:
+        """Score each positive event with the signals as they were before this batch, then let
+        the ranker learn from them (test-then-train)."""
+        n_items = item_text.shape[0]
+        item_vecs, bias = self.head.item_vectors(item_text)
+        head = self.head.user_vectors(window_vectors, recent, item_text) @ item_vecs.T + bias
+        positive_recent = torch.tensor([p[0] for p in positives])
+        features = self._features(head, positive_recent, item_text)
+        excluded = torch.zeros(len(positives), n_items, dtype=torch.bool)
+        for row, (_, seen, _) in enumerate(positives):
+            excluded[row, seen] = True
+        excluded[:, self.retriever.blocked_mask()] = True
+        self.ranker.observe(features, torch.tensor([p[2] for p in positives]), excluded)
 
     def _ensure_window_vectors(self, user_ids: Iterable[str]) -> None:
         """Encode windows that exist but have no vector yet (after a restore or eviction)."""
@@ -224,6 +308,11 @@ class Pipeline:
         state.mkdir(parents=True, exist_ok=True)
         self.item_vectors.save(state / ITEMS_FILE)
         self.head.save(state / HEAD_FILE, self.catalog.ids)
+        if self.cooccurrence is not None:
+            self.cooccurrence.save(state / COOCCURRENCE_FILE, self.catalog.ids)
+        tmp = state / (RANKER_FILE + ".tmp")
+        save_file(self.ranker.state(), str(tmp), metadata={"features": ",".join(self.ranker.features)})
+        tmp.replace(state / RANKER_FILE)
         if with_windows:
             tmp = state / (WINDOWS_FILE + ".tmp")
             tmp.write_bytes(self.windows.snapshot())
@@ -239,4 +328,10 @@ class Pipeline:
         if not (state / HEAD_FILE).exists():
             return False
         self.head.load(state / HEAD_FILE, self.catalog.index_of)
+        if self.cooccurrence is not None and (state / COOCCURRENCE_FILE).exists():
+            self.cooccurrence.load(state / COOCCURRENCE_FILE, self.catalog.index_of)
+        if (state / RANKER_FILE).exists():
+            with safe_open(str(state / RANKER_FILE), framework="pt") as fh:
+                features = (fh.metadata() or {}).get("features", "").split(",")
+            self.ranker.restore(load_file(str(state / RANKER_FILE)), features)
         return True

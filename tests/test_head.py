@@ -8,11 +8,12 @@ from streamrec.errors import CheckpointError
 from streamrec.head import Example, OnlineHead
 
 ENC = 16
+CONTEXT = HeadSettings().context_items
 
 
 def examples(n: int, items: torch.Tensor, seed: int = 0) -> Example:
     g = torch.Generator().manual_seed(seed)
-    return Example(torch.randn(n, ENC, generator=g), torch.full((n, 5), -1), items, torch.ones(n))
+    return Example(torch.randn(n, ENC, generator=g), torch.full((n, CONTEXT), -1), items, torch.ones(n))
 
 
 def test_learns_a_planted_transition_from_recent_items() -> None:
@@ -20,11 +21,11 @@ def test_learns_a_planted_transition_from_recent_items() -> None:
     item_text = torch.randn(40, ENC)
     for step in range(150):
         last = torch.randint(0, 40, (32,), generator=torch.Generator().manual_seed(step))
-        recent = torch.full((32, 5), -1)
+        recent = torch.full((32, CONTEXT), -1)
         recent[:, 0] = last
         head.learn(Example(torch.zeros(32, ENC), recent, (last + 1) % 40, torch.ones(32)), item_text)
     item_vecs, bias = head.item_vectors(item_text)
-    recent = torch.full((40, 5), -1)
+    recent = torch.full((40, CONTEXT), -1)
     recent[:, 0] = torch.arange(40)
     scores = head.user_vectors(torch.zeros(40, ENC), recent, item_text) @ item_vecs.T + bias
     accuracy = (scores.argmax(dim=1) == (torch.arange(40) + 1) % 40).float().mean()

@@ -31,6 +31,7 @@ EXPECTED = {
     "streamrec_kv_cache_bytes": ("gauge", set()),
     "streamrec_model_version": ("gauge", set()),
     "streamrec_model_loss": ("gauge", set()),
+    "streamrec_ranker_weight": ("gauge", {"feature"}),
     "streamrec_online_hit_at_10": ("gauge", set()),
     "streamrec_online_ndcg_at_10": ("gauge", set()),
 }
@@ -59,6 +60,9 @@ def test_exposition_after_a_short_replay_has_names_types_and_label_sets(
     assert consumed.value == 400 and consumed.labels == {"topic": "replay", "partition": "0"}
     stages = {s.labels["stage"] for s in families["streamrec_stage_seconds"].samples}
     assert stages == {"encode", "train", "rank"}
+    weights = {s.labels["feature"]: s.value for s in families["streamrec_ranker_weight"].samples}
+    assert weights == dict(zip(pipeline.ranker.features, pipeline.ranker.weights.tolist(), strict=True))
+    assert set(weights) == {"head", "cooccurrence", "popularity", "text"}
     assert "process_resident_memory_bytes" in families
 
 
@@ -86,3 +90,16 @@ def test_default_bind_address_is_loopback() -> None:
     assert parse_address(":9108") == ("127.0.0.1", 9108)
     with pytest.raises(ConfigError, match="host:port"):
         parse_address("localhost")
+
+
+def test_every_metric_the_grafana_dashboard_queries_exists() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = Path(__file__).resolve().parents[1] / "docker" / "grafana" / "dashboards" / "streamrec.json"
+    exprs = [t["expr"] for p in json.loads(dashboard.read_text())["panels"] for t in p.get("targets", [])]
+    queried = {re.sub(r"_(bucket|sum|count|total)$", "", name)
+               for expr in exprs for name in re.findall(r"streamrec_[a-z0-9_]+", expr)}
+    assert queried and queried <= set(EXPECTED), queried - set(EXPECTED)
+    assert "streamrec_ranker_weight" in queried

@@ -97,6 +97,8 @@ def test_checkpoint_restores_the_same_recommendations(
     first.save(tmp_path)
     second = Pipeline(settings, tiny_encoder, Catalog(list(reversed(synthetic_log.items))))
     assert second.load(tmp_path) and second.head.version == first.head.version
+    assert torch.equal(second.ranker.weights, first.ranker.weights)
+    assert second.ranker.observed == first.ranker.observed > 0
     users = sorted(first.windows.users())[:5]
     for a, b in zip(first.recommend(users), second.recommend(users), strict=True):
         assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
@@ -117,3 +119,32 @@ def test_users_can_be_dropped_and_restored_from_a_snapshot(
     assert pipeline.restore_users(blob) == 1 and pipeline.window_text(user) == text
     assert pipeline.recommend([user])[0].user_id == user
     assert torch.is_tensor(pipeline._window_vectors[user])
+
+
+def test_the_ranker_scores_a_batch_before_the_cooccurrence_learns_it(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = Pipeline(make_settings(), tiny_encoder, Catalog(synthetic_log.items))
+    pipeline.process([Event("a", "1", "view", 1), Event("b", "2", "view", 1)])
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    observe = pipeline.ranker.observe
+    monkeypatch.setattr(pipeline.ranker, "observe", lambda features, targets, excluded: (
+        seen.append((features[pipeline.ranker.features.index("cooccurrence")], targets.clone())),
+        observe(features, targets, excluded)))
+    # "1" then "3" and "2" then "3" never co-occurred before this batch
+    pipeline.process([Event("a", "3", "view", 2), Event("b", "3", "view", 2)])
+    [(cooc, targets)] = seen
+    three = pipeline.catalog.index_of("3")
+    assert targets.tolist() == [three, three] and cooc[:, three].tolist() == [0.0, 0.0]
+    assert pipeline.cooccurrence is not None
+    assert pipeline.cooccurrence.matrix[pipeline.catalog.index_of("1"), three] == 1  # learned after
+    assert pipeline.ranker.observed == 2
+
+
+def test_without_cooccurrence_the_head_alone_ranks(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    pipeline = Pipeline(make_settings(head={"cooccurrence_history": 0}), tiny_encoder, Catalog(synthetic_log.items))
+    result = replay(pipeline, synthetic_log.events[:300], progress=False)
+    assert pipeline.cooccurrence is None and pipeline.ranker.features == ["head"] and result["hit@10"] > 0

@@ -116,11 +116,11 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_report(report: dict[str, Any], suite: SuiteResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``quality-<dataset>.json``, ``.md`` and ``.png`` into ``out_dir``."""
+def write_report(report: dict[str, Any], suite: SuiteResult, out_dir: str | Path, tag: str = "") -> dict[str, Path]:
+    """Write ``quality-<dataset>[-<tag>].json``, ``.md`` and ``.png`` into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"quality-{suite.dataset.name}"
+    stem = f"quality-{suite.dataset.name}" + (f"-{tag}" if tag else "")
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
     if not plot_curves(report, paths["png"]):
         del paths["png"]

@@ -27,6 +27,7 @@ from rich.console import Console
 
 from streamrec.config import Settings, load_settings
 from streamrec.errors import ConfigError, StreamrecError
+from streamrec.sources import parse_column_map
 
 if TYPE_CHECKING:
     from streamrec.kafka.service import KafkaService
@@ -51,19 +52,6 @@ def _settings(config: Path | None, kafka: dict[str, Any], **overrides: Any) -> S
     except StreamrecError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from exc
-
-
-def _column_map(pairs: list[str] | None) -> dict[str, str] | None:
-    """``["user_id=visitorid"]`` -> ``{"user_id": "visitorid"}``."""
-    if not pairs:
-        return None
-    out = {}
-    for pair in pairs:
-        ours, sep, theirs = pair.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--column {pair!r}: expected ours=theirs, e.g. user_id=visitorid")
-        out[ours.strip()] = theirs.strip()
-    return out
 
 
 def build_pipeline(settings: Settings, catalog_path: Path | None) -> Pipeline:
@@ -187,7 +175,7 @@ def produce(
                                                   items_topic=items_topic), domain=domain)
     target = topic or settings.kafka.input_topic
     try:
-        report = produce_log(settings, log_path, target, log_format=log_format, column_map=_column_map(column),
+        report = produce_log(settings, log_path, target, log_format=log_format, column_map=parse_column_map(column),
                              limit=limit, catalog_path=catalog,
                              items_topic=settings.kafka.items_topic, rate=rate, partitions=partitions,
                              progress=progress)

@@ -1,7 +1,11 @@
 """Micro-batches from the consumer, with a bounded read-ahead and slow-batch protection.
 
 :meth:`Fetcher.collect` returns up to ``batch.max_size`` messages, closing the batch
-``batch.max_wait_ms`` after its first message arrived. While the pipeline works on a batch,
+``batch.max_wait_ms`` after its first message arrived. With ``batch.adaptive`` an
+:class:`~streamrec.batching.AdaptiveBatchPolicy` picks each batch's size and deadline from the
+arrival rate and the measured batch cost (the caller reports each batch's cost): light traffic
+gets batches of one closed at once, and messages already waiting go together, up to
+``batch.max_size``. While the pipeline works on a batch,
 :meth:`Fetcher.read_ahead` keeps consuming until one more batch is waiting, then stops reading;
 if the batch is still running after ``PAUSE_AFTER_S`` it pauses the assignment and keeps calling
 ``poll()``, which then returns no messages but serves rebalances and keeps the consumer within
@@ -23,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from streamrec.batching import AdaptiveBatchPolicy
 from streamrec.kafka.batch import Received
 from streamrec.kafka.clients import KafkaServiceError
 
@@ -37,11 +42,13 @@ class Fetcher:
     """Consumes the input topic for the service; tracks the assignment and unprocessed messages."""
 
     def __init__(self, consumer: Consumer, topic: str, max_size: int, max_wait_ms: int,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, policy: AdaptiveBatchPolicy | None = None) -> None:
         self.consumer = consumer
         self.topic = topic
-        self.max_size = max_size
+        self.limit = max_size  # read-ahead bound, and the largest batch
+        self.max_size = max_size  # this batch's size (the policy may lower it)
         self.max_wait_s = max_wait_ms / 1000
+        self.policy = policy
         self.stop = stop
         self.assigned: set[int] = set()
         self.pending: list[Received] = []  # consumed, not yet processed (never committed)
@@ -50,6 +57,9 @@ class Fetcher:
 
     def collect(self) -> list[Received]:
         """The next micro-batch; [] after an idle poll (so the caller can do housekeeping)."""
+        if self.policy is not None:  # what waits already goes together; else what the load asks for
+            self.max_size = min(self.limit, max(self.policy.size, len(self.pending)))
+            self.max_wait_s = self.policy.wait_ms / 1000
         while len(self.pending) < self.max_size and not self.stop.is_set():
             if self.pending:
                 remaining = self._pending_since + self.max_wait_s - time.monotonic()
@@ -70,6 +80,17 @@ class Fetcher:
 
     def receive(self, messages: Iterable[Message]) -> None:
         now_ms = int(time.time() * 1000)
+        before = len(self.pending)
+        self._receive(messages, now_ms)
+        if self.policy is not None and len(self.pending) > before:
+            self.policy.observe_arrivals(len(self.pending) - before)
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        """A batch of ``size`` messages took ``seconds`` from start to commit."""
+        if self.policy is not None and size:
+            self.policy.observe_batch(size, seconds)
+
+    def _receive(self, messages: Iterable[Message], now_ms: int) -> None:
         for message in messages:
             error = message.error()
             if error is not None:
@@ -86,7 +107,7 @@ class Fetcher:
 
     def read_ahead(self, future: Future[Any], started: float) -> None:
         """One step of waiting for ``future`` (the batch started at ``started``, monotonic)."""
-        room = self.max_size - len(self.pending)
+        room = self.limit - len(self.pending)
         if room > 0:
             self.receive(self.consumer.consume(num_messages=room, timeout=BUSY_POLL_S))
             return

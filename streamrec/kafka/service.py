@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from streamrec.batching import AdaptiveBatchPolicy
 from streamrec.config import Settings
 from streamrec.errors import ConfigError
 from streamrec.kafka.batch import Batch, Received
@@ -195,8 +196,10 @@ class KafkaService:
         config.setdefault("statistics.interval.ms", STATISTICS_INTERVAL_MS)
         config["stats_cb"] = self._on_statistics
         consumer = Consumer(config)
-        fetcher = Fetcher(consumer, kafka.input_topic, settings.batch.max_size, settings.batch.max_wait_ms,
-                          self._stop)
+        batch = settings.batch
+        policy = (AdaptiveBatchPolicy(max_size=batch.max_size, max_wait_ms=batch.max_wait_ms)
+                  if batch.adaptive else None)
+        fetcher = Fetcher(consumer, kafka.input_topic, batch.max_size, batch.max_wait_ms, self._stop, policy)
         self._run = _Running(consumer, fetcher, publisher, windows, items)
         consumer.subscribe([kafka.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_lost)
@@ -238,6 +241,7 @@ class KafkaService:
         result = flight.future.result()
         self.stats.longest_batch_seconds = max(self.stats.longest_batch_seconds, time.monotonic() - flight.started)
         self._publish(flight.batch.without(lost or set()), result)
+        self.running.fetcher.observe_batch(flight.batch.size, time.monotonic() - flight.started)
         self.running.fetcher.resume()
 
     def _publish(self, batch: Batch, result: BatchResult) -> None:

@@ -42,7 +42,7 @@ from streamrec.sources._formats import (
     detect_format,
 )
 
-__all__ = ["LogFormat", "RecordedLog", "detect_format", "iter_log_records", "read_log"]
+__all__ = ["LogFormat", "RecordedLog", "detect_format", "iter_log_records", "parse_column_map", "read_log"]
 
 
 @dataclass
@@ -102,3 +102,20 @@ def read_log(
     events.sort(key=attrgetter("timestamp"))
     items = _load_items(path, resolved, spec, events, rejected)
     return RecordedLog(events, items, rejected, _DOMAINS.get(resolved))
+
+
+def parse_column_map(pairs: list[str] | None) -> dict[str, str] | None:
+    """``["user_id=visitorid"]`` (the CLI's ``--column``) -> ``{"user_id": "visitorid"}``.
+
+    >>> parse_column_map(["user_id = visitorid", "timestamp_unit=s"])
+    {'user_id': 'visitorid', 'timestamp_unit': 's'}
+    """
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        ours, sep, theirs = pair.partition("=")
+        if not sep:
+            raise SourceError(f"--column {pair!r}: expected ours=theirs, e.g. user_id=visitorid")
+        out[ours.strip()] = theirs.strip()
+    return out

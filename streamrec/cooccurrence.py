@@ -1,0 +1,129 @@
+"""Item-item co-occurrence learned from the stream: the collaborative signal beside the head.
+
+Two items co-occur when one user takes both within ``history`` positive events of each other.
+Their similarity is the cosine of co-occurrence, ``c(i, j) / sqrt(n(i) n(j))``; a user's score
+for item ``j`` is ``sum_p decay**p * sim(recent[p], j)`` over the user's recent positive items,
+position 0 the newest. This is the co-occurrence kNN that streaming systems run as their strong
+baseline; streamrec keeps it as a feature that the ranker blends with the head
+(:mod:`streamrec.ranker`), so the language model adds to it instead of competing with it.
+
+The matrix is dense (``capacity x capacity`` float32, grown by doubling): 20k items take
+1.6 GB. ``max_items`` refuses to grow past that; catalogues larger than this need a sparse
+index, which streamrec does not have yet (set ``head.cooccurrence_history: 0`` to switch the
+feature off).
+
+>>> index = ItemCooccurrence(history=2, decay=0.5)
+>>> index.learn([], 0); index.learn([0], 1)           # one user: item 0, then item 1
+>>> index.learn([], 2); index.learn([2], 0)           # another: item 2, then item 0
+>>> [round(x, 3) for x in index.scores(torch.tensor([[0, -1]]), 3)[0].tolist()]
+[0.0, 0.707, 0.707]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from streamrec.errors import CheckpointError
+
+
+class ItemCooccurrence:
+    def __init__(self, history: int = 10, decay: float = 0.8, capacity: int = 1024, max_items: int = 20_000,
+                 half_life: float | None = None) -> None:
+        self.history = history
+        self.decay = decay
+        self.max_items = max_items
+        # forgetting: each learned event weighs 2**(1/half_life) times the one before (all rows
+        # share the scale, so cosines of the decayed counts need no pass over the matrix)
+        self.growth = 2.0 ** (1.0 / half_life) if half_life else 1.0
+        self.increment = 1.0
+        self.counts = torch.zeros(0)
+        self.matrix = torch.zeros(0, 0)
+        self.grow(capacity)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.counts.shape[0])
+
+    def grow(self, n_items: int) -> None:
+        """Make room for item indices below ``n_items``."""
+        if n_items <= self.capacity:
+            return
+        capacity = max(n_items, 2 * self.capacity)
+        if capacity > self.max_items:
+            capacity = max(n_items, self.max_items)
+            if n_items > self.max_items:
+                raise MemoryError(f"the co-occurrence index is a dense item x item matrix; {n_items} items "
+                                  f"exceed max_items={self.max_items} (set head.cooccurrence_history: 0 "
+                                  "to switch it off)")
+        counts, matrix = torch.zeros(capacity), torch.zeros(capacity, capacity)
+        n = self.capacity
+        counts[:n] = self.counts
+        matrix[:n, :n] = self.matrix
+        self.counts, self.matrix = counts, matrix
+
+    def learn(self, recent: list[int], item: int) -> None:
+        """A user with positive items ``recent`` (newest first) took ``item``."""
+        self.grow(item + 1)
+        step = self.increment
+        self.counts[item] += step
+        others = [i for i in dict.fromkeys(recent[: self.history]) if i != item and i >= 0]
+        if others:
+            self.matrix[others, item] += step
+            self.matrix[item, others] += step
+        self.increment *= self.growth
+        if self.increment > 1e20:  # rescale everything before float32 runs out of range
+            self.counts /= self.increment
+            self.matrix /= self.increment
+            self.increment = 1.0
+
+    def scores(self, recent: torch.Tensor, n_items: int) -> torch.Tensor:
+        """``(users, n_items)`` scores for users whose recent items are the rows of ``recent``
+        (newest first, ``-1`` padded; at most ``history`` columns are read)."""
+        self.grow(n_items)
+        recent = recent[:, : self.history]
+        present = (recent >= 0).float()
+        index = recent.clamp(min=0)
+        norm = self.counts[:n_items].clamp(min=self.increment).sqrt()
+        weights = present * self.decay ** torch.arange(recent.shape[1], dtype=torch.float)
+        weights = weights / norm[index]  # (users, history)
+        rows = self.matrix[index, :n_items]  # (users, history, n_items)
+        return torch.einsum("uh,uhn->un", weights, rows) / norm
+
+    def popularity(self, n_items: int) -> torch.Tensor:
+        """``log(1 + count)`` of each item's (decayed) positive events, as a ``(1, n_items)`` row."""
+        self.grow(n_items)
+        return torch.log1p(self.counts[:n_items] / self.increment).unsqueeze(0)
+
+    def save(self, path: str | Path, item_ids: list[str], metadata: dict[str, str] | None = None) -> None:
+        """Write the index atomically; ``item_ids`` name its rows (the catalogue's order)."""
+        path = Path(path)
+        n = len(item_ids)
+        tmp = path.with_name(path.name + ".tmp")
+        tensors = {"counts": self.counts[:n].contiguous(), "matrix": self.matrix[:n, :n].contiguous()}
+        save_file(tensors, str(tmp), metadata={**(metadata or {}), "format": "streamrec-cooccurrence-1",
+                                               "item_ids": json.dumps(item_ids)})
+        tmp.replace(path)
+
+    def load(self, path: str | Path, index_of: Callable[[str], int]) -> dict[str, str]:
+        """Load a saved index, its rows moved to the live catalogue's indices; returns its metadata."""
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                metadata = fh.metadata() or {}
+            tensors = load_file(str(path))
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+            raise CheckpointError(f"cannot read co-occurrence index {str(path)!r}: {exc}") from exc
+        if metadata.get("format") != "streamrec-cooccurrence-1":
+            raise CheckpointError(f"{path} is not a streamrec co-occurrence index")
+        rows = torch.tensor([index_of(i) for i in json.loads(metadata["item_ids"])], dtype=torch.long)
+        self.grow(int(rows.max()) + 1 if len(rows) else 0)
+        self.counts.zero_()
+        self.matrix.zero_()
+        self.counts[rows] = tensors["counts"]
+        self.matrix[rows.unsqueeze(1), rows.unsqueeze(0)] = tensors["matrix"]
+        return metadata

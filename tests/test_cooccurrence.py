@@ -1,0 +1,89 @@
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamrec.cooccurrence import ItemCooccurrence
+
+
+def reference_scores(sequences: list[list[int]], recent: list[int], history: int, decay: float,
+                     n_items: int) -> list[float]:
+    """Brute force: co-occurrence within ``history`` positions, cosine, decayed sum."""
+    counts = [0.0] * n_items
+    pairs: dict[tuple[int, int], float] = {}
+    for seq in sequences:
+        for pos, item in enumerate(seq):
+            counts[item] += 1
+            before = list(dict.fromkeys(reversed(seq[max(0, pos - history):pos])))  # newest first, distinct
+            for other in before[:history]:
+                if other != item:
+                    pairs[other, item] = pairs.get((other, item), 0) + 1
+                    pairs[item, other] = pairs.get((item, other), 0) + 1
+    out = []
+    for j in range(n_items):
+        total = 0.0
+        for p, i in enumerate(recent):
+            c = pairs.get((i, j), 0.0)
+            total += decay ** p * c / math.sqrt(max(counts[i], 1) * max(counts[j], 1))
+        out.append(total)
+    return out
+
+
+def learn_sequences(index: ItemCooccurrence, sequences: list[list[int]]) -> None:
+    for seq in sequences:
+        recent: list[int] = []
+        for item in seq:
+            index.learn(recent, item)
+            recent = [item, *[i for i in recent if i != item]]
+
+
+def test_scores_equal_the_brute_force_cosine_knn() -> None:
+    sequences = [[0, 1, 2, 3], [1, 2, 4], [4, 0, 2, 5, 1], [3, 3, 5]]
+    index = ItemCooccurrence(history=2, decay=0.5, capacity=2)  # grows while learning
+    learn_sequences(index, sequences)
+    for recent in ([1, 2], [5, 0], [3, -1]):
+        got = index.scores(torch.tensor([recent]), 6)[0].tolist()
+        present = [i for i in recent if i >= 0]
+        assert got == pytest.approx(reference_scores(sequences, present, 2, 0.5, 6), abs=1e-6)
+
+
+def test_items_further_apart_than_the_history_do_not_cooccur() -> None:
+    index = ItemCooccurrence(history=2)
+    learn_sequences(index, [[0, 1, 2, 3]])
+    assert index.matrix[0, 2] == 1 and index.matrix[0, 3] == 0 and index.matrix[1, 3] == 1
+
+
+def test_a_half_life_forgets_old_cooccurrences() -> None:
+    # Item 0 went with item 1 long ago, with item 2 lately, equally often.
+    old_then_new = [[0, 1]] * 20 + [[0, 2]] * 20
+    plain, forgetful = ItemCooccurrence(history=1), ItemCooccurrence(history=1, half_life=10)
+    for index in (plain, forgetful):
+        learn_sequences(index, old_then_new)
+    plain_scores = plain.scores(torch.tensor([[0]]), 3)[0]
+    forgetful_scores = forgetful.scores(torch.tensor([[0]]), 3)[0]
+    assert plain_scores[1] == pytest.approx(plain_scores[2])
+    assert forgetful_scores[2] > 2 * forgetful_scores[1]
+
+
+def test_growth_keeps_counts_and_stops_at_max_items() -> None:
+    index = ItemCooccurrence(history=3, capacity=2, max_items=10)
+    learn_sequences(index, [[0, 1, 5]])
+    assert index.capacity >= 6 and index.matrix[0, 5] == 1 and index.counts[5] == 1
+    with pytest.raises(MemoryError, match="max_items=10"):
+        index.learn([0], 10)
+
+
+def test_save_and_load_move_rows_to_the_live_catalogue(tmp_path: Path) -> None:
+    ids = ["a", "b", "c", "d"]
+    index = ItemCooccurrence(history=3)
+    learn_sequences(index, [[0, 1, 2], [2, 3], [1, 3, 0]])
+    index.save(tmp_path / "c.safetensors", ids, {"note": "kept"})
+    live = ["d", "c", "b", "a", "e"]  # another order, one new item
+    loaded = ItemCooccurrence(history=3)
+    metadata = loaded.load(tmp_path / "c.safetensors", live.index)
+    assert metadata["note"] == "kept"
+    for (i, a), (j, b) in itertools.product(enumerate(ids), repeat=2):
+        assert loaded.matrix[live.index(a), live.index(b)] == index.matrix[i, j]
+    assert loaded.counts[live.index("e")] == 0
