@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine() | {"load_average_at_end": os.getloadavg()},
         "settings": {"events": len(backlog), "latency_events": len(live), "partitions": args.partitions,
                      "batch_max_size": settings.batch.max_size, "batch_max_wait_ms": settings.batch.max_wait_ms,
+                     "batch_adaptive": settings.batch.adaptive,
                      "encoder": "tiny random GPT-2 (2 layers, 64 dims) via build_tiny_gpt2",
                      "torch_threads": args.threads,
                      "users": len({e.user_id for e in log.events[:total]}), "items": len(log.items),
@@ -218,7 +219,8 @@ def markdown(result: dict[str, Any]) -> str:
         "Broker on the same machine.",
         "",
         f"Workload: {s['events']} synthetic events ({s['users']} users, {s['items']} items), "
-        f"{s['partitions']} partitions, micro-batches of {s['batch_max_size']} (max wait {s['batch_max_wait_ms']} ms), "
+        f"{s['partitions']} partitions, micro-batches of {s['batch_max_size']} (max wait {s['batch_max_wait_ms']} ms"
+        f"{'; the Kafka service adapts both to the load' if s.get('batch_adaptive') else ''}), "
         f"{s['encoder']}, default head, {s['torch_threads']} torch thread(s) in both paths.",
         "",
         "| path | events/s | latency p50 (ms) | latency p99 (ms) |",
