@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.streamrec-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint kafka-up kafka-down bench-kafka clean
+.PHONY: help install demo test test-fast lint kafka-up kafka-down bench-kafka gpu-wheels clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,12 @@ kafka-down: ## stop the local broker
 
 bench-kafka: install ## Kafka path vs embedded replay, same log and model -> benchmarks/results/
 	$(PY) benchmarks/kafka_vs_replay.py
+
+gpu-wheels: ## wheels the GPU image lacks, for benchmarks/gpu.sh on a device machine (into .whl/)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4 \
+		typing-inspection==0.4.5 annotated-types==0.8.0 river==0.26.1
 
 clean: ## remove demo output and caches (keeps the virtualenv)
 	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache
