@@ -80,6 +80,8 @@ class HeadSettings(_Section):
     cooccurrence_history: int = Field(20, ge=0, description="recent positive items the co-occurrence "
                                       "score reads (0: no co-occurrence, the head alone)")
     cooccurrence_decay: float = Field(0.9, gt=0, le=1, description="weight of the p-th most recent item: decay**p")
+    cooccurrence_max_items: int = Field(20_000, ge=1, description="items the dense co-occurrence index "
+                                        "holds (4 bytes x items^2); later items beyond it get no co-occurrence")
     cooccurrence_half_life: float | None = Field(None, gt=0, description="positive events after which a "
                                                  "co-occurrence counts half (None: never forgotten)")
     ranker_learning_rate: float = Field(0.05, gt=0, description="Adam step of the final ranker's "

@@ -8,9 +8,10 @@ baseline; streamrec keeps it as a feature that the ranker blends with the head
 (:mod:`streamrec.ranker`), so the language model adds to it instead of competing with it.
 
 The matrix is dense (``capacity x capacity`` float32, grown by doubling): 20k items take
-1.6 GB. ``max_items`` refuses to grow past that; catalogues larger than this need a sparse
-index, which streamrec does not have yet (set ``head.cooccurrence_history: 0`` to switch the
-feature off).
+1.6 GB. It never grows past ``max_items`` (``head.cooccurrence_max_items``): a catalogue that
+starts larger is a configuration error, and items that arrive later beyond the cap get no
+co-occurrence (they score 0 on it; counted in :attr:`ignored`, logged once) while the head
+still ranks them. Catalogues that large need a sparse index, which streamrec does not have yet.
 
 >>> index = ItemCooccurrence(history=2, decay=0.5)
 >>> index.learn([], 0); index.learn([0], 1)           # one user: item 0, then item 1
@@ -22,6 +23,7 @@ feature off).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,12 +31,18 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from streamrec.errors import CheckpointError
+from streamrec.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class ItemCooccurrence:
     def __init__(self, history: int = 10, decay: float = 0.8, capacity: int = 1024, max_items: int = 20_000,
                  half_life: float | None = None) -> None:
+        if capacity > max_items:
+            raise ConfigError(f"the catalogue has {capacity} items, more than the co-occurrence index holds "
+                              f"(head.cooccurrence_max_items={max_items}, a dense item x item matrix): raise "
+                              "it if memory allows (4 bytes x items^2), or set head.cooccurrence_history: 0")
         self.history = history
         self.decay = decay
         self.max_items = max_items
@@ -42,6 +50,8 @@ class ItemCooccurrence:
         # share the scale, so cosines of the decayed counts need no pass over the matrix)
         self.growth = 2.0 ** (1.0 / half_life) if half_life else 1.0
         self.increment = 1.0
+        self.ignored = 0  # events of items beyond max_items
+        self._warned = False
         self.counts = torch.zeros(0)
         self.matrix = torch.zeros(0, 0)
         self.grow(capacity)
@@ -51,16 +61,16 @@ class ItemCooccurrence:
         return int(self.counts.shape[0])
 
     def grow(self, n_items: int) -> None:
-        """Make room for item indices below ``n_items``."""
+        """Make room for item indices below ``n_items``, up to ``max_items``."""
         if n_items <= self.capacity:
             return
-        capacity = max(n_items, 2 * self.capacity)
-        if capacity > self.max_items:
-            capacity = max(n_items, self.max_items)
-            if n_items > self.max_items:
-                raise MemoryError(f"the co-occurrence index is a dense item x item matrix; {n_items} items "
-                                  f"exceed max_items={self.max_items} (set head.cooccurrence_history: 0 "
-                                  "to switch it off)")
+        capacity = min(max(n_items, 2 * self.capacity), self.max_items)
+        if n_items > self.max_items and not self._warned:
+            self._warned = True
+            log.warning("the catalogue has grown past head.cooccurrence_max_items=%d: items beyond it get no "
+                        "co-occurrence score", self.max_items)
+        if capacity <= self.capacity:
+            return
         counts, matrix = torch.zeros(capacity), torch.zeros(capacity, capacity)
         n = self.capacity
         counts[:n] = self.counts
@@ -70,9 +80,12 @@ class ItemCooccurrence:
     def learn(self, recent: list[int], item: int) -> None:
         """A user with positive items ``recent`` (newest first) took ``item``."""
         self.grow(item + 1)
+        if item >= self.capacity:
+            self.ignored += 1
+            return
         step = self.increment
         self.counts[item] += step
-        others = [i for i in dict.fromkeys(recent[: self.history]) if i != item and i >= 0]
+        others = [i for i in dict.fromkeys(recent[: self.history]) if i != item and 0 <= i < self.capacity]
         if others:
             self.matrix[others, item] += step
             self.matrix[item, others] += step
@@ -82,23 +95,33 @@ class ItemCooccurrence:
             self.matrix /= self.increment
             self.increment = 1.0
 
+    def pairs(self, items: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+        """``(len(items), len(others))`` co-occurrence counts (decay applied, 0 beyond the cap)."""
+        n = self.capacity
+        inside = (items < n).unsqueeze(1) & (others < n).unsqueeze(0)
+        counts = self.matrix[items.clamp(max=n - 1)][:, others.clamp(max=n - 1)] / self.increment
+        return counts * inside
+
     def scores(self, recent: torch.Tensor, n_items: int) -> torch.Tensor:
         """``(users, n_items)`` scores for users whose recent items are the rows of ``recent``
         (newest first, ``-1`` padded; at most ``history`` columns are read)."""
         self.grow(n_items)
+        n = min(n_items, self.capacity)
         recent = recent[:, : self.history]
-        present = (recent >= 0).float()
-        index = recent.clamp(min=0)
-        norm = self.counts[:n_items].clamp(min=self.increment).sqrt()
+        present = ((recent >= 0) & (recent < n)).float()
+        index = recent.clamp(min=0, max=n - 1)
+        norm = self.counts[:n].clamp(min=self.increment).sqrt()
         weights = present * self.decay ** torch.arange(recent.shape[1], dtype=torch.float)
         weights = weights / norm[index]  # (users, history)
-        rows = self.matrix[index, :n_items]  # (users, history, n_items)
-        return torch.einsum("uh,uhn->un", weights, rows) / norm
+        rows = self.matrix[index, :n]  # (users, history, n)
+        scores = torch.einsum("uh,uhn->un", weights, rows) / norm
+        return torch.nn.functional.pad(scores, (0, n_items - n))
 
     def popularity(self, n_items: int) -> torch.Tensor:
         """``log(1 + count)`` of each item's (decayed) positive events, as a ``(1, n_items)`` row."""
         self.grow(n_items)
-        return torch.log1p(self.counts[:n_items] / self.increment).unsqueeze(0)
+        popularity = torch.log1p(self.counts[:n_items] / self.increment)
+        return torch.nn.functional.pad(popularity, (0, n_items - len(popularity))).unsqueeze(0)
 
     def save(self, path: str | Path, item_ids: list[str], metadata: dict[str, str] | None = None) -> None:
         """Write the index atomically; ``item_ids`` name its rows (the catalogue's order)."""
@@ -122,8 +145,9 @@ class ItemCooccurrence:
             raise CheckpointError(f"{path} is not a streamrec co-occurrence index")
         rows = torch.tensor([index_of(i) for i in json.loads(metadata["item_ids"])], dtype=torch.long)
         self.grow(int(rows.max()) + 1 if len(rows) else 0)
+        kept = rows < self.capacity  # rows beyond the cap (a smaller max_items now) are dropped
         self.counts.zero_()
         self.matrix.zero_()
-        self.counts[rows] = tensors["counts"]
-        self.matrix[rows.unsqueeze(1), rows.unsqueeze(0)] = tensors["matrix"]
+        self.counts[rows[kept]] = tensors["counts"][kept]
+        self.matrix[rows[kept].unsqueeze(1), rows[kept].unsqueeze(0)] = tensors["matrix"][kept][:, kept]
         return metadata

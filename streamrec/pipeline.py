@@ -92,7 +92,8 @@ class Pipeline:
         head = settings.head
         self.head = OnlineHead(encoder.dim, head, capacity=max(1024, len(catalog)))
         self.cooccurrence = (ItemCooccurrence(head.cooccurrence_history, head.cooccurrence_decay,
-                                              capacity=max(1024, len(catalog)),
+                                              capacity=max(min(1024, head.cooccurrence_max_items), len(catalog)),
+                                              max_items=head.cooccurrence_max_items,
                                               half_life=head.cooccurrence_half_life)
                              if head.cooccurrence_history else None)
         features = ["head"]
@@ -200,8 +201,7 @@ class Pipeline:
         affinity = item_vecs[picks] @ self.head.context_vectors(item_text, window_index).T  # (picks, window)
         support = torch.softmax(affinity, dim=1)  # in (0, 1): breaks ties among co-occurrence counts
         if self.cooccurrence is not None:
-            self.cooccurrence.grow(len(self.catalog))
-            support = support + self.cooccurrence.matrix[picks][:, window_index] / self.cooccurrence.increment
+            support = support + self.cooccurrence.pairs(torch.tensor(picks), window_index)
         best = support.shape[1] - 1 - support.flip(1).argmax(dim=1)
         return [self.template.render_reason(window[int(b)], self.catalog) for b in best]
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from streamrec.cooccurrence import ItemCooccurrence
+from streamrec.errors import ConfigError
 
 
 def reference_scores(sequences: list[list[int]], recent: list[int], history: int, decay: float,
@@ -67,12 +68,22 @@ def test_a_half_life_forgets_old_cooccurrences() -> None:
     assert forgetful_scores[2] > 2 * forgetful_scores[1]
 
 
-def test_growth_keeps_counts_and_stops_at_max_items() -> None:
+def test_growth_keeps_counts_and_stops_at_max_items(caplog: pytest.LogCaptureFixture) -> None:
     index = ItemCooccurrence(history=3, capacity=2, max_items=10)
     learn_sequences(index, [[0, 1, 5]])
     assert index.capacity >= 6 and index.matrix[0, 5] == 1 and index.counts[5] == 1
-    with pytest.raises(MemoryError, match="max_items=10"):
-        index.learn([0], 10)
+    learn_sequences(index, [[0, 12, 1]])  # item 12 is beyond the cap: skipped, counted, logged once
+    assert index.capacity == 10 and index.ignored == 1 and index.matrix[0, 1] == 2
+    assert "cooccurrence_max_items=10" in caplog.text
+    scores = index.scores(torch.tensor([[12, 0, -1]]), 14)
+    assert scores.shape == (1, 14) and scores[0, 10:].abs().sum() == 0 and scores[0, 1] > 0
+    assert index.popularity(14).shape == (1, 14)
+    assert index.pairs(torch.tensor([1, 12]), torch.tensor([0, 13])).tolist() == [[2.0, 0.0], [0.0, 0.0]]
+
+
+def test_a_catalogue_larger_than_the_cap_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cooccurrence_max_items=10"):
+        ItemCooccurrence(capacity=11, max_items=10)
 
 
 def test_save_and_load_move_rows_to_the_live_catalogue(tmp_path: Path) -> None:
