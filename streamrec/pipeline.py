@@ -11,7 +11,8 @@ For each micro-batch:
 4. every user touched by the batch has their new window rendered to text and re-encoded,
    once per user however many of their events arrived;
 5. those users get a fresh top-K over the whole catalogue, each item with a reason: the
-   ranker's blend of the head, co-occurrence, popularity and text-similarity scores.
+   ranker's blend of the head, co-occurrence (the last 20 items, and the last 3 alone),
+   popularity and text-similarity scores.
 
 The Kafka service and the file replay both call :meth:`Pipeline.process`; neither knows
 anything the other does not.
@@ -49,6 +50,7 @@ ITEMS_FILE = "item_vectors.safetensors"
 COOCCURRENCE_FILE = "cooccurrence.safetensors"
 RANKER_FILE = "ranker.safetensors"
 WINDOWS_FILE = "windows.msgpack"
+RECENT_ITEMS = 3  # the short-term co-occurrence signal reads the user's last 3 items
 
 
 @dataclass
@@ -98,7 +100,7 @@ class Pipeline:
                              if head.cooccurrence_history else None)
         features = ["head"]
         if self.cooccurrence is not None:
-            features += ["cooccurrence", "popularity", *(["text"] if head.text_features else [])]
+            features += ["cooccurrence", "cooccurrence_recent", "popularity", *(["text"] if head.text_features else [])]
         self.ranker = OnlineRanker(features, settings.retrieval.k, head.ranker_learning_rate)
         self.retriever = Retriever(settings.retrieval, catalog)
         self._window_vectors: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -236,6 +238,7 @@ class Pipeline:
         if self.cooccurrence is not None:
             n_items = head.shape[1]
             rows.append(self.cooccurrence.scores(positive_recent, n_items))
+            rows.append(self.cooccurrence.scores(positive_recent[:, :RECENT_ITEMS], n_items))  # the last few alone
             rows.append(self.cooccurrence.popularity(n_items).expand_as(head))
             if "text" in self.ranker.features:  # the LM's view: items that read like the user's recent ones
                 unit = torch.nn.functional.normalize(item_text, dim=1)
