@@ -28,12 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
-from streamrec.errors import CheckpointError, ConfigError
+from streamrec.checkpoint import load_tensors, save_tensors
+from streamrec.errors import ConfigError
 
 log = logging.getLogger(__name__)
+FORMAT = "streamrec-cooccurrence-1"
 
 
 class ItemCooccurrence:
@@ -123,26 +123,15 @@ class ItemCooccurrence:
         popularity = torch.log1p(self.counts[:n_items] / self.increment)
         return torch.nn.functional.pad(popularity, (0, n_items - len(popularity))).unsqueeze(0)
 
-    def save(self, path: str | Path, item_ids: list[str], metadata: dict[str, str] | None = None) -> None:
+    def save(self, path: str | Path, item_ids: list[str]) -> None:
         """Write the index atomically; ``item_ids`` name its rows (the catalogue's order)."""
-        path = Path(path)
         n = len(item_ids)
-        tmp = path.with_name(path.name + ".tmp")
-        tensors = {"counts": self.counts[:n].contiguous(), "matrix": self.matrix[:n, :n].contiguous()}
-        save_file(tensors, str(tmp), metadata={**(metadata or {}), "format": "streamrec-cooccurrence-1",
-                                               "item_ids": json.dumps(item_ids)})
-        tmp.replace(path)
+        save_tensors(path, {"counts": self.counts[:n], "matrix": self.matrix[:n, :n]}, FORMAT,
+                     {"item_ids": json.dumps(item_ids)})
 
-    def load(self, path: str | Path, index_of: Callable[[str], int]) -> dict[str, str]:
-        """Load a saved index, its rows moved to the live catalogue's indices; returns its metadata."""
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                metadata = fh.metadata() or {}
-            tensors = load_file(str(path))
-        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-            raise CheckpointError(f"cannot read co-occurrence index {str(path)!r}: {exc}") from exc
-        if metadata.get("format") != "streamrec-cooccurrence-1":
-            raise CheckpointError(f"{path} is not a streamrec co-occurrence index")
+    def load(self, path: str | Path, index_of: Callable[[str], int]) -> None:
+        """Load a saved index, its rows moved to the live catalogue's indices."""
+        tensors, metadata = load_tensors(path, FORMAT, "co-occurrence index")
         rows = torch.tensor([index_of(i) for i in json.loads(metadata["item_ids"])], dtype=torch.long)
         self.grow(int(rows.max()) + 1 if len(rows) else 0)
         kept = rows < self.capacity  # rows beyond the cap (a smaller max_items now) are dropped
@@ -150,4 +139,3 @@ class ItemCooccurrence:
         self.matrix.zero_()
         self.counts[rows[kept]] = tensors["counts"][kept]
         self.matrix[rows[kept].unsqueeze(1), rows[kept].unsqueeze(0)] = tensors["matrix"][kept][:, kept]
-        return metadata

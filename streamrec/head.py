@@ -21,18 +21,18 @@ item ids in the metadata; never pickle.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from streamrec.checkpoint import load_tensors, save_tensors
 from streamrec.config import HeadSettings
 from streamrec.errors import CheckpointError
 
+HEAD_FORMAT = "streamrec-head-1"
 _GROWABLE = ("item_ids.weight", "item_bias.weight", "context_ids.weight")
 
 
@@ -221,8 +221,6 @@ class OnlineHead:
 
     def save(self, path: str | Path, item_ids: list[str]) -> None:
         """Write a safetensors checkpoint atomically (temp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{k}": v.detach().contiguous() for k, v in self.model.state_dict().items()}
         names = {id(p): n for n, p in self.model.named_parameters()}
         for param, state in self.optimizer.state.items():
@@ -231,12 +229,9 @@ class OnlineHead:
         filled = min(self.replay.count, self.replay.size)
         for name, column in self.replay.fields().items():
             tensors[f"replay.{name}"] = column[:filled].contiguous()
-        metadata = {"format": "streamrec-head-1", "version": str(self.version),
-                    "enc_dim": str(self.enc_dim), "dim": str(self.settings.dim),
+        metadata = {"version": str(self.version), "enc_dim": str(self.enc_dim), "dim": str(self.settings.dim),
                     "replay_count": str(self.replay.count), "item_ids": json.dumps(item_ids)}
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
+        save_tensors(path, tensors, HEAD_FORMAT, metadata)
 
     def load(self, path: str | Path, index_of: Callable[[str], int] | None = None) -> list[str]:
         """Load a checkpoint; returns the item ids in the checkpoint's row order.
@@ -244,16 +239,7 @@ class OnlineHead:
         Rows are moved to the indices ``index_of`` gives (the live catalogue's), so a checkpoint
         stays valid when the catalogue was loaded in another order.
         """
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                metadata = fh.metadata() or {}
-            tensors = load_file(str(path))
-        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-            raise CheckpointError(f"cannot read head checkpoint {str(path)!r}: {exc}") from exc
-        if metadata.get("format") != "streamrec-head-1":
-            raise CheckpointError(f"{path} is not a streamrec head checkpoint")
+        tensors, metadata = load_tensors(path, HEAD_FORMAT, "head checkpoint")
         if int(metadata["enc_dim"]) != self.enc_dim or int(metadata["dim"]) != self.settings.dim:
             raise CheckpointError(
                 f"{path} was trained for encoder dim {metadata['enc_dim']} / head dim {metadata['dim']}, "

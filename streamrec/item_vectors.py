@@ -11,11 +11,13 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from streamrec.catalog import Catalog
+from streamrec.checkpoint import load_tensors, save_tensors
 from streamrec.encoder import TextEncoder
 from streamrec.text import TextTemplate
+
+FORMAT = "streamrec-item-vectors-1"
 
 
 class ItemVectors:
@@ -63,17 +65,12 @@ class ItemVectors:
         self.matrix()
         hashes = [_digest(t) for t in self._texts[:n]]
         meta = {"item_ids": json.dumps(self.catalog.ids[:n]), "text_sha1": json.dumps(hashes)}
-        tmp = Path(str(path) + ".tmp")
-        save_file({"vectors": self._vectors[:n].contiguous()}, str(tmp), metadata=meta)
-        tmp.replace(path)
+        save_tensors(path, {"vectors": self._vectors[:n]}, FORMAT, meta)
 
     def load(self, path: str | Path) -> int:
         """Reuse saved rows whose item text is unchanged; returns how many were reused."""
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        vectors = load_file(str(path))["vectors"]
+        tensors, meta = load_tensors(path, FORMAT, "item-vector cache")
+        vectors = tensors["vectors"]
         ids, hashes = json.loads(meta["item_ids"]), json.loads(meta["text_sha1"])
         for item_id in ids:
             self.catalog.index_of(item_id)

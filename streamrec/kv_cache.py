@@ -25,6 +25,7 @@ library's own.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -218,7 +219,7 @@ class _CacheLayer(CacheLayerMixin):
         return -1
 
 
-class _Batch:
+class _Batch(ABC):
     """The users of one forward: caches (None: not kept), past and new positions."""
 
     def __init__(self, caches: Sequence[KVCache | None], pasts: list[int], news: list[int]) -> None:
@@ -231,8 +232,9 @@ class _Batch:
     def model_kwargs(self, device: torch.device) -> dict[str, Any]:
         return {"attention_mask": None}
 
+    @abstractmethod
     def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """Store one layer's new keys/values; return the keys/values attention reads."""
 
     def _store(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Append each kept user's new keys/values to its own buffers."""

@@ -156,7 +156,7 @@ class Telemetry:
         m.users_in_memory.set(len(pipeline.windows))
         m.kv_cache_bytes.set(getattr(pipeline.window_encoder, "cache_bytes", 0))
         m.model_version.set(pipeline.head.version)
-        for feature, weight in zip(pipeline.ranker.features, pipeline.ranker.weights.tolist(), strict=True):
+        for feature, weight in pipeline.ranker.weights_by_feature().items():
             m.ranker_weight.labels(feature=feature).set(weight)
         if result.loss is not None:
             m.model_loss.set(result.loss)

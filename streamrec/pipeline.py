@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from streamrec.catalog import Catalog, Item
+from streamrec.checkpoint import load_tensors, save_tensors
 from streamrec.config import Settings
 from streamrec.cooccurrence import ItemCooccurrence
 from streamrec.encoder import TextEncoder
@@ -49,6 +48,7 @@ HEAD_FILE = "head.safetensors"
 ITEMS_FILE = "item_vectors.safetensors"
 COOCCURRENCE_FILE = "cooccurrence.safetensors"
 RANKER_FILE = "ranker.safetensors"
+RANKER_FORMAT = "streamrec-ranker-1"
 WINDOWS_FILE = "windows.msgpack"
 RECENT_ITEMS = 3  # the short-term co-occurrence signal reads the user's last 3 items
 
@@ -118,9 +118,10 @@ class Pipeline:
         touched: dict[str, int] = {}
         for event in events:
             before = self._window_vectors.get(event.user_id)
+            weight = self.vocab.weights.get(event.action, 0.0)
             recent = self._recent_items(event.user_id)
             positive_recent = self._positive_recent(event.user_id)
-            seen = self._seen_index(event.user_id) if before is not None else []
+            seen = self._seen_index(event.user_id) if before is not None and weight > 0 else []  # ranker's
             outcome = self.windows.add(event)
             if outcome is Added.DUPLICATE:
                 result.duplicates += 1
@@ -131,7 +132,6 @@ class Pipeline:
             result.added += 1
             touched[event.user_id] = max(touched.get(event.user_id, -1), event.timestamp)
             item_index = self.catalog.index_of(event.item_id)
-            weight = self.vocab.weights.get(event.action, 0.0)
             if weight > 0:
                 learned.append((positive_recent, item_index))
             if before is not None and weight > 0:
@@ -313,9 +313,8 @@ class Pipeline:
         self.head.save(state / HEAD_FILE, self.catalog.ids)
         if self.cooccurrence is not None:
             self.cooccurrence.save(state / COOCCURRENCE_FILE, self.catalog.ids)
-        tmp = state / (RANKER_FILE + ".tmp")
-        save_file(self.ranker.state(), str(tmp), metadata={"features": ",".join(self.ranker.features)})
-        tmp.replace(state / RANKER_FILE)
+        save_tensors(state / RANKER_FILE, self.ranker.state(), RANKER_FORMAT,
+                     {"features": ",".join(self.ranker.features)})
         if with_windows:
             tmp = state / (WINDOWS_FILE + ".tmp")
             tmp.write_bytes(self.windows.snapshot())
@@ -334,7 +333,6 @@ class Pipeline:
         if self.cooccurrence is not None and (state / COOCCURRENCE_FILE).exists():
             self.cooccurrence.load(state / COOCCURRENCE_FILE, self.catalog.index_of)
         if (state / RANKER_FILE).exists():
-            with safe_open(str(state / RANKER_FILE), framework="pt") as fh:
-                features = (fh.metadata() or {}).get("features", "").split(",")
-            self.ranker.restore(load_file(str(state / RANKER_FILE)), features)
+            tensors, metadata = load_tensors(state / RANKER_FILE, RANKER_FORMAT, "ranker checkpoint")
+            self.ranker.restore(tensors, metadata["features"].split(","))
         return True

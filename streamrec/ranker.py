@@ -39,7 +39,10 @@ class OnlineRanker:
         self.observed = 0
 
     def weight(self, feature: str) -> float:
-        return float(self.weights.detach()[self.features.index(feature)])
+        return self.weights_by_feature()[feature]
+
+    def weights_by_feature(self) -> dict[str, float]:
+        return dict(zip(self.features, self.weights.detach().tolist(), strict=True))
 
     @property
     def hit_rate(self) -> float:

@@ -1,11 +1,13 @@
 import itertools
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from streamrec.cooccurrence import ItemCooccurrence
+from streamrec.checkpoint import load_tensors
+from streamrec.cooccurrence import FORMAT, ItemCooccurrence
 from streamrec.errors import ConfigError
 
 
@@ -90,11 +92,12 @@ def test_save_and_load_move_rows_to_the_live_catalogue(tmp_path: Path) -> None:
     ids = ["a", "b", "c", "d"]
     index = ItemCooccurrence(history=3)
     learn_sequences(index, [[0, 1, 2], [2, 3], [1, 3, 0]])
-    index.save(tmp_path / "c.safetensors", ids, {"note": "kept"})
+    index.save(tmp_path / "c.safetensors", ids)
     live = ["d", "c", "b", "a", "e"]  # another order, one new item
     loaded = ItemCooccurrence(history=3)
-    metadata = loaded.load(tmp_path / "c.safetensors", live.index)
-    assert metadata["note"] == "kept"
+    loaded.load(tmp_path / "c.safetensors", live.index)
+    _, metadata = load_tensors(tmp_path / "c.safetensors", FORMAT, "co-occurrence index")
+    assert json.loads(metadata["item_ids"]) == ids
     for (i, a), (j, b) in itertools.product(enumerate(ids), repeat=2):
         assert loaded.matrix[live.index(a), live.index(b)] == index.matrix[i, j]
     assert loaded.counts[live.index("e")] == 0

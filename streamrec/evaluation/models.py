@@ -13,6 +13,7 @@ seen items, so every model excludes exactly the same items.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -57,7 +58,7 @@ def top_k(scores: np.ndarray, k: int, excluded: Iterable[int] = ()) -> list[int]
     return [int(i) for i in candidates[order][:k] if np.isfinite(scores[i])]
 
 
-class ScoringModel:
+class ScoringModel(ABC):
     """Base of models that score every catalogue item for a user with numpy.
 
     Keeps the catalogue's item index (growing as unseen items arrive) and turns score rows
@@ -96,15 +97,16 @@ class ScoringModel:
     def weight(self, event: Event) -> float:
         return 1.0 if self.weights is None else float(self.weights.get(event.action, 0.0))
 
-    def _grow(self, capacity: int) -> None:
+    def _grow(self, capacity: int) -> None:  # noqa: B027 - an optional hook, not abstract
         """Resize per-item arrays to ``capacity`` rows (new rows zero)."""
 
+    @abstractmethod
     def scores(self, user_ids: Sequence[str]) -> np.ndarray:
         """``(len(user_ids), n_items)`` scores, higher is better."""
-        raise NotImplementedError
 
+    @abstractmethod
     def learn(self, events: Sequence[Event]) -> None:
-        raise NotImplementedError
+        """Take in one micro-batch of events, in time order."""
 
     def recommend(self, user_ids: Sequence[str], k: int, exclude: Sequence[Collection[str]]) -> list[list[str]]:
         if not user_ids:

@@ -68,8 +68,7 @@ class PipelineModel:
     def diagnostics(self) -> dict[str, object]:
         return {"seconds": dict(self.seconds), "exclusion_mismatches": self.exclusion_mismatches,
                 "model_version": self.pipeline.head.version,
-                "ranker_weights": dict(zip(self.pipeline.ranker.features,
-                                           self.pipeline.ranker.weights.tolist(), strict=True)),
+                "ranker_weights": self.pipeline.ranker.weights_by_feature(),
                 "final_loss": self.losses[-1] if self.losses else None}
 
 

@@ -1,0 +1,43 @@
+"""Tensor files of the model state: safetensors (never pickle), written atomically.
+
+>>> import tempfile
+>>> path = Path(tempfile.mkdtemp()) / "x.safetensors"
+>>> save_tensors(path, {"w": torch.ones(2)}, "streamrec-example-1", {"note": "hi"})
+>>> tensors, metadata = load_tensors(path, "streamrec-example-1", "example")
+>>> tensors["w"].tolist(), metadata["note"]
+([1.0, 1.0], 'hi')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from streamrec.errors import CheckpointError
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], fmt: str,
+                 metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` with ``metadata`` and a ``format`` tag: a temp file, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={**(metadata or {}), "format": fmt})
+    tmp.replace(path)
+
+
+def load_tensors(path: str | Path, fmt: str, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a file written by :func:`save_tensors` with format ``fmt``;
+    a :class:`CheckpointError` naming ``what`` if it cannot be read or is something else."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise CheckpointError(f"cannot read {what} {str(path)!r}: {exc}") from exc
+    if metadata.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a streamrec {what}")
+    return tensors, metadata
