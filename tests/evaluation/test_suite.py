@@ -87,3 +87,21 @@ def test_benchmark_command_runs_baselines_without_an_encoder(tmp_path: Path, cap
     assert saved["encoder"]["description"] == "none" and saved["targets"] == {}
     assert list(saved["protocols"]) == ["prequential", "leave-last-out"]
     assert "| prequential (batch 64) | markov |" in capsys.readouterr().out
+
+
+def test_headroom_benchmark_hindsight_knn_scores_at_least_the_streaming_one(tmp_path: Path) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "headroom.py"
+    spec = importlib.util.spec_from_file_location("headroom_benchmark", script)
+    assert spec is not None and spec.loader is not None
+    headroom = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(headroom)
+    assert headroom.main(["synthetic:n_users=40,n_items=30,seed=3", "--batch-size", "16",
+                          "--out-dir", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "headroom-synthetic.json").read_text())
+    assert [row["batch_size"] for row in saved["rows"]] == [16, 1]
+    for row in saved["rows"]:
+        # the hindsight model has seen every pair it is scored on, so it can only do better
+        assert row["cooccurrence-knn-20-hindsight"]["hit@10"] > row["cooccurrence-knn-20"]["hit@10"]
+    assert "| per event (batch 1) |" in (tmp_path / "headroom-synthetic.md").read_text()
