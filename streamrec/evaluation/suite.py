@@ -103,7 +103,10 @@ def build_models(names: Sequence[str], dataset: Dataset, settings: Settings,
             raise ValueError(f"model {name!r} needs an encoder")
         head = settings.head.model_copy(update=PIPELINES[name])
         variant = settings.model_copy(update={"head": head})
-        variant_encoder = encoder if head.text_features else ZeroEncoder(encoder.dim)
+        variant_encoder: TextEncoder = encoder
+        if not head.text_features:  # no text to read: zero vectors, whatever the encoder mode
+            variant_encoder = ZeroEncoder(encoder.dim)
+            variant = variant.model_copy(update={"encoder": settings.encoder.model_copy(update={"mode": "text"})})
         models.append(PipelineModel(Pipeline(variant, variant_encoder, Catalog(dataset.items)), name))
     return models
 
@@ -123,7 +126,9 @@ def run_suite(
     if unknown:
         raise ValueError(f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}")
     settings = harness_settings(settings, dataset, k)
-    cached = CachedEncoder(encoder) if encoder is not None else None
+    # text mode re-encodes whole window texts, which the variants share through one cache;
+    # the incremental and item modes keep their own per-user caches inside each pipeline
+    cached = CachedEncoder(encoder) if encoder is not None and settings.encoder.mode == "text" else None
     vocab = ActionVocabulary.for_domain(settings.domain, settings.actions)
     exclude_actions = settings.retrieval.exclude_actions
     result = SuiteResult(dataset, settings)
@@ -136,7 +141,7 @@ def run_suite(
                  if not (protocol == "prequential-per-event" and n in PIPELINES and not pipelines_per_event)]
         if not names:
             continue
-        models = build_models(names, dataset, settings, cached)
+        models = build_models(names, dataset, settings, cached or encoder)
         report = functools.partial(progress, protocol) if progress is not None else None
         started = time.perf_counter()
         if protocol == "leave-last-out":

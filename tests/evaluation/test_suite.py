@@ -72,6 +72,20 @@ def test_ablations_flip_the_head_switches_and_unknown_names_fail(
         run_suite(dataset, make_settings(), None, ["popularity"], ["offline"])
 
 
+
+def test_item_and_incremental_modes_run_in_the_harness_without_the_text_cache(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder
+) -> None:
+    dataset = load_dataset("synthetic:n_users=12,n_items=20,seed=2", limit=120)
+    for mode in ("item", "incremental"):
+        settings = make_settings(batch={"max_size": 32}, encoder={"mode": mode},
+                                 head={"replay_sample": 16, "negatives": 32, "steps_per_batch": 1})
+        suite = run_suite(dataset, settings, tiny_encoder, ["streamrec", "streamrec-ids-only"], ["prequential"])
+        result = suite.protocols["prequential"]
+        assert set(result.ranks) == {"streamrec", "streamrec-ids-only"} and result.scored > 0
+        assert suite.encoder_cache == {}  # each pipeline keeps its own per-user caches
+        assert suite.settings.encoder.mode == mode
+
 def test_benchmark_command_runs_baselines_without_an_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                                              ) -> None:
     import importlib.util
