@@ -87,7 +87,8 @@ def harness_settings(settings: Settings, dataset: Dataset, k: int = METRIC_K) ->
 
 def build_models(names: Sequence[str], dataset: Dataset, settings: Settings,
                  encoder: TextEncoder | None) -> list[StreamingModel]:
-    """Fresh models, in the order given. Pipelines need ``encoder`` (share a CachedEncoder)."""
+    """Fresh models, in the order given. Pipelines need ``encoder`` (in text mode, pass one CachedEncoder
+    for all of them)."""
     unknown = [n for n in names if n not in MODEL_NAMES]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}")
