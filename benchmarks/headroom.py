@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,12 +46,8 @@ class HindsightKNN(CooccurrenceKNN):
     def learn(self, events: Sequence[Event]) -> None:
         for event in events:
             index = self.index_of(event.item_id)
-            if self.weight(event) <= 0:
-                continue
-            recent = self.recent.setdefault(event.user_id, deque(maxlen=self.history))
-            if index in recent:
-                recent.remove(index)
-            recent.appendleft(index)
+            if self.weight(event) > 0:
+                self.remember(event.user_id, index)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,13 +170,17 @@ class CooccurrenceKNN(Popularity):
             if self.weight(event) <= 0:
                 continue
             self.counts[index] += 1
-            recent = self.recent.setdefault(event.user_id, deque(maxlen=self.history))
-            others = [i for i in set(recent) if i != index]
+            others = [i for i in set(self.recent.get(event.user_id, ())) if i != index]
             self.cooccurrence[others, index] += 1.0
             self.cooccurrence[index, others] += 1.0
-            if index in recent:
-                recent.remove(index)
-            recent.appendleft(index)
+            self.remember(event.user_id, index)
+
+    def remember(self, user_id: str, index: int) -> None:
+        """Make ``index`` the user's newest recent item (at most ``history`` kept, no repeats)."""
+        recent = self.recent.setdefault(user_id, deque(maxlen=self.history))
+        if index in recent:
+            recent.remove(index)
+        recent.appendleft(index)
 
     def scores(self, user_ids: Sequence[str]) -> np.ndarray:
         n = self.n_items

@@ -72,7 +72,6 @@ def test_ablations_flip_the_head_switches_and_unknown_names_fail(
         run_suite(dataset, make_settings(), None, ["popularity"], ["offline"])
 
 
-
 def test_item_and_incremental_modes_run_in_the_harness_without_the_text_cache(
     make_settings: MakeSettings, tiny_encoder: HFEncoder
 ) -> None:
@@ -85,6 +84,7 @@ def test_item_and_incremental_modes_run_in_the_harness_without_the_text_cache(
         assert set(result.ranks) == {"streamrec", "streamrec-ids-only"} and result.scored > 0
         assert suite.encoder_cache == {}  # each pipeline keeps its own per-user caches
         assert suite.settings.encoder.mode == mode
+
 
 def test_benchmark_command_runs_baselines_without_an_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                                              ) -> None:
