@@ -75,7 +75,8 @@ class HeadSettings(_Section):
     learning_rate: float = Field(3e-3, gt=0)
     negatives: int = Field(1024, ge=1, description="uniform negatives per update (sampled softmax)")
     replay_size: int = Field(4096, ge=0, description="recent examples kept for replay")
-    replay_sample: int = Field(256, ge=0, description="replayed examples mixed into each update")
+    replay_sample: int = Field(64, ge=0, description="replayed examples mixed into each update (about one per "
+                               "new example at the default batch size: more replay dilutes what is new)")
     steps_per_batch: int = Field(2, ge=1)
     cooccurrence_history: int = Field(20, ge=0, description="recent positive items the co-occurrence "
                                       "score reads (0: no co-occurrence, the head alone)")
