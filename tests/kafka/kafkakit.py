@@ -32,6 +32,8 @@ from streamrec.windows import WindowStore
 
 REPO = Path(__file__).resolve().parents[2]
 N_ITEMS = 60
+_COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                       KafkaError.COORDINATOR_NOT_AVAILABLE}
 
 
 def make_log(n_users: int, events_per_user: tuple[int, int] = (10, 30), seed: int = 0) -> list[Event]:
@@ -241,9 +243,16 @@ class KafkaKit:
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
                              "isolation.level": "read_uncommitted"})
         try:
-            partitions = consumer.list_topics(topic, timeout=20).topics[topic].partitions
-            found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=20)
-            return {tp.partition: tp.offset for tp in found}
+            for attempt in range(40):  # a fresh broker's group coordinator may still be loading or moving
+                try:
+                    partitions = consumer.list_topics(topic, timeout=20).topics[topic].partitions
+                    found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=20)
+                    return {tp.partition: tp.offset for tp in found}
+                except KafkaException as error:
+                    if attempt == 39 or not (error.args[0].retriable() or error.args[0].code() in _COORDINATOR_MOVING):
+                        raise
+                    time.sleep(0.25)
+            raise AssertionError("unreachable")
         finally:
             consumer.close()
 
