@@ -32,8 +32,6 @@ from streamrec.windows import WindowStore
 
 REPO = Path(__file__).resolve().parents[2]
 N_ITEMS = 60
-_COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                       KafkaError.COORDINATOR_NOT_AVAILABLE}
 
 
 def make_log(n_users: int, events_per_user: tuple[int, int] = (10, 30), seed: int = 0) -> list[Event]:
@@ -223,17 +221,13 @@ class KafkaKit:
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "offsets"})
+
+        def read() -> dict[int, int]:
+            partitions = consumer.list_topics(topic, timeout=20).topics[topic].partitions
+            return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=20)[1] for p in partitions}
+
         try:
-            for attempt in range(20):  # a just-created topic may not have leaders everywhere yet
-                try:
-                    partitions = consumer.list_topics(topic, timeout=20).topics[topic].partitions
-                    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=20)[1]
-                            for p in partitions}
-                except KafkaException:
-                    if attempt == 19:
-                        raise
-                    time.sleep(0.25)
-            raise AssertionError("unreachable")
+            return _retrying(read)
         finally:
             consumer.close()
 
@@ -242,17 +236,14 @@ class KafkaKit:
         # transactional commit (a killed exactly-once service leaves one open until its restart).
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
                              "isolation.level": "read_uncommitted"})
+
+        def read() -> dict[int, int]:
+            partitions = consumer.list_topics(topic, timeout=20).topics[topic].partitions
+            found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=20)
+            return {tp.partition: tp.offset for tp in found}
+
         try:
-            for attempt in range(40):  # a fresh broker's group coordinator may still be loading or moving
-                try:
-                    partitions = consumer.list_topics(topic, timeout=20).topics[topic].partitions
-                    found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=20)
-                    return {tp.partition: tp.offset for tp in found}
-                except KafkaException as error:
-                    if attempt == 39 or not (error.args[0].retriable() or error.args[0].code() in _COORDINATOR_MOVING):
-                        raise
-                    time.sleep(0.25)
-            raise AssertionError("unreachable")
+            return _retrying(read)
         finally:
             consumer.close()
 
@@ -308,3 +299,14 @@ class KafkaKit:
                 service.kill()
 
 
+def _retrying(read: Callable[[], dict[int, int]], attempts: int = 40) -> dict[int, int]:
+    """``read()``, retried on Kafka errors for about 10 s: a just-created topic may not have
+    leaders everywhere yet, and a fresh broker's group coordinator may still be loading."""
+    for attempt in range(attempts):
+        try:
+            return read()
+        except KafkaException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")
