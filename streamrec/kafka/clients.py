@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamrec.config import Settings
 from streamrec.errors import ConfigError, StreamrecError
@@ -46,6 +49,10 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 #: Partition keyed records the way the Java client does, so other producers agree with ours.
 KEYED_PRODUCER_DEFAULTS: dict[str, Any] = {"partitioner": "murmur2_random"}
 EAGER_STRATEGIES = ("range", "roundrobin")
+#: Errors a group coordinator answers with while it moves or loads (a broker restart, a fresh
+#: cluster): asking again shortly succeeds.
+COORDINATOR_CHANGING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                  KafkaError.COORDINATOR_NOT_AVAILABLE})
 
 
 class KafkaServiceError(StreamrecError):
@@ -127,3 +134,23 @@ def producer_config(settings: Settings, transactional_id: str | None = None, *,
 
 def default_transactional_id(settings: Settings) -> str:
     return settings.kafka.transactional_id or f"{settings.kafka.group}-{socket.gethostname()}-{os.getpid()}"
+
+
+def committed_offsets(consumer: Consumer, partitions: Sequence[TopicPartition], timeout_s: float,
+                      backoff_s: float = 0.5) -> list[TopicPartition]:
+    """``consumer.committed(partitions)``, asked again while the group coordinator is moving or
+    loading (or librdkafka marks the error retriable), for up to ``timeout_s`` in all; any
+    other error, or the same one past the deadline, is raised."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            found: list[TopicPartition] = consumer.committed(
+                list(partitions), timeout=max(deadline - time.monotonic(), 0.1))
+            return found
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            transient = isinstance(error, KafkaError) and (error.code() in COORDINATOR_CHANGING
+                                                           or error.retriable())
+            if not transient or time.monotonic() + backoff_s >= deadline:
+                raise
+            time.sleep(backoff_s)

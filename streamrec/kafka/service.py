@@ -71,7 +71,13 @@ from streamrec.config import Settings
 from streamrec.errors import ConfigError
 from streamrec.kafka.batch import Batch, Received
 from streamrec.kafka.changelog import ChangelogReader, PartitionWindows, changelog_topic
-from streamrec.kafka.clients import KafkaServiceError, consumer_config, default_transactional_id, producer_config
+from streamrec.kafka.clients import (
+    KafkaServiceError,
+    committed_offsets,
+    consumer_config,
+    default_transactional_id,
+    producer_config,
+)
 from streamrec.kafka.fetcher import Fetcher
 from streamrec.kafka.items import ItemsTopic
 from streamrec.kafka.publisher import Publisher, TransactionAborted
@@ -345,7 +351,7 @@ class KafkaService:
         """After an aborted transaction: windows and positions back to the last commit."""
         consumer, fetcher, topic = self.running.consumer, self.running.fetcher, self.kafka.input_topic
         partitions = sorted(fetcher.assigned)
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=COMMITTED_TIMEOUT_S)
+        committed = committed_offsets(consumer, [TopicPartition(topic, p) for p in partitions], COMMITTED_TIMEOUT_S)
         fetcher.discard(partitions)
         self.stats.dropped_users += self.running.windows.drop(partitions)
         self.stats.restored_users += self.running.windows.restore(partitions)
