@@ -17,6 +17,9 @@ that contradicts one is a :class:`~streamrec.errors.ConfigError`, never silently
 
 Defaults that bound memory (overridable): at most 16 MiB of prefetched messages per consumer
 (``queued.max.messages.kbytes``), 8 MiB per fetch, 1 MiB per partition per fetch.
+
+:func:`committed_offsets` reads a group's committed offsets, asking again while the group
+coordinator moves or loads (a broker restart, a freshly formatted cluster).
 """
 
 from __future__ import annotations
