@@ -26,11 +26,13 @@ import numpy as np
 
 #: Slice thresholds (issue #5): items with fewer interactions so far are cold; users with
 #: fewer events so far are new; items outside this top share by popularity are long-tail.
+#: Unseen items, the coldest of the cold, have no interaction so far: only a model that reads
+#: item text (or other content) can rank them above the rest.
 COLD_ITEM_INTERACTIONS = 5
 NEW_USER_EVENTS = 5
 HEAD_SHARE = 0.2
 
-SLICES = ("cold_item", "new_user", "long_tail")
+SLICES = ("cold_item", "new_user", "long_tail", "unseen_item")
 
 
 def rank_metrics(ranks: np.ndarray, k: int) -> dict[str, float]:

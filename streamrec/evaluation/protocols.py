@@ -98,7 +98,7 @@ def run_prequential(
     seconds = dict.fromkeys(latest, 0.0)
     cpu = dict.fromkeys(latest, 0.0)
     ranks: dict[str, list[int]] = {m.name: [] for m in models}
-    flags: list[tuple[bool, bool, bool]] = []
+    flags: list[tuple[bool, ...]] = []
     positions: list[int] = []
     published: set[str] = set()
     for start in range(0, len(events), batch_size):
@@ -216,7 +216,7 @@ def run_leave_last_out(
         seconds=seconds, cpu_seconds=cpu, n_items=state.n_items, users=len(users))
 
 
-def _slice_masks(flags: list[tuple[bool, bool, bool]]) -> dict[str, np.ndarray]:
+def _slice_masks(flags: list[tuple[bool, ...]]) -> dict[str, np.ndarray]:
     table = np.array(flags, dtype=bool).reshape(-1, len(SLICES))
     return {name: table[:, column] for column, name in enumerate(SLICES)}
 

@@ -21,7 +21,8 @@ from streamrec.evaluation.metrics import SLICES, rolling_hit_rate
 from streamrec.evaluation.protocols import ProtocolResult
 from streamrec.evaluation.suite import BASELINES, SuiteResult
 
-SLICE_TITLES = {"cold_item": "cold items", "new_user": "new users", "long_tail": "long tail"}
+SLICE_TITLES = {"cold_item": "cold items", "new_user": "new users", "long_tail": "long tail",
+                "unseen_item": "unseen items"}
 CURVE_POINTS = 200
 
 
@@ -172,9 +173,10 @@ def markdown(report: dict[str, Any], png: Path | None = None) -> str:
         "",
         "Metrics are @10 over the full catalogue, seen items excluded. Slices: cold items have fewer than "
         "5 interactions so far, new users fewer than 5 events so far, long-tail items are outside the top "
-        "20% of items by interactions so far (\"so far\": learned before the event's batch; for "
-        "leave-last-out, in training). Seconds: the model's own learn + recommend time, wall clock and "
-        "process CPU (all threads; less sensitive to other load on a shared machine).",
+        "20% of items by interactions so far, unseen items have none (only a model that reads item text can "
+        "rank them; \"so far\": learned before the event's batch; for leave-last-out, in training). "
+        "Seconds: the model's own learn + recommend time, wall clock and process CPU (all threads; less "
+        "sensitive to other load on a shared machine).",
         "",
         "| protocol | model | hit | ndcg | mrr | coverage | " + " | ".join(
             f"{SLICE_TITLES[s]} hit / ndcg" for s in SLICES) + " | wall / CPU s |",

@@ -74,10 +74,11 @@ class StreamState:
     def users(self) -> list[str]:
         return list(self._user_counts)
 
-    def flags(self, event: Event) -> tuple[bool, bool, bool]:
-        """(cold item, new user, long-tail item) for ``event`` against what was learned so far."""
+    def flags(self, event: Event) -> tuple[bool, bool, bool, bool]:
+        """(cold item, new user, long-tail item, unseen item) for ``event`` against what was
+        learned so far (the order of :data:`~streamrec.evaluation.metrics.SLICES`)."""
         if self._head_at is None:
             self._head_at = head_threshold(self._item_counts[: self.n_items], HEAD_SHARE)
         count = self.item_count(event.item_id)
         return (count < COLD_ITEM_INTERACTIONS, self.user_count(event.user_id) < NEW_USER_EVENTS,
-                count < self._head_at)
+                count < self._head_at, count == 0)

@@ -49,9 +49,9 @@ def test_stream_state_flags_use_what_was_learned_before() -> None:
     history += [Event("u0", f"x{n}", "view", 20 + n) for n in range(3)]
     state.learn(history)
     # u0 has 5 events: not new; "hit" (6 interactions) is warm and, of 5 seen items, the only head one
-    assert state.flags(Event("u0", "hit", "view", 99)) == (False, False, False)
-    assert state.flags(Event("u9", "rare", "view", 99)) == (True, True, True)
-    assert state.flags(Event("u1", "never", "view", 99)) == (True, True, True)
+    assert state.flags(Event("u0", "hit", "view", 99)) == (False, False, False, False)
+    assert state.flags(Event("u9", "rare", "view", 99)) == (True, True, True, False)  # taken once: not unseen
+    assert state.flags(Event("u1", "never", "view", 99)) == (True, True, True, True)
     assert state.n_items == 6 and state.seen("u0") == {"hit", "rare", "x0", "x1", "x2"}
 
 

@@ -44,7 +44,8 @@ def test_one_run_scores_every_model_on_every_protocol_and_writes_the_report(
     text = paths["md"].read_text()
     for name in MODEL_NAMES:
         assert f"| {name} |" in text
-    assert "cold items hit / ndcg" in text and "![hit@10 over the stream](quality-synthetic.png)" in text
+    assert "cold items hit / ndcg" in text and "unseen items hit / ndcg" in text
+    assert "![hit@10 over the stream](quality-synthetic.png)" in text
     assert markdown(saved) == markdown(report)  # the markdown can be rebuilt from the JSON alone
 
 
