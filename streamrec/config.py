@@ -78,9 +78,9 @@ class HeadSettings(_Section):
     replay_sample: int = Field(64, ge=0, description="replayed examples mixed into each update (about one per "
                                "new example at the default batch size: more replay dilutes what is new)")
     steps_per_batch: int = Field(2, ge=1)
-    cooccurrence_history: int = Field(20, ge=0, description="recent positive items the co-occurrence "
+    cooccurrence_history: int = Field(30, ge=0, description="recent positive items the co-occurrence "
                                       "score reads (0: no co-occurrence, the head alone)")
-    cooccurrence_decay: float = Field(0.9, gt=0, le=1, description="weight of the p-th most recent item: decay**p")
+    cooccurrence_decay: float = Field(0.85, gt=0, le=1, description="weight of the p-th most recent item: decay**p")
     cooccurrence_max_items: int = Field(20_000, ge=1, description="items the dense co-occurrence index "
                                         "holds (4 bytes x items^2); later items beyond it get no co-occurrence")
     cooccurrence_half_life: float | None = Field(None, gt=0, description="positive events after which a "

@@ -11,7 +11,7 @@ For each micro-batch:
 4. every user touched by the batch has their new window rendered to text and re-encoded,
    once per user however many of their events arrived;
 5. those users get a fresh top-K over the whole catalogue, each item with a reason: the
-   ranker's blend of the head, co-occurrence (the last 20 items, and the last 3 alone),
+   ranker's blend of the head, co-occurrence (the last 30 items, and the last 3 alone),
    popularity and text-similarity scores.
 
 The Kafka service and the file replay both call :meth:`Pipeline.process`; neither knows
