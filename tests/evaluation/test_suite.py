@@ -118,5 +118,5 @@ def test_headroom_benchmark_hindsight_knn_scores_at_least_the_streaming_one(tmp_
     assert [row["batch_size"] for row in saved["rows"]] == [16, 1]
     for row in saved["rows"]:
         # the hindsight model has seen every pair it is scored on, so it can only do better
-        assert row["cooccurrence-knn-20-hindsight"]["hit@10"] > row["cooccurrence-knn-20"]["hit@10"]
+        assert row[headroom.HINDSIGHT]["hit@10"] > row[headroom.ONLINE]["hit@10"]
     assert "| per event (batch 1) |" in (tmp_path / "headroom-synthetic.md").read_text()
