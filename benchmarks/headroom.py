@@ -6,9 +6,9 @@ Runs the 30-item co-occurrence kNN (streamrec's own co-occurrence setting, and t
 baseline of the quality run on ml-100k) twice in the harness: as the streaming baseline, and
 in *hindsight*, with its co-occurrence counts taken from the whole log before the stream
 starts (so it has already seen the very pairs it is scored on; only the users' recent items
-still stream). The hindsight model is not a fair
-competitor: it is an upper reference for what any item-item signal could reach under the
-same protocol, micro-batched (``--batch-size``, default 64) and per event.
+still stream). The hindsight model is not a fair competitor: it is an upper reference for
+what any item-item signal could reach under the same protocol, micro-batched
+(``--batch-size``, default 64) and per event.
 
 Writes benchmarks/results/headroom-<dataset>.json and .md.
 """
