@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from streamrec.config import HeadSettings
 from streamrec.evaluation import load_dataset
 from streamrec.evaluation.baselines import CooccurrenceKNN
 from streamrec.evaluation.protocols import run_prequential
@@ -30,7 +31,8 @@ from streamrec.evaluation.report import machine_info
 from streamrec.events import ActionVocabulary, Event
 
 RESULTS = Path(__file__).resolve().parent / "results"
-HISTORY, DECAY = 30, 0.85
+_HEAD = HeadSettings()  # streamrec's co-occurrence defaults, the setting this measures
+HISTORY, DECAY = _HEAD.cooccurrence_history, _HEAD.cooccurrence_decay
 ONLINE = f"cooccurrence-knn-{HISTORY}"
 HINDSIGHT = f"{ONLINE}-hindsight"
 
