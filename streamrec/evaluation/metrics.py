@@ -12,6 +12,12 @@ Every scored event gets the 0-based rank of its item in the list the model had p
 Slices are boolean masks over the same scored events, so every model is scored on exactly
 the same events in every slice.
 
+How sure is a comparison? :func:`paired_bootstrap` resamples *users* (all of a user's scored
+events together, since one user's events are not independent) and gives confidence intervals
+for the ratio and the difference of two models' means on the same events. It measures how
+much the verdict depends on which users happened to be in the log, not the models' training
+randomness (seeds measure that).
+
 >>> ranks = np.array([0, 1, -1, 9])
 >>> summary = rank_metrics(ranks, k=10)
 >>> summary["hit@10"], round(summary["ndcg@10"], 4), round(summary["mrr@10"], 4)
@@ -56,6 +62,64 @@ def sliced_metrics(ranks: np.ndarray, slices: Mapping[str, np.ndarray], k: int) 
     for name, mask in slices.items():
         out[name] = {**rank_metrics(ranks[mask], k), "events": int(mask.sum())}
     return out
+
+
+def per_event(ranks: np.ndarray, k: int, metric: str = "hit") -> np.ndarray:
+    """Each scored event's contribution to ``hit@k`` (0/1) or ``ndcg@k`` (its gain)."""
+    ranks = np.asarray(ranks)
+    hit = (ranks >= 0) & (ranks < k)
+    if metric == "hit":
+        return hit.astype(np.float64)
+    if metric == "ndcg":
+        return np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0) + 2.0), 0.0)
+    raise ValueError(f"metric must be 'hit' or 'ndcg', got {metric!r}")
+
+
+def paired_bootstrap(ours: np.ndarray, theirs: np.ndarray, groups: np.ndarray, resamples: int = 2000,
+                     confidence: float = 0.95, seed: int = 0, chunk: int = 100) -> dict[str, float]:
+    """Confidence intervals for ``mean(ours) / mean(theirs)`` and ``mean(ours) - mean(theirs)``.
+
+    ``ours`` and ``theirs`` are per-event values of two models on the same scored events
+    (:func:`per_event`); ``groups`` the user of each (any integer ids). Each resample draws
+    every user a Poisson(1) number of times with all their events (the Poisson bootstrap:
+    streams of any size, no fixed resample size), so users with many events carry their
+    weight and their events' correlation. Percentile intervals; ``ratio`` bounds are
+    ``nan`` when ``theirs`` has no mass.
+
+    >>> ours, theirs = np.array([1., 1, 0, 1]), np.array([1., 0, 0, 0])
+    >>> ci = paired_bootstrap(ours, theirs, groups=np.array([0, 1, 2, 3]))
+    >>> ci["ratio"], ci["difference"], ci["difference_low"] > -0.1
+    (3.0, 0.5, True)
+    """
+    ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    if not len(ours) == len(theirs) == len(groups):
+        raise ValueError(f"need one value per event from both models and one group each, got "
+                         f"{len(ours)}, {len(theirs)}, {len(groups)}")
+    _, group = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    sums = np.stack([np.bincount(group, weights=v, minlength=n_groups) for v in (ours, theirs)])
+    counts = np.bincount(group, minlength=n_groups).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    ratios, differences = [], []
+    for start in range(0, resamples, chunk):
+        draws = rng.poisson(1.0, size=(min(chunk, resamples - start), n_groups)).astype(np.float64)
+        events = np.maximum(draws @ counts, 1.0)
+        a, b = draws @ sums[0] / events, draws @ sums[1] / events
+        differences.append(a - b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios.append(np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan))
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    difference, ratio = np.concatenate(differences), np.concatenate(ratios)
+    mean_ours, mean_theirs = (float(ours.mean()), float(theirs.mean())) if len(ours) else (0.0, 0.0)
+    finite = ratio[np.isfinite(ratio)]
+    ratio_low, ratio_high = (np.percentile(finite, [tail, 100 - tail]) if len(finite) == len(ratio) and len(ratio)
+                             else (np.nan, np.nan))
+    difference_low, difference_high = np.percentile(difference, [tail, 100 - tail]) if len(ours) else (0.0, 0.0)
+    return {"ratio": mean_ours / mean_theirs if mean_theirs > 0 else float("nan"),
+            "ratio_low": float(ratio_low), "ratio_high": float(ratio_high),
+            "difference": mean_ours - mean_theirs,
+            "difference_low": float(difference_low), "difference_high": float(difference_high),
+            "confidence": confidence, "resamples": resamples, "groups": n_groups}
 
 
 def rolling_hit_rate(ranks: np.ndarray, k: int, window: int, points: int = 200) -> tuple[np.ndarray, np.ndarray]:

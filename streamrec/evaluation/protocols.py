@@ -13,7 +13,9 @@ other event is streamed through the models in time order, in micro-batches; then
 ranks the whole catalogue for every held-out user, excluding the items seen in training.
 
 Both record, per model, the 0-based rank of each scored event's item (``-1``: not in the
-top ``k``) and the same slice masks, so models are compared on identical events.
+top ``k``) and the same slice masks, so models are compared on identical events; and the user
+of each scored event, so comparisons can be bootstrapped over users
+(:func:`~streamrec.evaluation.metrics.paired_bootstrap`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class ProtocolResult:
     cpu_seconds: dict[str, float]  # model -> process CPU seconds (all threads) in learn + recommend
     n_items: int
     users: int
+    groups: np.ndarray  # (scored,) the user of each scored event, as an ordinal
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -100,6 +103,8 @@ def run_prequential(
     ranks: dict[str, list[int]] = {m.name: [] for m in models}
     flags: list[tuple[bool, ...]] = []
     positions: list[int] = []
+    groups: list[int] = []
+    group_of: dict[str, int] = {}
     published: set[str] = set()
     for start in range(0, len(events), batch_size):
         batch = events[start:start + batch_size]
@@ -107,6 +112,7 @@ def run_prequential(
             if event.user_id not in published or not positive(event):
                 continue
             positions.append(start + offset)
+            groups.append(group_of.setdefault(event.user_id, len(group_of)))
             flags.append(state.flags(event))
             for model in models:
                 ranks[model.name].append(latest[model.name].get(event.user_id, {}).get(event.item_id, -1))
@@ -130,7 +136,8 @@ def run_prequential(
         ranks={name: np.array(r, dtype=np.int64) for name, r in ranks.items()},
         slices=_slice_masks(flags), positions=np.array(positions, dtype=np.int64),
         coverage={name: len(items) / max(state.n_items, 1) for name, items in recommended.items()},
-        seconds=seconds, cpu_seconds=cpu, n_items=state.n_items, users=len(state.users()))
+        seconds=seconds, cpu_seconds=cpu, n_items=state.n_items, users=len(state.users()),
+        groups=np.array(groups, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -213,7 +220,8 @@ def run_leave_last_out(
         slices=_slice_masks([state.flags(e) for e in split.held_out]),
         positions=np.array(split.held_out_positions, dtype=np.int64),
         coverage={name: len(items) / max(state.n_items, 1) for name, items in recommended.items()},
-        seconds=seconds, cpu_seconds=cpu, n_items=state.n_items, users=len(users))
+        seconds=seconds, cpu_seconds=cpu, n_items=state.n_items, users=len(users),
+        groups=np.arange(len(users), dtype=np.int64))  # one held-out event per user
 
 
 def _slice_masks(flags: list[tuple[bool, ...]]) -> dict[str, np.ndarray]:

@@ -1,8 +1,16 @@
 import math
 
 import numpy as np
+import pytest
 
-from streamrec.evaluation.metrics import head_threshold, rank_metrics, rolling_hit_rate, sliced_metrics
+from streamrec.evaluation.metrics import (
+    head_threshold,
+    paired_bootstrap,
+    per_event,
+    rank_metrics,
+    rolling_hit_rate,
+    sliced_metrics,
+)
 from streamrec.evaluation.stream import StreamState
 from streamrec.events import Event
 
@@ -59,3 +67,53 @@ def test_stream_state_seen_items_follow_exclude_actions() -> None:
     state = StreamState(exclude_actions=["purchase"])
     state.learn([Event("u", "a", "view", 1), Event("u", "b", "purchase", 2)])
     assert state.seen("u") == {"b"} and state.user_count("u") == 2
+
+
+def test_per_event_values_are_each_events_share_of_the_mean() -> None:
+    ranks = np.array([0, 2, -1, 10])  # k=10: rank 10 is the 11th place, a miss
+    assert per_event(ranks, 10, "hit").tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert per_event(ranks, 10, "ndcg").tolist() == [1.0, 0.5, 0.0, 0.0]
+    summary = rank_metrics(ranks, 10)
+    assert per_event(ranks, 10, "ndcg").mean() == summary["ndcg@10"]
+    with pytest.raises(ValueError, match="hit"):
+        per_event(ranks, 10, "mrr")
+
+
+def test_paired_bootstrap_of_a_model_against_itself_is_exactly_even() -> None:
+    rng = np.random.default_rng(1)
+    values, groups = rng.integers(0, 2, 500).astype(float), rng.integers(0, 40, 500)
+    ci = paired_bootstrap(values, values, groups, resamples=200)
+    assert ci["ratio"] == ci["ratio_low"] == ci["ratio_high"] == 1.0
+    assert ci["difference_low"] == ci["difference_high"] == 0.0 and ci["groups"] == 40
+
+
+def test_paired_bootstrap_separates_a_clear_win_from_a_coin_flip() -> None:
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(200), 5)
+    theirs = (rng.random(1000) < 0.1).astype(float)
+    better = np.maximum(theirs, rng.random(1000) < 0.1)  # hits wherever theirs does, and more
+    noise = (rng.random(1000) < 0.1).astype(float)  # another draw of the same hit rate
+    win, tie = paired_bootstrap(better, theirs, groups), paired_bootstrap(noise, theirs, groups)
+    assert 1.0 < win["ratio_low"] < win["ratio"] < win["ratio_high"]
+    assert win["difference_low"] > 0.0
+    assert tie["ratio_low"] < 1.0 < tie["ratio_high"] and tie["difference_low"] < 0.0 < tie["difference_high"]
+    assert paired_bootstrap(better, theirs, groups) == win  # seeded: the same interval every run
+
+
+def test_paired_bootstrap_resamples_users_not_events() -> None:
+    # 20 users with 50 events each; whether ours beats theirs depends on the user, not the event
+    users = np.repeat(np.arange(20), 50)
+    ours = np.repeat(np.arange(20) % 2, 50).astype(float)
+    theirs = np.full(1000, 0.5)
+    by_user = paired_bootstrap(ours, theirs, users)
+    by_event = paired_bootstrap(ours, theirs, np.arange(1000))
+    width = by_user["difference_high"] - by_user["difference_low"]
+    assert width > 4 * (by_event["difference_high"] - by_event["difference_low"])
+    assert by_user["difference_low"] < 0.0 < by_user["difference_high"]  # 10 good users of 20: no verdict
+
+
+def test_paired_bootstrap_has_no_ratio_against_a_model_that_never_hits() -> None:
+    ci = paired_bootstrap(np.array([1.0, 0.0]), np.zeros(2), np.array([0, 1]), resamples=50)
+    assert math.isnan(ci["ratio"]) and math.isnan(ci["ratio_low"]) and ci["difference"] == 0.5
+    with pytest.raises(ValueError, match="one value per event"):
+        paired_bootstrap(np.zeros(3), np.zeros(2), np.zeros(3))

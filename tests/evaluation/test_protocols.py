@@ -72,6 +72,7 @@ def test_scored_events_are_the_same_for_every_model_and_follow_the_rules() -> No
     # after batch 1 popularity published [a, b] minus u1's seen a -> [b]: u1's b hits at rank 0
     assert result.ranks["popularity"].tolist()[0] == 0
     assert result.slices["new_user"].tolist() == [True, True]
+    assert result.groups.tolist() == [0, 1]  # u1, u3: one group per user, for the bootstrap
     assert result.events == 6 and result.users == 3 and result.n_items == 3
 
 
@@ -109,6 +110,7 @@ def test_leave_last_out_trains_on_the_rest_and_ranks_for_held_out_users() -> Non
     result = run_leave_last_out(split, [Markov(), Popularity(), Silent()], batch_size=16,
                                 catalogue=[i.item_id for i in log.items])
     assert result.scored == len(split.held_out) == 60
+    assert result.groups.tolist() == list(range(60))  # one held-out event per user
     metrics = result.metrics()
     assert metrics["markov"]["all"]["hit@10"] > 0.85 > 0.5 > metrics["popularity"]["all"]["hit@10"]
     assert metrics["silent"]["all"]["hit@10"] == 0.0 and metrics["silent"]["coverage@10"] == 0.0
@@ -123,5 +125,8 @@ def test_duplicate_model_names_are_refused() -> None:
 def test_prequential_ranks_line_up_with_positions() -> None:
     log = generate(n_users=20, n_items=15, seed=1).events
     result = run_prequential(log, [Popularity()], batch_size=4)
-    assert len(result.positions) == len(result.ranks["popularity"]) == result.scored
+    assert len(result.positions) == len(result.ranks["popularity"]) == len(result.groups) == result.scored
     assert np.all(np.diff(result.positions) > 0)
+    users = [log[p].user_id for p in result.positions]  # same group exactly when same user
+    assert all((users[i] == users[j]) == (result.groups[i] == result.groups[j])
+               for i in range(len(users)) for j in range(len(users)))

@@ -41,11 +41,16 @@ def test_one_run_scores_every_model_on_every_protocol_and_writes_the_report(
     assert set(saved["targets"]) == {"all hit@10", "all ndcg@10", "cold_item hit@10", "text beats ids-only",
                                      "replay within 30 min"}
     assert saved["machine"]["cores"] and saved["dataset"]["events"] == 160
+    ci = saved["targets"]["all hit@10"]["ci"]  # bootstrapped over users from the run's ranks
+    assert ci["groups"] == len(set(suite.protocols["prequential"].groups.tolist())) > 1
+    assert ci["difference_low"] <= ci["difference"] <= ci["difference_high"]
+    assert "ci" in saved["targets"]["text beats ids-only"]
     text = paths["md"].read_text()
     for name in MODEL_NAMES:
         assert f"| {name} |" in text
     assert "cold items hit / ndcg" in text and "unseen items hit / ndcg" in text
     assert "![hit@10 over the stream](quality-synthetic.png)" in text
+    assert "95% CI" in text and "bootstrap over users" in text
     assert markdown(saved) == markdown(report)  # the markdown can be rebuilt from the JSON alone
 
 
