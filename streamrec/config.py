@@ -81,6 +81,9 @@ class HeadSettings(_Section):
     cooccurrence_history: int = Field(30, ge=0, description="recent positive items the co-occurrence "
                                       "score reads (0: no co-occurrence, the head alone)")
     cooccurrence_decay: float = Field(0.85, gt=0, le=1, description="weight of the p-th most recent item: decay**p")
+    cooccurrence_alpha: float = Field(0.5, ge=0, le=1, description="similarity c(i, j) / (n(i)**alpha n(j)**(1 - "
+                                      "alpha)) of a recent item i and a candidate j (0.5: cosine; higher favours "
+                                      "popular candidates)")
     cooccurrence_max_items: int = Field(20_000, ge=1, description="items the dense co-occurrence index "
                                         "holds (4 bytes x items^2); later items beyond it get no co-occurrence")
     cooccurrence_half_life: float | None = Field(None, gt=0, description="positive events after which a "

@@ -38,13 +38,14 @@ FORMAT = "streamrec-cooccurrence-1"
 
 class ItemCooccurrence:
     def __init__(self, history: int = 10, decay: float = 0.8, capacity: int = 1024, max_items: int = 20_000,
-                 half_life: float | None = None) -> None:
+                 half_life: float | None = None, alpha: float = 0.5) -> None:
         if capacity > max_items:
             raise ConfigError(f"the catalogue has {capacity} items, more than the co-occurrence index holds "
                               f"(head.cooccurrence_max_items={max_items}, a dense item x item matrix): raise "
                               "it if memory allows (4 bytes x items^2), or set head.cooccurrence_history: 0")
         self.history = history
         self.decay = decay
+        self.alpha = alpha
         self.max_items = max_items
         # forgetting: each learned event weighs 2**(1/half_life) times the one before (all rows
         # share the scale, so cosines of the decayed counts need no pass over the matrix)
@@ -110,11 +111,11 @@ class ItemCooccurrence:
         recent = recent[:, : self.history]
         present = ((recent >= 0) & (recent < n)).float()
         index = recent.clamp(min=0, max=n - 1)
-        norm = self.counts[:n].clamp(min=self.increment).sqrt()
+        counts = self.counts[:n].clamp(min=self.increment)
         weights = present * self.decay ** torch.arange(recent.shape[1], dtype=torch.float)
-        weights = weights / norm[index]  # (users, history)
+        weights = weights / counts[index] ** self.alpha  # (users, history)
         rows = self.matrix[index, :n]  # (users, history, n)
-        scores = torch.einsum("uh,uhn->un", weights, rows) / norm
+        scores = torch.einsum("uh,uhn->un", weights, rows) / counts ** (1.0 - self.alpha)
         return torch.nn.functional.pad(scores, (0, n_items - n))
 
     def popularity(self, n_items: int) -> torch.Tensor:

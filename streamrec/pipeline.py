@@ -96,7 +96,8 @@ class Pipeline:
         self.cooccurrence = (ItemCooccurrence(head.cooccurrence_history, head.cooccurrence_decay,
                                               capacity=max(min(1024, head.cooccurrence_max_items), len(catalog)),
                                               max_items=head.cooccurrence_max_items,
-                                              half_life=head.cooccurrence_half_life)
+                                              half_life=head.cooccurrence_half_life,
+                                              alpha=head.cooccurrence_alpha)
                              if head.cooccurrence_history else None)
         features = ["head"]
         if self.cooccurrence is not None:

@@ -12,8 +12,8 @@ from streamrec.errors import ConfigError
 
 
 def reference_scores(sequences: list[list[int]], recent: list[int], history: int, decay: float,
-                     n_items: int) -> list[float]:
-    """Brute force: co-occurrence within ``history`` positions, cosine, decayed sum."""
+                     n_items: int, alpha: float = 0.5) -> list[float]:
+    """Brute force: co-occurrence within ``history`` positions, (asymmetric) cosine, decayed sum."""
     counts = [0.0] * n_items
     pairs: dict[tuple[int, int], float] = {}
     for seq in sequences:
@@ -29,7 +29,7 @@ def reference_scores(sequences: list[list[int]], recent: list[int], history: int
         total = 0.0
         for p, i in enumerate(recent):
             c = pairs.get((i, j), 0.0)
-            total += decay ** p * c / math.sqrt(max(counts[i], 1) * max(counts[j], 1))
+            total += decay ** p * c / (max(counts[i], 1) ** alpha * max(counts[j], 1) ** (1 - alpha))
         out.append(total)
     return out
 
@@ -50,6 +50,15 @@ def test_scores_equal_the_brute_force_cosine_knn() -> None:
         got = index.scores(torch.tensor([recent]), 6)[0].tolist()
         present = [i for i in recent if i >= 0]
         assert got == pytest.approx(reference_scores(sequences, present, 2, 0.5, 6), abs=1e-6)
+
+
+def test_alpha_gives_the_brute_force_asymmetric_cosine() -> None:
+    sequences = [[0, 1, 2, 3], [1, 2, 4], [4, 0, 2, 5, 1], [3, 3, 5], [2, 1], [2, 5]]
+    for alpha in (0.0, 0.8, 1.0):
+        index = ItemCooccurrence(history=3, decay=0.7, alpha=alpha)
+        learn_sequences(index, sequences)
+        got = index.scores(torch.tensor([[2, 0, -1]]), 6)[0].tolist()
+        assert got == pytest.approx(reference_scores(sequences, [2, 0], 3, 0.7, 6, alpha), abs=1e-6)
 
 
 def test_items_further_apart_than_the_history_do_not_cooccur() -> None:

@@ -148,3 +148,12 @@ def test_without_cooccurrence_the_head_alone_ranks(
     pipeline = Pipeline(make_settings(head={"cooccurrence_history": 0}), tiny_encoder, Catalog(synthetic_log.items))
     result = replay(pipeline, synthetic_log.events[:300], progress=False)
     assert pipeline.cooccurrence is None and pipeline.ranker.features == ["head"] and result["hit@10"] > 0
+
+
+def test_cooccurrence_settings_reach_the_index(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    head = {"cooccurrence_history": 7, "cooccurrence_decay": 0.6, "cooccurrence_alpha": 0.8}
+    pipeline = Pipeline(make_settings(head=head), tiny_encoder, Catalog(synthetic_log.items))
+    index = pipeline.cooccurrence
+    assert index is not None and (index.history, index.decay, index.alpha) == (7, 0.6, 0.8)

@@ -134,8 +134,10 @@ class CooccurrenceKNN(Popularity):
     """Item-item kNN over the user's last ``history`` items, the most recent weighing most.
 
     Two items co-occur when one user takes both within ``history`` positive events of each
-    other. Similarity is the cosine of co-occurrence, ``c(i, j) / sqrt(n(i) n(j))``. A user's
-    score for item ``j`` is ``sum_p decay**p * sim(recent[p], j)``, position 0 the newest.
+    other. Similarity is the cosine of co-occurrence, ``c(i, j) / sqrt(n(i) n(j))``, or with
+    ``alpha`` the asymmetric cosine ``c(i, j) / (n(i)**alpha n(j)**(1 - alpha))`` (above 0.5 it
+    favours popular candidates ``j``). A user's score for item ``j`` is
+    ``sum_p decay**p * sim(recent[p], j)``, position 0 the newest.
 
     >>> model = CooccurrenceKNN(["a", "b", "c", "d"], history=2, decay=0.5)
     >>> model.learn([Event("u1", "a", "view", 1), Event("u1", "b", "view", 2),
@@ -148,9 +150,10 @@ class CooccurrenceKNN(Popularity):
     name = "cooccurrence-knn"
 
     def __init__(self, catalogue: Iterable[str] = (), weights: Mapping[str, float] | None = None,
-                 history: int = 10, decay: float = 0.8, max_items: int = 20_000) -> None:
+                 history: int = 10, decay: float = 0.8, max_items: int = 20_000, alpha: float = 0.5) -> None:
         self.history = history
         self.decay = decay
+        self.alpha = alpha
         self.max_items = max_items
         self.cooccurrence = np.zeros((0, 0), dtype=np.float32)
         self.recent: dict[str, deque[int]] = {}
@@ -185,13 +188,14 @@ class CooccurrenceKNN(Popularity):
     def scores(self, user_ids: Sequence[str]) -> np.ndarray:
         n = self.n_items
         rows = np.tile(_TIE_BREAK * self.popularity(), (len(user_ids), 1))
-        norm = np.sqrt(np.maximum(self.counts[:n], 1.0))
+        counts = np.maximum(self.counts[:n], 1.0)
         for row, user in enumerate(user_ids):
             recent = list(self.recent.get(user, ()))
             if not recent:
                 continue
             position_weight = self.decay ** np.arange(len(recent))
-            similar = self.cooccurrence[recent, :n] / norm[recent, None] / norm[None, :]
+            similar = self.cooccurrence[recent, :n] / counts[recent, None] ** self.alpha / counts[None, :] ** (
+                1.0 - self.alpha)
             rows[row] += position_weight @ similar
         return rows
 

@@ -70,6 +70,17 @@ def test_knn_weights_recent_items_more() -> None:
             assert ranked[0] == first and scores[model.index_of("y")] > 1.5 * scores[model.index_of("x")]
 
 
+def test_knn_alpha_trades_a_rare_match_for_a_popular_one() -> None:
+    # "rare" went with the anchor once (and nowhere else); "popular" twice, and 6 times alone
+    train = [ev("p", "anchor"), ev("p", "rare"), ev("q1", "anchor"), ev("q1", "popular"),
+             ev("q2", "anchor"), ev("q2", "popular"), *[ev(f"o{i}", "popular") for i in range(6)],
+             ev("u", "anchor")]
+    for alpha, first in ((0.5, "rare"), (0.8, "popular")):  # 1/sqrt(3) > 2/sqrt(24); 1/3**.8 < 2/(3**.8 8**.2)
+        model = CooccurrenceKNN(["anchor", "rare", "popular"], alpha=alpha)
+        model.learn(train)
+        assert model.recommend(["u"], 1, [{"anchor"}]) == [[first]]
+
+
 def test_knn_only_counts_pairs_within_the_history() -> None:
     model = CooccurrenceKNN(["a", "b", "c", "d"], history=2)
     model.learn([ev("u", "a"), ev("u", "b"), ev("u", "c"), ev("u", "d")])  # a and d are 3 apart: too far
