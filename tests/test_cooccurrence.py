@@ -1,6 +1,5 @@
 import itertools
 import json
-import math
 from pathlib import Path
 
 import pytest
