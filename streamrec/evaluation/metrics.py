@@ -83,8 +83,8 @@ def paired_bootstrap(ours: np.ndarray, theirs: np.ndarray, groups: np.ndarray, r
     (:func:`per_event`); ``groups`` the user of each (any integer ids). Each resample draws
     every user a Poisson(1) number of times with all their events (the Poisson bootstrap:
     streams of any size, no fixed resample size), so users with many events carry their
-    weight and their events' correlation. Percentile intervals; ``ratio`` bounds are
-    ``nan`` when ``theirs`` has no mass.
+    weight and their events' correlation. Percentile intervals; the ``ratio`` bounds are
+    ``nan`` when ``theirs`` has no mass in some resample (the ratio is then unbounded).
 
     >>> ours, theirs = np.array([1., 1, 0, 1]), np.array([1., 0, 0, 0])
     >>> ci = paired_bootstrap(ours, theirs, groups=np.array([0, 1, 2, 3]))

@@ -1,0 +1,51 @@
+import numpy as np
+
+from streamrec.evaluation.metrics import SLICES
+from streamrec.evaluation.protocols import ProtocolResult
+from streamrec.evaluation.report import markdown, targets
+
+
+def result_with(ranks: dict[str, list[int]], users: int = 200) -> ProtocolResult:
+    n = len(next(iter(ranks.values())))
+    return ProtocolResult(
+        protocol="prequential", k=10, events=n, ranks={m: np.array(r) for m, r in ranks.items()},
+        slices={s: np.zeros(n, dtype=bool) for s in SLICES}, positions=np.arange(n),
+        coverage=dict.fromkeys(ranks, 1.0), seconds=dict.fromkeys(ranks, 1.0), cpu_seconds=dict.fromkeys(ranks, 1.0),
+        n_items=50, users=users, groups=np.arange(n) % users)
+
+
+def report_of(result: ProtocolResult) -> dict:
+    return {"protocols": {"prequential": {"models": result.metrics()}}}
+
+
+def test_text_beats_ids_only_only_when_the_interval_clears_zero() -> None:
+    rng = np.random.default_rng(0)
+    ids = np.where(rng.random(4000) < 0.1, 0, -1)
+    clear = np.where(rng.random(4000) < 0.1, 0, ids)  # about 9% more hits, on every kind of user
+    slight = ids.copy()
+    slight[np.flatnonzero(ids < 0)[0]] = 0  # one more hit in 4,000 events
+    for streamrec, expected in ((clear, True), (slight, False)):
+        result = result_with({"popularity": ids, "streamrec": streamrec, "streamrec-ids-only": ids})
+        target = targets(report_of(result), result)["text beats ids-only"]
+        assert target["streamrec"] > target["ids_only"] and target["met"] is expected
+        assert (target["ci"]["difference_low"] > 0) is expected
+
+
+def test_ratio_targets_carry_their_interval_into_the_markdown() -> None:
+    result = result_with({"popularity": [0, -1] * 100, "streamrec": [0, 0] * 100})
+    found = targets(report_of(result), result)
+    hit = found["all hit@10"]
+    assert hit["ratio"] == 2.0 and hit["met"] and hit["best_baseline"] == "popularity"
+    assert hit["ci"]["ratio_low"] <= 2.0 <= hit["ci"]["ratio_high"] and hit["ci"]["groups"] == 200
+    assert "ci" not in targets(report_of(result))["all hit@10"]  # no ranks, no interval
+    lines = markdown(minimal_report(found)).splitlines()
+    assert any(line.startswith("- all hit@10: streamrec 1.0000 vs popularity 0.5000 = 2.00x; 95% CI ")
+               for line in lines)
+    assert any(line.startswith("Intervals: a bootstrap over users (2,000 Poisson resamples") for line in lines)
+
+
+def minimal_report(found: dict) -> dict:
+    return {"dataset": {"name": "t", "location": "t", "source": "t", "events": 1, "users": 1, "items_with_text": 0,
+                        "rejected_records": 0},
+            "machine": {"cpu": "c", "cores": 1, "torch_threads": 1, "gpu": None, "date": "d"},
+            "encoder": {}, "command": [], "protocols": {}, "targets": found}
