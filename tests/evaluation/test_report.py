@@ -21,7 +21,7 @@ def report_of(result: ProtocolResult) -> dict:
 def test_text_beats_ids_only_only_when_the_interval_clears_zero() -> None:
     rng = np.random.default_rng(0)
     ids = np.where(rng.random(4000) < 0.1, 0, -1)
-    clear = np.where(rng.random(4000) < 0.1, 0, ids)  # about 9% more hits, on every kind of user
+    clear = np.where(rng.random(4000) < 0.1, 0, ids)  # about 9 points more hit rate, spread over all users
     slight = ids.copy()
     slight[np.flatnonzero(ids < 0)[0]] = 0  # one more hit in 4,000 events
     for streamrec, expected in ((clear, True), (slight, False)):
