@@ -125,3 +125,8 @@ def test_headroom_benchmark_hindsight_knn_scores_at_least_the_streaming_one(tmp_
         # the hindsight model has seen every pair it is scored on, so it can only do better
         assert row[headroom.HINDSIGHT]["hit@10"] > row[headroom.ONLINE]["hit@10"]
     assert "| per event (batch 1) |" in (tmp_path / "headroom-synthetic.md").read_text()
+    assert headroom.main(["synthetic:n_users=40,n_items=30,seed=3", "--batch-size", "16", "--alpha", "0.8",
+                          "--tag", "asym", "--out-dir", str(tmp_path)]) == 0
+    asym = json.loads((tmp_path / "headroom-synthetic-asym.json").read_text())
+    assert asym["alpha"] == 0.8 and asym["rows"] != saved["rows"]  # another similarity, other lists
+    assert "asymmetric cosine, alpha 0.8" in (tmp_path / "headroom-synthetic-asym.md").read_text()
