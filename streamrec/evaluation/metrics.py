@@ -103,21 +103,18 @@ def paired_bootstrap(ours: np.ndarray, theirs: np.ndarray, groups: np.ndarray, r
     ratios, differences = [], []
     for start in range(0, resamples, chunk):
         draws = rng.poisson(1.0, size=(min(chunk, resamples - start), n_groups)).astype(np.float64)
-        events = np.maximum(draws @ counts, 1.0)
-        a, b = draws @ sums[0] / events, draws @ sums[1] / events
-        differences.append(a - b)
+        means = draws @ sums.T / np.maximum(draws @ counts, 1.0)[:, None]  # (draws, 2)
+        differences.append(means[:, 0] - means[:, 1])
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratios.append(np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan))
-    tail = 100.0 * (1.0 - confidence) / 2.0
+            ratios.append(means[:, 0] / means[:, 1])  # inf or nan where theirs has no mass
+    tail = [100.0 * (1.0 - confidence) / 2.0, 100.0 * (1.0 + confidence) / 2.0]
     difference, ratio = np.concatenate(differences), np.concatenate(ratios)
-    mean_ours, mean_theirs = (float(ours.mean()), float(theirs.mean())) if len(ours) else (0.0, 0.0)
-    finite = ratio[np.isfinite(ratio)]
-    ratio_low, ratio_high = (np.percentile(finite, [tail, 100 - tail]) if len(finite) == len(ratio) and len(ratio)
-                             else (np.nan, np.nan))
-    difference_low, difference_high = np.percentile(difference, [tail, 100 - tail]) if len(ours) else (0.0, 0.0)
-    return {"ratio": mean_ours / mean_theirs if mean_theirs > 0 else float("nan"),
+    mean_ours, mean_theirs = sums.sum(axis=1) / max(len(ours), 1)
+    ratio_low, ratio_high = np.percentile(ratio, tail) if np.isfinite(ratio).all() else (np.nan, np.nan)
+    difference_low, difference_high = np.percentile(difference, tail)
+    return {"ratio": float(mean_ours / mean_theirs) if mean_theirs > 0 else float("nan"),
             "ratio_low": float(ratio_low), "ratio_high": float(ratio_high),
-            "difference": mean_ours - mean_theirs,
+            "difference": float(mean_ours - mean_theirs),
             "difference_low": float(difference_low), "difference_high": float(difference_high),
             "confidence": confidence, "resamples": resamples, "groups": n_groups}
 
