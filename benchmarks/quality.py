@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                     "description": description, "dim": encoder.dim if encoder is not None else None,
                     "pooling": getattr(encoder, "pooling", None)}
     machine["load_average_end"] = list(os.getloadavg())
-    report = build_report(suite, encoder_info, command=[Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
+    overridden = [f"{name}={value}" for name, value in sorted(os.environ.items()) if name.startswith("STREAMREC_")]
+    report = build_report(suite, encoder_info, command=[*overridden, Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
                           machine=machine)
     report["wall_seconds"] = time.perf_counter() - started
     report["cpu_seconds"] = time.process_time() - cpu_started

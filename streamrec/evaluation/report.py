@@ -175,6 +175,13 @@ def plot_curves(report: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def _encoder_mode(report: dict[str, Any]) -> str:
+    settings = report.get("settings", {}).get("encoder")
+    if not settings or not report["encoder"].get("model"):
+        return ""
+    return f"; mode `{settings['mode']}`, at most {settings['max_length']} tokens per window"
+
+
 def markdown(report: dict[str, Any], png: Path | None = None) -> str:
     data, machine, encoder = report["dataset"], report["machine"], report["encoder"]
     lines = [
@@ -182,7 +189,7 @@ def markdown(report: dict[str, Any], png: Path | None = None) -> str:
         "",
         f"- dataset: `{data['location']}` ({data['source']}), {data['events']} events, {data['users']} users, "
         f"{data['items_with_text']} items with text, {data['rejected_records']} rejected records",
-        f"- encoder: {encoder.get('description')} (`{encoder.get('model')}`)",
+        f"- encoder: {encoder.get('description')} (`{encoder.get('model')}`){_encoder_mode(report)}",
         f"- machine: {machine['cpu']}, {machine['cores']} cores, torch threads {machine['torch_threads']}, "
         f"GPU {machine['gpu'] or 'none'}; {machine['date']}; load average (1/5/15 min) at start "
         f"{machine.get('load_average')}, at end {machine.get('load_average_end', 'n/a')}",
@@ -246,9 +253,13 @@ def markdown(report: dict[str, Any], png: Path | None = None) -> str:
             lines.append(f"| {protocol_name} | {model} | {s['encode']:.0f} | {s['train']:.0f} | {s['rank']:.0f} | "
                          f"{d['exclusion_mismatches']} |")
         cache = report.get("encoder_cache") or {}
-        lines += ["", f"Window and item texts are encoded once per run and shared between pipelines and protocols "
-                  f"(cache hits {cache.get('hits', 0)}, texts encoded {cache.get('misses', 0)}); the first "
-                  "pipeline to meet a text pays for it."]
+        if cache:
+            lines += ["", "Window and item texts are encoded once per run and shared between pipelines and protocols "
+                      f"(cache hits {cache.get('hits', 0)}, texts encoded {cache.get('misses', 0)}); the first "
+                      "pipeline to meet a text pays for it."]
+        else:
+            lines += ["", "Nothing is shared between pipelines: in `incremental` and `item` mode each keeps its own "
+                      "per-user encoder caches, so each pays for its own encoding."]
         if any(model == "streamrec-ids-only" for _, model in pipelines):
             lines.append("The ids-only head gets zero vectors instead of encodings (it reads none; the test suite "
                          "checks it ranks identically), so its time includes no encoding.")

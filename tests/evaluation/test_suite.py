@@ -51,6 +51,7 @@ def test_one_run_scores_every_model_on_every_protocol_and_writes_the_report(
     assert "cold items hit / ndcg" in text and "unseen items hit / ndcg" in text
     assert "![hit@10 over the stream](quality-synthetic.png)" in text
     assert "95% CI" in text and "bootstrap over users" in text
+    assert "mode `text`, at most 512 tokens per window" in text and "texts encoded" in text
     assert markdown(saved) == markdown(report)  # the markdown can be rebuilt from the JSON alone
 
 
@@ -90,10 +91,14 @@ def test_item_and_incremental_modes_run_in_the_harness_without_the_text_cache(
         assert set(result.ranks) == {"streamrec", "streamrec-ids-only"} and result.scored > 0
         assert suite.encoder_cache == {}  # each pipeline keeps its own per-user caches
         assert suite.settings.encoder.mode == mode
+        text = markdown(build_report(suite, {"description": "tiny GPT-2 (test)", "model": "tiny"}))
+        assert f"mode `{mode}`" in text and "Nothing is shared between pipelines" in text
+        assert "texts encoded" not in text
 
 
-def test_benchmark_command_runs_baselines_without_an_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                                             ) -> None:
+def test_benchmark_command_runs_baselines_without_an_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMREC_HEAD__SEED", "7")  # overrides are part of the command that reproduces a report
     import importlib.util
 
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "quality.py"
@@ -105,6 +110,8 @@ def test_benchmark_command_runs_baselines_without_an_encoder(tmp_path: Path, cap
                          "--protocols", "prequential", "leave-last-out", "--out-dir", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "quality-synthetic.json").read_text())
     assert saved["encoder"]["description"] == "none" and saved["targets"] == {}
+    assert "STREAMREC_HEAD__SEED=7" in saved["command"]
+    assert saved["settings"]["head"]["seed"] == 7
     assert list(saved["protocols"]) == ["prequential", "leave-last-out"]
     assert "| prequential (batch 64) | markov |" in capsys.readouterr().out
 
