@@ -66,10 +66,17 @@ class PipelineModel:
         return lists
 
     def diagnostics(self) -> dict[str, object]:
-        return {"seconds": dict(self.seconds), "exclusion_mismatches": self.exclusion_mismatches,
-                "model_version": self.pipeline.head.version,
-                "ranker_weights": self.pipeline.ranker.weights_by_feature(),
-                "final_loss": self.losses[-1] if self.losses else None}
+        out: dict[str, object] = {
+            "seconds": dict(self.seconds), "exclusion_mismatches": self.exclusion_mismatches,
+            "model_version": self.pipeline.head.version, "ranker_weights": self.pipeline.ranker.weights_by_feature(),
+            "final_loss": self.losses[-1] if self.losses else None}
+        stats = getattr(self.pipeline.window_encoder, "stats", None)  # incremental and item modes count their work
+        if stats is not None:
+            out["window_encoder"] = {
+                "forwards": stats.forwards, "appended_positions": stats.appended_positions,
+                "reset_positions": stats.reset_positions, "resets": dict(stats.resets),
+                "evictions": stats.evictions, "peak_cache_bytes": stats.peak_cache_bytes}
+        return out
 
 
 class CachedEncoder:

@@ -252,6 +252,15 @@ def markdown(report: dict[str, Any], png: Path | None = None) -> str:
             s = d["seconds"]
             lines.append(f"| {protocol_name} | {model} | {s['encode']:.0f} | {s['train']:.0f} | {s['rank']:.0f} | "
                          f"{d['exclusion_mismatches']} |")
+        for (protocol_name, model), d in pipelines.items():
+            w = d.get("window_encoder")
+            if w and w["forwards"]:
+                resets = ", ".join(f"{n} {reason}" for reason, n in sorted(w["resets"].items(), key=lambda r: -r[1]))
+                lines += ["", f"{protocol_name}, {model}: the window encoder ran {w['forwards']} forwards over "
+                          f"{w['appended_positions'] + w['reset_positions']} positions, "
+                          f"{w['appended_positions']} for new events and {w['reset_positions']} re-encoding views "
+                          f"(resets: {resets or 'none'}); {w['evictions']} KV caches evicted, peak "
+                          f"{w['peak_cache_bytes'] / 2**20:.0f} MiB."]
         cache = report.get("encoder_cache") or {}
         if cache:
             lines += ["", "Window and item texts are encoded once per run and shared between pipelines and protocols "
