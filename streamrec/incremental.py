@@ -7,7 +7,11 @@ sequence (from position 0, chunked token ids, see :mod:`streamrec.item_mode`).
 * Events are identified by ``(timestamp, event_id, item_id, action)``. A window passed in is
   an *extension* of the view when, after dropping up to ``S`` (``slack_events``) of the
   view's oldest events, the rest of the view is a prefix of the window; the window's events
-  after that prefix are appended (only their positions are run through the model).
+  after that prefix are appended (only their positions are run through the model). A view
+  that a reset had to start after the window's oldest events (they did not fit the position
+  budget, below) is *partial*: it extends a window that holds the whole view as a run, with
+  only new events after it (older events before the run, even late ones, stay out, as a reset
+  would leave them out).
 * So the view holds the store's window (its last N events, N = ``window.max_events``) plus
   at most S older events that already left it (by count or by horizon): between N and N+S
   events once the user has N.
@@ -95,6 +99,7 @@ class _View:
     vector: torch.Tensor
     hidden_sum: torch.Tensor | None  # for mean pooling
     catalog_changes: int
+    partial: bool  # a reset left the window's oldest events out for the position budget
 
 
 @dataclass
@@ -106,6 +111,7 @@ class _Job:
     ids: list[list[int]] | None  # text mode: token ids per event
     view: _View | None  # append: the view extended
     reason: str | None  # reset reason, None for an append
+    partial: bool = False  # reset: the window's oldest events did not fit
 
     @property
     def positions(self) -> int:
@@ -225,9 +231,10 @@ class IncrementalWindowEncoder:
         if state is None:
             return self._reset(row, user, window, "new")
         keys = [event_key(e) for e in window]
-        start = _overlap(state.keys, keys)
-        if start is None:
+        match = _overlap(state.keys, keys, state.partial)
+        if match is None:
             return self._reset(row, user, window, "not_extension")
+        start, offset = match
         if start > self.slack_events:
             return self._reset(row, user, window, "slack")
         if self.catalog.changes != state.catalog_changes:
@@ -235,12 +242,13 @@ class IncrementalWindowEncoder:
             if self._texts(cached, None) != state.texts:
                 return self._reset(row, user, window, "text_changed")
             state.catalog_changes = self.catalog.changes
-        new = window[len(state.keys) - start:]
+        read = offset + len(state.keys) - start  # the window's events the view already reads end here
+        new = window[read:]
         if not new:
             return None
         if len(state.keys) + len(new) > self.max_events + self.slack_events:
             return self._reset(row, user, window, "slack")
-        texts = self._texts(new, window[len(state.keys) - start - 1])
+        texts = self._texts(new, window[read - 1])
         ids = self.chunks.ids(texts, [False] * len(texts)) if self.mode == "text" else None
         job = _Job(row, user, new, texts, ids, state, None)
         if state.kv.length + job.positions > self.max_positions:
@@ -251,7 +259,7 @@ class IncrementalWindowEncoder:
         texts = self._texts(window, None)
         if self.mode == "item":
             events = window[-self.reset_positions:]
-            return _Job(row, user, events, texts[-len(events):], None, None, reason)
+            return _Job(row, user, events, texts[-len(events):], None, None, reason, len(events) < len(window))
         later = self.chunks.ids(texts[1:], [False] * (len(texts) - 1))  # chunk i+1, after event i
         start, total = len(window) - 1, 0
         while start > 0:  # grow the view backwards while the newest events fit
@@ -262,7 +270,7 @@ class IncrementalWindowEncoder:
             start -= 1
         first_text = self._texts([window[start]], None)[0]
         ids = [self.chunks.ids([first_text], [True])[0][-self.reset_positions:], *later[start:]]
-        return _Job(row, user, window[start:], [first_text, *texts[start + 1:]], ids, None, reason)
+        return _Job(row, user, window[start:], [first_text, *texts[start + 1:]], ids, None, reason, start > 0)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -356,7 +364,7 @@ class IncrementalWindowEncoder:
             self.stats.reset_positions += sum(sizes)
             if kv is None:
                 return
-            state = _View(keys, list(job.texts), sizes, kv, vector, hidden_sum, self.catalog.changes)
+            state = _View(keys, list(job.texts), sizes, kv, vector, hidden_sum, self.catalog.changes, job.partial)
             self._views[job.user] = state
         else:
             state = job.view
@@ -387,13 +395,21 @@ class IncrementalWindowEncoder:
             self._drop(next(iter(self._views)), evicted=True)
 
 
-def _overlap(view: list[EventKey], window: list[EventKey]) -> int | None:
-    """Smallest ``start`` such that ``view[start:]`` (not empty) is a prefix of ``window``."""
-    if not window:
+def _overlap(view: list[EventKey], window: list[EventKey], partial: bool = False) -> tuple[int, int] | None:
+    """``(start, offset)`` with ``view[start:]`` (not empty) equal to ``window[offset:offset + len(view) - start]``.
+
+    The smallest ``start`` with ``offset`` 0 (the rest of the view is a prefix of the window);
+    a partial view may also sit whole inside the window (``start`` 0, any ``offset``).
+    """
+    if not window or not view:
         return None
+    if partial and view[0] in window:
+        offset = window.index(view[0])
+        if window[offset:offset + len(view)] == view:
+            return 0, offset
     for start in range(len(view)):
         if view[start] == window[0] and view[start:] == window[:len(view) - start]:
-            return start
+            return start, 0
     return None
 
 

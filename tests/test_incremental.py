@@ -108,6 +108,30 @@ def test_window_sliding_past_its_slack_is_cut_back_to_n_and_reencoded(
     assert encoder.stats.resets == {"new": 1, "slack": 3}
 
 
+def test_a_view_cut_short_by_the_position_budget_is_still_extended(
+        tiny_model_dir: Path, catalog: Catalog, synthetic_log: SyntheticLog) -> None:
+    # 40 positions hold only a few events of the 20-event window: resets keep the newest that fit
+    # (32 positions), and the next window, which still starts with older events, extends that view
+    small = HFEncoder(load_settings(encoder={"model": str(tiny_model_dir), "max_length": 40}).encoder)
+    events = user_events(synthetic_log, 30)
+    encoder = IncrementalWindowEncoder(small, TEMPLATE, catalog, max_events=20, slack_events=5)
+    partial = 0
+    for end in range(1, len(events) + 1):
+        window = events[max(0, end - 20):end]
+        vector = encoder.encode_windows(["u"], [window])[0]
+        view = view_events(encoder, "u")
+        assert view == window[-len(view):]  # the view is the window's newest events ...
+        partial += len(view) < len(window)
+        close(vector, reference(small, catalog, view))  # ... and the vector reads exactly them
+    assert partial > 10
+    assert set(encoder.stats.resets) == {"new", "positions"}  # never "not_extension"
+    assert encoder.stats.appended_events > encoder.stats.resets["positions"]
+    late = Event("u", events[0].item_id, events[0].action, events[-1].timestamp - 1, "late")
+    window = [*events[-20:-1], late, events[-1]]  # inside the view: not an extension
+    close(encoder.encode_windows(["u"], [window])[0], reference(small, catalog, view_events(encoder, "u")))
+    assert encoder.stats.resets["not_extension"] == 1 and view_events(encoder, "u")[-2:] == window[-2:]
+
+
 def test_users_of_very_different_lengths_share_a_forward(
         tiny_encoder: HFEncoder, catalog: Catalog, synthetic_log: SyntheticLog) -> None:
     lengths = {"a": 1, "b": 3, "c": 9, "d": 16}
