@@ -14,7 +14,7 @@ sequence (from position 0, chunked token ids, see :mod:`streamrec.item_mode`).
   would leave them out).
 * So the view holds the store's window (its last N events, N = ``window.max_events``) plus
   at most S older events that already left it (by count or by horizon): between N and N+S
-  events once the user has N.
+  events once the user has N, fewer when N events do not fit the position budget.
 * Reset: when the window is not an extension (events dropped beyond the slack, a late event
   inserted before the newest, more than N new events at once, a restore), when the view
   would pass N+S events or the model's position budget P (``min(encoder.max_length,

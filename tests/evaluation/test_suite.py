@@ -98,8 +98,7 @@ def test_item_and_incremental_modes_run_in_the_harness_without_the_text_cache(
         assert counts["forwards"] > 0 and counts["appended_positions"] + counts["reset_positions"] > 0
         assert counts["resets"]["new"] > 0  # every user's first window is encoded from scratch
         assert "prequential, streamrec: the window encoder ran" in text
-        assert "window_encoder" not in suite.diagnostics["prequential"]["streamrec-ids-only"] or \
-            suite.diagnostics["prequential"]["streamrec-ids-only"]["window_encoder"]["forwards"] == 0
+        assert "window_encoder" not in suite.diagnostics["prequential"]["streamrec-ids-only"]  # reads no text
 
 
 def test_benchmark_command_runs_baselines_without_an_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
