@@ -242,6 +242,16 @@ def test_item_mode_incremental_equals_item_mode_full(
             close(vector, item_reference(tiny_encoder, catalog, view))
     assert encoder.stats.resets["slack"] > 0 and encoder.stats.appended_positions == encoder.stats.appended_events
 
+    # 8 positions hold 8 of a 20-event window (one per event): cut back to the newest 6, then extended
+    small = HFEncoder(load_settings(encoder={"model": tiny_encoder.settings.model, "max_length": 8}).encoder)
+    encoder = IncrementalWindowEncoder(small, TEMPLATE, catalog, max_events=20, slack_events=5, mode="item")
+    events = user_events(synthetic_log, 30)
+    for end in range(1, len(events) + 1):
+        vector = encoder.encode_windows(["u"], [events[max(0, end - 20):end]])[0]
+        view = view_events(encoder, "u")
+        assert view == events[end - len(view):end] and len(view) <= 8
+        close(vector, item_reference(small, catalog, view))
+    assert set(encoder.stats.resets) == {"new", "positions"} and encoder.stats.appended_events > 15
 
 def test_chunked_text_is_the_rendered_window(catalog: Catalog, synthetic_log: SyntheticLog) -> None:
     template = TextTemplate.for_language("en", time_gaps=True)
