@@ -403,9 +403,9 @@ def _overlap(view: list[EventKey], window: list[EventKey], partial: bool = False
     """
     if not window or not view:
         return None
-    if partial and view[0] in window:
-        offset = window.index(view[0])
-        if window[offset:offset + len(view)] == view:
+    if partial:
+        offset = next((i for i, key in enumerate(window) if key == view[0]), None)
+        if offset is not None and window[offset:offset + len(view)] == view:
             return 0, offset
     for start in range(len(view)):
         if view[start] == window[0] and view[start:] == window[:len(view) - start]:

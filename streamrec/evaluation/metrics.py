@@ -41,19 +41,26 @@ HEAD_SHARE = 0.2
 SLICES = ("cold_item", "new_user", "long_tail", "unseen_item")
 
 
+def _gains(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Each event's hit (0/1), ndcg and mrr gain at ``k``."""
+    hit = (ranks >= 0) & (ranks < k)
+    safe = np.where(hit, ranks, 0).astype(np.float64)
+    return {"hit": hit.astype(np.float64), "ndcg": np.where(hit, 1.0 / np.log2(safe + 2.0), 0.0),
+            "mrr": np.where(hit, 1.0 / (safe + 1.0), 0.0)}
+
+
 def rank_metrics(ranks: np.ndarray, k: int) -> dict[str, float]:
     """hit/ndcg/mrr at ``k`` of an array of 0-based ranks (``-1``: not in the top ``k``)."""
     ranks = np.asarray(ranks)
-    n = len(ranks)
-    if n == 0:
-        return {f"hit@{k}": 0.0, f"ndcg@{k}": 0.0, f"mrr@{k}": 0.0}
-    hit = (ranks >= 0) & (ranks < k)
-    safe = np.where(hit, ranks, 0).astype(np.float64)
-    return {
-        f"hit@{k}": float(hit.sum() / n),
-        f"ndcg@{k}": float(np.where(hit, 1.0 / np.log2(safe + 2.0), 0.0).sum() / n),
-        f"mrr@{k}": float(np.where(hit, 1.0 / (safe + 1.0), 0.0).sum() / n),
-    }
+    return {f"{metric}@{k}": float(gain.mean()) if len(ranks) else 0.0
+            for metric, gain in _gains(ranks, k).items()}
+
+
+def per_event(ranks: np.ndarray, k: int, metric: str = "hit") -> np.ndarray:
+    """Each scored event's contribution to ``hit@k`` (0/1) or ``ndcg@k`` (its gain)."""
+    if metric not in ("hit", "ndcg"):
+        raise ValueError(f"metric must be 'hit' or 'ndcg', got {metric!r}")
+    return _gains(np.asarray(ranks), k)[metric]
 
 
 def sliced_metrics(ranks: np.ndarray, slices: Mapping[str, np.ndarray], k: int) -> dict[str, dict[str, float]]:
@@ -62,17 +69,6 @@ def sliced_metrics(ranks: np.ndarray, slices: Mapping[str, np.ndarray], k: int) 
     for name, mask in slices.items():
         out[name] = {**rank_metrics(ranks[mask], k), "events": int(mask.sum())}
     return out
-
-
-def per_event(ranks: np.ndarray, k: int, metric: str = "hit") -> np.ndarray:
-    """Each scored event's contribution to ``hit@k`` (0/1) or ``ndcg@k`` (its gain)."""
-    ranks = np.asarray(ranks)
-    hit = (ranks >= 0) & (ranks < k)
-    if metric == "hit":
-        return hit.astype(np.float64)
-    if metric == "ndcg":
-        return np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0) + 2.0), 0.0)
-    raise ValueError(f"metric must be 'hit' or 'ndcg', got {metric!r}")
 
 
 def paired_bootstrap(ours: np.ndarray, theirs: np.ndarray, groups: np.ndarray, resamples: int = 2000,
