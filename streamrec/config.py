@@ -101,6 +101,10 @@ class RetrievalSettings(_Section):
     allow: list[str] | None = Field(None, description="only these items may be recommended")
     deny: list[str] = Field(default_factory=list, description="never recommend these items")
     max_per_category: int | None = Field(None, ge=1)
+    cold_boost: float = Field(0.0, ge=0, description="new-item exposure: items with fewer than cold_below "
+                              "interactions so far have their score raised by cold_boost times its "
+                              "standardised value where that is above the user's mean (0: off)")
+    cold_below: int = Field(5, ge=1, description="interactions under which an item counts as cold")
 
 
 class BatchSettings(_Section):
@@ -164,6 +168,9 @@ class Settings(BaseSettings):
     def _known_domain(self) -> Settings:
         if not (self.head.text_features or self.head.id_features):
             raise ValueError("head.text_features and head.id_features cannot both be off")
+        if self.retrieval.cold_boost and not self.head.cooccurrence_history:
+            raise ValueError("retrieval.cold_boost counts interactions in the co-occurrence index: it needs "
+                             "head.cooccurrence_history > 0")
         if self.domain not in DOMAIN_ACTIONS and not self.actions:
             raise ValueError(f"domain {self.domain!r} is unknown and no actions are given; "
                              f"use one of {', '.join(DOMAIN_ACTIONS)} or set `actions`")

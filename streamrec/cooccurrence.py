@@ -118,11 +118,15 @@ class ItemCooccurrence:
         scores = torch.einsum("uh,uhn->un", weights, rows) / counts ** (1.0 - self.alpha)
         return torch.nn.functional.pad(scores, (0, n_items - n))
 
+    def interactions(self, n_items: int) -> torch.Tensor:
+        """Each item's (decayed) positive events so far, ``(n_items,)``; 0 beyond the cap."""
+        self.grow(n_items)
+        counts = self.counts[:n_items] / self.increment
+        return torch.nn.functional.pad(counts, (0, n_items - len(counts)))
+
     def popularity(self, n_items: int) -> torch.Tensor:
         """``log(1 + count)`` of each item's (decayed) positive events, as a ``(1, n_items)`` row."""
-        self.grow(n_items)
-        popularity = torch.log1p(self.counts[:n_items] / self.increment)
-        return torch.nn.functional.pad(popularity, (0, n_items - len(popularity))).unsqueeze(0)
+        return torch.log1p(self.interactions(n_items)).unsqueeze(0)
 
     def save(self, path: str | Path, item_ids: list[str]) -> None:
         """Write the index atomically; ``item_ids`` name its rows (the catalogue's order)."""

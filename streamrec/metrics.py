@@ -25,6 +25,10 @@ class Metrics:
                                        ["topic", "partition"], namespace=ns, registry=r)
         self.recommendations_produced = Counter("recommendations_produced", "Recommendations published.",
                                                 ["topic"], namespace=ns, registry=r)
+        self.cold_items_recommended = Counter(
+            "cold_items_recommended", "Items published in recommendations while cold (fewer than "
+            "retrieval.cold_below interactions); over recommendations_produced x k: the cold share.",
+            namespace=ns, registry=r)
         self.bad_messages = Counter("bad_messages", "Invalid events, by reason.", ["reason"],
                                     namespace=ns, registry=r)
         self.dead_lettered = Counter("dead_lettered", "Messages written to the dead-letter topic.", ["topic"],

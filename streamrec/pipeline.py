@@ -37,7 +37,7 @@ from streamrec.events import ActionVocabulary, Event
 from streamrec.head import Example, OnlineHead
 from streamrec.incremental import make_window_encoder
 from streamrec.item_vectors import ItemVectors
-from streamrec.ranker import OnlineRanker
+from streamrec.ranker import OnlineRanker, boost_cold
 from streamrec.recommendations import Recommendation, RecommendedItem
 from streamrec.retrieval import Retriever
 from streamrec.text import TextTemplate
@@ -62,6 +62,7 @@ class BatchResult:
     examples: int = 0
     loss: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # encode / train / rank
+    cold_items: int = 0  # recommended items with fewer than retrieval.cold_below interactions
 
 
 class Pipeline:
@@ -162,6 +163,7 @@ class Pipeline:
         seconds["encode"] += time.perf_counter() - started
         started = time.perf_counter()
         result.recommendations = self.recommend(list(touched), touched, item_text)
+        result.cold_items = self._cold_items(result.recommendations)
         seconds["rank"] = time.perf_counter() - started
         return result
 
@@ -178,6 +180,10 @@ class Pipeline:
                                            torch.tensor([self._recent_items(u) for u in users]), item_text)
         positive_recent = torch.tensor([self._positive_recent(u) for u in users])
         scores = self.ranker.combine(self._features(user_vecs @ item_vecs.T + bias, positive_recent, item_text))
+        retrieval = self.settings.retrieval
+        if retrieval.cold_boost and self.cooccurrence is not None:
+            cold = self.cooccurrence.interactions(scores.shape[1]) < retrieval.cold_below
+            scores = boost_cold(scores, cold, retrieval.cold_boost)
         ranked = self.retriever.rank(scores, [self.windows.seen_items(u) for u in users])
         produced_at = int(self.clock() * 1000)
         recommendations = []
@@ -192,6 +198,14 @@ class Pipeline:
                 user_id=user, items=recommended, text=self.template.render_recommendations(names),
                 model_version=self.head.version, event_time=event_time, produced_at=produced_at))
         return recommendations
+
+    def _cold_items(self, recommendations: Sequence[Recommendation]) -> int:
+        if self.cooccurrence is None:
+            return 0
+        counts = self.cooccurrence.interactions(len(self.catalog))
+        below = self.settings.retrieval.cold_below
+        return sum(int(counts[self.catalog.index_of(item.item_id)] < below)
+                   for rec in recommendations for item in rec.items)
 
     def _reasons(self, window: Sequence[Event], picks: list[int], item_vecs: torch.Tensor,
                  item_text: torch.Tensor) -> list[str]:

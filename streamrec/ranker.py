@@ -97,6 +97,16 @@ class OnlineRanker:
         self.hits, self.scored, self.observed = hits, scored, int(observed)
 
 
+def boost_cold(scores: torch.Tensor, cold: torch.Tensor, boost: float) -> torch.Tensor:
+    """New-item exposure: raise each ``cold`` item (bool, ``(items,)``) whose score is above the
+    user's mean by ``boost`` times its standardised score; other items keep theirs.
+
+    >>> boost_cold(torch.tensor([[3.0, 2.0, 1.0, 0.0]]), torch.tensor([False, True, True, False]), 1.0)
+    tensor([[3.0000, 2.4472, 1.0000, 0.0000]])
+    """
+    return scores + boost * cold * standardised(scores).clamp(min=0)
+
+
 def standardised(scores: torch.Tensor) -> torch.Tensor:
     """Each row (last axis) to zero mean and unit deviation over its finite entries."""
     finite = torch.isfinite(scores)

@@ -28,7 +28,7 @@ def test_settings_are_frozen() -> None:
 @pytest.mark.parametrize(
     "overrides",
     [{"window": {"max_events": 0}}, {"domain": "cooking"}, {"encoder": {"device": "tpu"}},
-     {"windw": {"max_events": 1}}],
+     {"windw": {"max_events": 1}}, {"retrieval": {"cold_boost": 1.0}, "head": {"cooccurrence_history": 0}}],
 )
 def test_invalid_settings_raise_config_error(overrides: dict[str, object]) -> None:
     with pytest.raises(ConfigError):

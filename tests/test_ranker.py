@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from streamrec.ranker import OnlineRanker, standardised
+from streamrec.ranker import OnlineRanker, boost_cold, standardised
 
 N_ITEMS = 50
 
@@ -72,3 +72,15 @@ def test_state_round_trips_and_other_features_start_over() -> None:
     other = OnlineRanker(["head", "cooccurrence"])
     other.restore(ranker.state(), ["head", "cooccurrence", "text"])
     assert other.observed == 0
+
+
+def test_the_cold_boost_lifts_only_cold_items_that_score_above_the_users_mean() -> None:
+    scores = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0, 4.0]])
+    cold = torch.tensor([False, True, False, True, True])
+    boosted = boost_cold(scores, cold, 2.0)
+    raised = boosted > scores
+    assert raised.tolist() == [[False, True, False, False, False], [False, False, False, True, True]]
+    assert torch.equal(boosted[~raised], scores[~raised])  # warm items, and cold ones at or below the mean
+    assert boosted[0, 1] > boosted[0, 0]  # boosted far enough, a cold item overtakes a warm one
+    assert boosted[1, 4] - scores[1, 4] > boosted[1, 3] - scores[1, 3]  # in proportion to the score
+    assert torch.equal(boost_cold(scores, cold, 0.0), scores)

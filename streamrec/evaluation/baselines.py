@@ -20,9 +20,11 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from streamrec.evaluation.models import ScoringModel, grown
 from streamrec.events import Event
+from streamrec.ranker import boost_cold
 
 #: Popularity added to every score, scaled below the smallest real score step, so that it
 #: only breaks ties and fills lists.
@@ -137,7 +139,10 @@ class CooccurrenceKNN(Popularity):
     other. Similarity is the cosine of co-occurrence, ``c(i, j) / sqrt(n(i) n(j))``, or with
     ``alpha`` the asymmetric cosine ``c(i, j) / (n(i)**alpha n(j)**(1 - alpha))`` (above 0.5 it
     favours popular candidates ``j``). A user's score for item ``j`` is
-    ``sum_p decay**p * sim(recent[p], j)``, position 0 the newest.
+    ``sum_p decay**p * sim(recent[p], j)``, position 0 the newest. ``cold_boost`` gives items
+    with fewer than ``cold_below`` interactions the new-item exposure streamrec's
+    ``retrieval.cold_boost`` gives (:func:`streamrec.ranker.boost_cold`), for like-for-like
+    comparisons.
 
     >>> model = CooccurrenceKNN(["a", "b", "c", "d"], history=2, decay=0.5)
     >>> model.learn([Event("u1", "a", "view", 1), Event("u1", "b", "view", 2),
@@ -150,10 +155,13 @@ class CooccurrenceKNN(Popularity):
     name = "cooccurrence-knn"
 
     def __init__(self, catalogue: Iterable[str] = (), weights: Mapping[str, float] | None = None,
-                 history: int = 10, decay: float = 0.8, max_items: int = 20_000, alpha: float = 0.5) -> None:
+                 history: int = 10, decay: float = 0.8, max_items: int = 20_000, alpha: float = 0.5,
+                 cold_boost: float = 0.0, cold_below: int = 5) -> None:
         self.history = history
         self.decay = decay
         self.alpha = alpha
+        self.cold_boost = cold_boost
+        self.cold_below = cold_below
         self.max_items = max_items
         self.cooccurrence = np.zeros((0, 0), dtype=np.float32)
         self.recent: dict[str, deque[int]] = {}
@@ -197,5 +205,8 @@ class CooccurrenceKNN(Popularity):
             similar = self.cooccurrence[recent, :n] / counts[recent, None] ** self.alpha / counts[None, :] ** (
                 1.0 - self.alpha)
             rows[row] += position_weight @ similar
+        if self.cold_boost:
+            cold = torch.from_numpy(self.counts[:n] < self.cold_below)
+            rows = boost_cold(torch.from_numpy(rows), cold, self.cold_boost).numpy()
         return rows
 

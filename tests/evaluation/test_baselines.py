@@ -81,6 +81,20 @@ def test_knn_alpha_trades_a_rare_match_for_a_popular_one() -> None:
         assert model.recommend(["u"], 1, [{"anchor"}]) == [[first]]
 
 
+def test_knn_cold_boost_lifts_a_cold_match_over_a_popular_one() -> None:
+    # as above, with alpha 0.8 "popular" (8 interactions) wins; "rare" (1, so cold) wins once boosted
+    train = [ev("p", "anchor"), ev("p", "rare"), ev("q1", "anchor"), ev("q1", "popular"),
+             ev("q2", "anchor"), ev("q2", "popular"), *[ev(f"o{i}", "popular") for i in range(6)],
+             ev("u", "anchor")]
+    plain, boosted = (CooccurrenceKNN(["anchor", "rare", "popular"], alpha=0.8, cold_boost=b) for b in (0.0, 1.0))
+    for model in (plain, boosted):
+        model.learn(train)
+    assert plain.recommend(["u"], 1, [{"anchor"}]) == [["popular"]]
+    assert boosted.recommend(["u"], 1, [{"anchor"}]) == [["rare"]]
+    popular = plain.index_of("popular")
+    assert boosted.scores(["u"])[0, popular] == plain.scores(["u"])[0, popular]  # warm items keep their score
+
+
 def test_knn_only_counts_pairs_within_the_history() -> None:
     model = CooccurrenceKNN(["a", "b", "c", "d"], history=2)
     model.learn([ev("u", "a"), ev("u", "b"), ev("u", "c"), ev("u", "d")])  # a and d are 3 apart: too far

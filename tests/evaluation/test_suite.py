@@ -142,3 +142,27 @@ def test_headroom_benchmark_hindsight_knn_scores_at_least_the_streaming_one(tmp_
     asym = json.loads((tmp_path / "headroom-synthetic-asym.json").read_text())
     assert asym["alpha"] == 0.8 and asym["rows"] != saved["rows"]  # another similarity, other lists
     assert "asymmetric cosine, alpha 0.8" in (tmp_path / "headroom-synthetic-asym.md").read_text()
+
+
+def test_cold_boost_benchmark_runs_every_model_at_every_boost_in_one_pass(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "cold_boost.py"
+    spec = importlib.util.spec_from_file_location("cold_boost_benchmark", script)
+    assert spec is not None and spec.loader is not None
+    cold_boost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cold_boost)
+    config = tmp_path / "small.yaml"
+    config.write_text("batch: {max_size: 16}\nwindow: {max_events: 10}\n"
+                      "head: {replay_sample: 16, negatives: 32, steps_per_batch: 1}\n")
+    assert cold_boost.main(["synthetic:n_users=40,n_items=60,seed=3", "--limit", "600", "--encoder",
+                            str(tiny_model_dir), "--config", str(config), "--boosts", "0", "3",
+                            "--out-dir", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "cold-boost-synthetic.json").read_text())
+    assert set(saved["models"]) == {f"{f} @{b}" for f in cold_boost.FAMILIES for b in ("0", "3")}
+    assert [c["boost"] for c in saved["comparisons"]] == [0.0, 3.0] and saved["cold_events"] > 0
+    for family in cold_boost.FAMILIES:  # exposure lifts cold items into the lists
+        plain, boosted = (saved["models"][f"{family} @{b}"]["cold_item"]["hit@10"] for b in ("0", "3"))
+        assert boosted > plain, family
+    assert (tmp_path / "cold-boost-synthetic.png").stat().st_size > 0
+    assert "| streamrec | 3 |" in (tmp_path / "cold-boost-synthetic.md").read_text()
