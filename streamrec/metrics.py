@@ -25,9 +25,11 @@ class Metrics:
                                        ["topic", "partition"], namespace=ns, registry=r)
         self.recommendations_produced = Counter("recommendations_produced", "Recommendations published.",
                                                 ["topic"], namespace=ns, registry=r)
+        self.items_recommended = Counter("items_recommended", "Items published in recommendations.",
+                                         namespace=ns, registry=r)
         self.cold_items_recommended = Counter(
             "cold_items_recommended", "Items published in recommendations while cold (fewer than "
-            "retrieval.cold_below interactions); over recommendations_produced x k: the cold share.",
+            "retrieval.cold_below interactions); over items_recommended: the share new items get.",
             namespace=ns, registry=r)
         self.bad_messages = Counter("bad_messages", "Invalid events, by reason.", ["reason"],
                                     namespace=ns, registry=r)

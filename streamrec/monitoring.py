@@ -138,6 +138,7 @@ class Telemetry:
         for stage, seconds in result.seconds.items():
             m.stage_seconds.labels(stage=stage).observe(seconds)
         m.recommendations_produced.labels(topic=topic).inc(len(result.recommendations))
+        m.items_recommended.inc(sum(len(rec.items) for rec in result.recommendations))
         m.cold_items_recommended.inc(result.cold_items)
         m.duplicates.inc(result.duplicates)
         m.late_events.inc(result.too_late)

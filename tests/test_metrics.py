@@ -18,6 +18,7 @@ from streamrec.synthetic import SyntheticLog
 EXPECTED = {
     "streamrec_events_consumed": ("counter", {"topic", "partition"}),
     "streamrec_recommendations_produced": ("counter", {"topic"}),
+    "streamrec_items_recommended": ("counter", set()),
     "streamrec_cold_items_recommended": ("counter", set()),
     "streamrec_bad_messages": ("counter", {"reason"}),
     "streamrec_dead_lettered": ("counter", {"topic"}),
@@ -58,7 +59,8 @@ def test_exposition_after_a_short_replay_has_names_types_and_label_sets(
     assert 0 < values["streamrec_online_hit_at_10"] <= 1
     assert values["streamrec_batch_size_count"] == len(range(0, 400, settings.batch.max_size))
     published = families["streamrec_recommendations_produced"].samples[0].value
-    assert 0 < values["streamrec_cold_items_recommended_total"] < published * settings.retrieval.k
+    assert published < values["streamrec_items_recommended_total"] <= published * settings.retrieval.k
+    assert 0 < values["streamrec_cold_items_recommended_total"] < values["streamrec_items_recommended_total"]
     consumed = families["streamrec_events_consumed"].samples[0]
     assert consumed.value == 400 and consumed.labels == {"topic": "replay", "partition": "0"}
     stages = {s.labels["stage"] for s in families["streamrec_stage_seconds"].samples}
