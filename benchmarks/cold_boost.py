@@ -99,29 +99,25 @@ def summarise(result: ProtocolResult, boosts: list[float]) -> dict[str, Any]:
                     "coverage@10": values["coverage@10"], "seconds": values["seconds"]}
             for model, values in metrics.items()}
     plain = [name(f, 0.0) for f in KNNS]
-    comparisons = []
-    if 0.0 in boosts:
-        best_all = max(plain, key=lambda n: rows[n]["all"]["hit@10"])
-        best_cold = max(plain, key=lambda n: rows[n]["cold_item"]["hit@10"])
-        for boost in boosts:
-            ours = name("streamrec", boost)
-            comparisons.append({
-                "boost": boost,
-                "all vs best plain kNN": {"baseline": best_all, **_ratio(rows, ours, best_all, "all"),
-                                               **_interval(result, ours, best_all, "all")},
-                "cold vs best plain kNN": {"baseline": best_cold, **_ratio(rows, ours, best_cold, "cold_item"),
-                                                **_interval(result, ours, best_cold, "cold_item")},
-            })
-            # like for like: the kNN (any boost) with the most cold hits that keeps at least
-            # streamrec's hit@10; the same boost is no common ground, the kNN's score rows are
-            # far more skewed than streamrec's blend of standardised rows
-            rivals = [n for n in rows if not n.startswith("streamrec")
-                      and rows[n]["all"]["hit@10"] >= rows[ours]["all"]["hit@10"]]
-            if rivals:
-                rival = max(rivals, key=lambda n: rows[n]["cold_item"]["hit@10"])
-                comparisons[-1]["cold vs the best kNN at no lower hit@10"] = {
-                    "baseline": rival, **_ratio(rows, ours, rival, "cold_item"),
-                    **_interval(result, ours, rival, "cold_item")}
+    comparisons: list[dict[str, Any]] = []
+    if 0.0 not in boosts:
+        return {"models": rows, "comparisons": comparisons}
+    best_all = max(plain, key=lambda n: rows[n]["all"]["hit@10"])
+    best_cold = max(plain, key=lambda n: rows[n]["cold_item"]["hit@10"])
+    for boost in boosts:
+        ours = name("streamrec", boost)
+        against = {"all vs best plain kNN": (best_all, "all"), "cold vs best plain kNN": (best_cold, "cold_item")}
+        # like for like: the kNN (any boost) with the most cold hits that keeps at least
+        # streamrec's hit@10; the same boost is no common ground, the kNN's score rows are
+        # far more skewed than streamrec's blend of standardised rows
+        rivals = [n for n in rows if not n.startswith("streamrec")
+                  and rows[n]["all"]["hit@10"] >= rows[ours]["all"]["hit@10"]]
+        if rivals:
+            rival = max(rivals, key=lambda n: rows[n]["cold_item"]["hit@10"])
+            against["cold vs the best kNN at no lower hit@10"] = (rival, "cold_item")
+        comparisons.append({"boost": boost, **{
+            label: {"baseline": theirs, **_ratio(rows, ours, theirs, scope), **_interval(result, ours, theirs, scope)}
+            for label, (theirs, scope) in against.items()}})
     return {"models": rows, "comparisons": comparisons}
 
 
