@@ -29,11 +29,12 @@ from typing import Any
 from tqdm import tqdm
 
 from streamrec.catalog import Catalog
-from streamrec.config import load_settings
+from streamrec.config import Settings, load_settings
 from streamrec.encoder import HFEncoder
 from streamrec.evaluation import load_dataset, resolve_encoder
 from streamrec.evaluation.baselines import CooccurrenceKNN
-from streamrec.evaluation.metrics import paired_bootstrap, per_event
+from streamrec.evaluation.datasets import Dataset
+from streamrec.evaluation.metrics import COLD_ITEM_INTERACTIONS, paired_bootstrap, per_event
 from streamrec.evaluation.models import StreamingModel
 from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel
 from streamrec.evaluation.pretrained import DEFAULT_CACHE
@@ -73,7 +74,8 @@ def name(family: str, boost: float) -> str:
     return f"{family} @{boost:g}"
 
 
-def build_models(dataset: Any, settings: Any, encoder: HFEncoder, boosts: list[float]) -> list[StreamingModel]:
+def build_models(dataset: Dataset, settings: Settings, encoder: HFEncoder, boosts: list[float]
+                 ) -> list[StreamingModel]:
     weights = ActionVocabulary.for_domain(settings.domain, settings.actions).weights
     below = settings.retrieval.cold_below
     shared = CachedEncoder(encoder) if settings.encoder.mode == "text" else encoder
@@ -155,7 +157,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.axvline(1.5 * cold["theirs"], color="grey", linewidth=0.8, linestyle=":")
         ax.text(1.5 * cold["theirs"], ax.get_ylim()[0], " 1.5x the best plain kNN on cold items",
                 fontsize=8, color="grey", rotation=90, va="bottom")
-    ax.set_xlabel("hit@10 on cold items (fewer than 5 interactions so far)")
+    ax.set_xlabel(f"hit@10 on cold items (fewer than {COLD_ITEM_INTERACTIONS} interactions so far)")
     ax.set_ylabel("hit@10, all scored events")
     ax.set_title(f"{report['dataset']['name']}: new-item exposure (labels: cold_boost), "
                  f"prequential, batches of {report['batch_size']}", fontsize=10)
@@ -172,7 +174,8 @@ def markdown(report: dict[str, Any], png: str) -> str:
         f"# New-item exposure: {report['dataset']['name']}", "",
         f"- dataset: `{report['dataset']['location']}`, {report['dataset']['events']} events; "
         f"prequential, micro-batches of {report['batch_size']}; {report['scored']} scored events, "
-        f"{report['cold_events']} of them on cold items (fewer than {report['cold_below']} interactions so far)",
+        f"{report['cold_events']} of them on cold items (fewer than {COLD_ITEM_INTERACTIONS} interactions so far); "
+        f"the boost's threshold `retrieval.cold_below` {report['cold_below']}",
         f"- encoder: {report['encoder']}",
         f"- machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, torch threads "
         f"{machine.get('torch_threads', '?')}; {machine.get('date', '')}; run {report['wall_seconds']:.0f} s",
