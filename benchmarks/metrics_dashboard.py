@@ -117,7 +117,7 @@ def plot(samples: list[tuple[float, dict[str, float]]], path: Path, n_events: in
     back = [max(0, i - window) for i in range(len(snap))]
     consumed = [s.get("streamrec_events_consumed_total|partition=0|topic=replay", 0) for s in snap]
     rate = [(consumed[i] - consumed[j]) / max(t[i] - t[j], 1e-9) for i, j in enumerate(back)]
-    fig, axes = plt.subplots(3, 2, figsize=(13, 10))
+    fig, axes = plt.subplots(4, 2, figsize=(13, 13))
     fig.suptitle(f"streamrec metrics from a real replay ({n_events} events, behaviour changes halfway)")
     ax = axes[0][0]
     ax.plot(t, rate, label="events/s")
@@ -156,6 +156,14 @@ def plot(samples: list[tuple[float, dict[str, float]]], path: Path, n_events: in
     ax = axes[2][1]
     ax.plot(t, [s.get("streamrec_model_loss", float("nan")) for s in snap], label="loss")
     ax.set_title("model loss (streamrec_model_loss)")
+    ax = axes[3][0]
+    items = [s.get("streamrec_items_recommended_total", 0) for s in snap]
+    cold = [s.get("streamrec_cold_items_recommended_total", 0) for s in snap]
+    ax.plot(t, [(cold[i] - cold[j]) / max(items[i] - items[j], 1e-9) for i, j in enumerate(back)],
+            label="cold share")
+    ax.set_title("share of recommended items that were cold, last 10 s")
+    ax.set_ylabel("share")
+    axes[3][1].axis("off")
     for row in axes:
         for ax in row:
             ax.set_xlabel("seconds since start")
