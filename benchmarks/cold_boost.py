@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,12 +33,12 @@ from streamrec.encoder import HFEncoder
 from streamrec.evaluation import load_dataset, resolve_encoder
 from streamrec.evaluation.baselines import CooccurrenceKNN
 from streamrec.evaluation.datasets import Dataset
-from streamrec.evaluation.metrics import COLD_ITEM_INTERACTIONS, paired_bootstrap, per_event
+from streamrec.evaluation.metrics import COLD_ITEM_INTERACTIONS
 from streamrec.evaluation.models import StreamingModel
 from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel
 from streamrec.evaluation.pretrained import DEFAULT_CACHE
 from streamrec.evaluation.protocols import ProtocolResult, run_prequential
-from streamrec.evaluation.report import machine_info
+from streamrec.evaluation.report import command_line, interval, machine_info
 from streamrec.evaluation.suite import harness_settings
 from streamrec.events import ActionVocabulary
 from streamrec.pipeline import Pipeline
@@ -118,16 +117,10 @@ def summarise(result: ProtocolResult, boosts: list[float]) -> dict[str, Any]:
             rival = max(rivals, key=lambda n: rows[n]["cold_item"]["hit@10"])
             against["cold vs the best kNN at no lower hit@10"] = (rival, "cold_item")
         comparisons.append({"boost": boost, **{
-            label: {"baseline": theirs, **_ratio(rows, ours, theirs, scope), **_interval(result, ours, theirs, scope)}
+            label: {"baseline": theirs, **_ratio(rows, ours, theirs, scope),
+                    **interval(result, ours, theirs, "hit@10", scope)}
             for label, (theirs, scope) in against.items()}})
     return {"models": rows, "comparisons": comparisons}
-
-
-def _interval(result: ProtocolResult, ours: str, theirs: str, scope: str) -> dict[str, Any]:
-    mask = result.slices[scope] if scope != "all" else slice(None)
-    ci = paired_bootstrap(per_event(result.ranks[ours][mask], result.k),
-                          per_event(result.ranks[theirs][mask], result.k), result.groups[mask])
-    return {"ci": {k: round(v, 4) if v == v else None for k, v in ci.items()}}
 
 
 def _ratio(rows: dict[str, Any], ours: str, theirs: str, scope: str) -> dict[str, Any]:
@@ -232,10 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                                  positive=lambda e: vocab.is_positive(e.action),
                                  exclude_actions=settings.retrieval.exclude_actions,
                                  on_batch=lambda done, total: bar.update(done - bar.n))
-    overridden = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("STREAMREC_")]
     report = {"dataset": dataset.describe(), "machine": machine, "encoder": f"{description} ({settings.encoder.mode} "
               f"mode, at most {settings.encoder.max_length} tokens per window)",
-              "command": [*overridden, Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
+              "command": command_line(argv),
               "batch_size": settings.batch.max_size, "boosts": boosts, "cold_below": settings.retrieval.cold_below,
               "scored": result.scored, "cold_events": int(result.slices["cold_item"].sum()),
               "wall_seconds": time.perf_counter() - started, **summarise(result, boosts)}

@@ -30,7 +30,7 @@ from streamrec.evaluation import (
     write_report,
 )
 from streamrec.evaluation.pretrained import DEFAULT_CACHE
-from streamrec.evaluation.report import machine_info
+from streamrec.evaluation.report import command_line, machine_info
 from streamrec.evaluation.suite import PIPELINES
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                     "description": description, "dim": encoder.dim if encoder is not None else None,
                     "pooling": getattr(encoder, "pooling", None)}
     machine["load_average_end"] = list(os.getloadavg())
-    overridden = [f"{name}={value}" for name, value in sorted(os.environ.items()) if name.startswith("STREAMREC_")]
-    report = build_report(suite, encoder_info, command=[*overridden, Path(sys.argv[0]).name, *(argv or sys.argv[1:])],
-                          machine=machine)
+    report = build_report(suite, encoder_info, command=command_line(argv), machine=machine)
     report["wall_seconds"] = time.perf_counter() - started
     report["cpu_seconds"] = time.process_time() - cpu_started
     paths = write_report(report, suite, args.out_dir, args.tag)

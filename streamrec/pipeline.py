@@ -180,10 +180,9 @@ class Pipeline:
                                            torch.tensor([self._recent_items(u) for u in users]), item_text)
         positive_recent = torch.tensor([self._positive_recent(u) for u in users])
         scores = self.ranker.combine(self._features(user_vecs @ item_vecs.T + bias, positive_recent, item_text))
-        retrieval = self.settings.retrieval
-        if retrieval.cold_boost and self.cooccurrence is not None:
-            cold = self.cooccurrence.interactions(scores.shape[1]) < retrieval.cold_below
-            scores = boost_cold(scores, cold, retrieval.cold_boost)
+        boost = self.settings.retrieval.cold_boost
+        if boost and (cold := self._cold(scores.shape[1])) is not None:
+            scores = boost_cold(scores, cold, boost)
         ranked = self.retriever.rank(scores, [self.windows.seen_items(u) for u in users])
         produced_at = int(self.clock() * 1000)
         recommendations = []
@@ -199,13 +198,17 @@ class Pipeline:
                 model_version=self.head.version, event_time=event_time, produced_at=produced_at))
         return recommendations
 
-    def _cold_items(self, recommendations: Sequence[Recommendation]) -> int:
+    def _cold(self, n_items: int) -> torch.Tensor | None:
+        """Items with fewer than ``retrieval.cold_below`` interactions so far (None: no co-occurrence to count them)."""
         if self.cooccurrence is None:
+            return None
+        return self.cooccurrence.interactions(n_items) < self.settings.retrieval.cold_below
+
+    def _cold_items(self, recommendations: Sequence[Recommendation]) -> int:
+        cold = self._cold(len(self.catalog))
+        if cold is None:
             return 0
-        counts = self.cooccurrence.interactions(len(self.catalog))
-        below = self.settings.retrieval.cold_below
-        return sum(int(counts[self.catalog.index_of(item.item_id)] < below)
-                   for rec in recommendations for item in rec.items)
+        return sum(int(cold[self.catalog.index_of(item.item_id)]) for rec in recommendations for item in rec.items)
 
     def _reasons(self, window: Sequence[Event], picks: list[int], item_vecs: torch.Tensor,
                  item_text: torch.Tensor) -> list[str]:

@@ -109,13 +109,13 @@ def targets(report: dict[str, Any], result: ProtocolResult | None = None) -> dic
             out[f"{scope} {metric}"] = {"streamrec": ours, "best_baseline": best, "baseline": theirs,
                                        "ratio": ratio, "target_ratio": needed,
                                        "met": ratio is not None and ratio >= needed,
-                                       **_interval(result, "streamrec", best, metric, scope)}
+                                       **interval(result, "streamrec", best, metric, scope)}
     if "streamrec-ids-only" in models:
         ours, ids = models["streamrec"]["all"]["hit@10"], models["streamrec-ids-only"]["all"]["hit@10"]
-        interval = _interval(result, "streamrec", "streamrec-ids-only", "hit@10", "all")
+        text_gain = interval(result, "streamrec", "streamrec-ids-only", "hit@10", "all")
         # "improves" means more than noise: with an interval, its lower end must be above zero
-        met = ours > ids and (not interval or interval["ci"]["difference_low"] > 0)
-        out["text beats ids-only"] = {"streamrec": ours, "ids_only": ids, "met": met, **interval}
+        met = ours > ids and (not text_gain or text_gain["ci"]["difference_low"] > 0)
+        out["text beats ids-only"] = {"streamrec": ours, "ids_only": ids, "met": met, **text_gain}
     seconds = models["streamrec"]["seconds"]
     out["replay within 30 min"] = {"seconds": seconds, "cpu_seconds": models["streamrec"]["cpu_seconds"],
                                    "met": seconds <= 1800,
@@ -123,7 +123,13 @@ def targets(report: dict[str, Any], result: ProtocolResult | None = None) -> dic
     return out
 
 
-def _interval(result: ProtocolResult | None, ours: str, theirs: str, metric: str, scope: str) -> dict[str, Any]:
+def command_line(argv: list[str] | None = None) -> list[str]:
+    """The command that reproduces a benchmark run: its ``STREAMREC_*`` overrides, the script, its arguments."""
+    overridden = [f"{name}={value}" for name, value in sorted(os.environ.items()) if name.startswith("STREAMREC_")]
+    return [*overridden, Path(sys.argv[0]).name, *(argv or sys.argv[1:])]
+
+
+def interval(result: ProtocolResult | None, ours: str, theirs: str, metric: str, scope: str) -> dict[str, Any]:
     """``{"ci": paired_bootstrap(...)}`` of ``ours`` against ``theirs`` on ``scope``'s events."""
     if result is None or ours not in result.ranks or theirs not in result.ranks:
         return {}
