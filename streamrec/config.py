@@ -90,6 +90,10 @@ class HeadSettings(_Section):
                                                  "co-occurrence counts half (None: never forgotten)")
     ranker_learning_rate: float = Field(0.05, gt=0, description="Adam step of the final ranker's "
                                         "feature weights, learned test-then-train on the stream")
+    ranker_new_items: bool = Field(True, description="the ranker also learns its own weights for items "
+                                   "nobody has taken yet and for cold ones (fewer than retrieval.cold_below "
+                                   "interactions): an offset each, and how far to trust the head and the text "
+                                   "there, where the co-occurrence and popularity know nothing")
     seed: int = 0
     checkpoint_path: Path | None = None
 

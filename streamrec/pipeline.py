@@ -12,7 +12,8 @@ For each micro-batch:
    once per user however many of their events arrived;
 5. those users get a fresh top-K over the whole catalogue, each item with a reason: the
    ranker's blend of the head, co-occurrence (the last 30 items, and the last 3 alone),
-   popularity and text-similarity scores.
+   popularity and text-similarity scores, with weights of their own for the head and the text
+   on items nobody has taken yet and on cold ones (``head.ranker_new_items``).
 
 The Kafka service and the file replay both call :meth:`Pipeline.process`; neither knows
 anything the other does not.
@@ -37,7 +38,7 @@ from streamrec.events import ActionVocabulary, Event
 from streamrec.head import Example, OnlineHead
 from streamrec.incremental import make_window_encoder
 from streamrec.item_vectors import ItemVectors
-from streamrec.ranker import OnlineRanker, boost_cold
+from streamrec.ranker import OnlineRanker, boost_cold, standardised
 from streamrec.recommendations import Recommendation, RecommendedItem
 from streamrec.retrieval import Retriever
 from streamrec.text import TextTemplate
@@ -51,6 +52,7 @@ RANKER_FILE = "ranker.safetensors"
 RANKER_FORMAT = "streamrec-ranker-1"
 WINDOWS_FILE = "windows.msgpack"
 RECENT_ITEMS = 3  # the short-term co-occurrence signal reads the user's last 3 items
+STAGES = ("new", "cold")  # items nobody has taken yet; fewer than retrieval.cold_below interactions
 
 
 @dataclass
@@ -103,6 +105,9 @@ class Pipeline:
         features = ["head"]
         if self.cooccurrence is not None:
             features += ["cooccurrence", "cooccurrence_recent", "popularity", *(["text"] if head.text_features else [])]
+            if head.ranker_new_items:  # an offset per stage, and the head and the text within it
+                signals = ["items", "head", *(["text"] if head.text_features else [])]
+                features += [f"{signal}_{stage}" for signal in signals for stage in STAGES]
         self.ranker = OnlineRanker(features, settings.retrieval.k, head.ranker_learning_rate)
         self.retriever = Retriever(settings.retrieval, catalog)
         self._window_vectors: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -264,7 +269,25 @@ class Pipeline:
                 weights = present * self.settings.head.cooccurrence_decay ** torch.arange(
                     positive_recent.shape[1], dtype=torch.float)
                 rows.append((weights.unsqueeze(-1) * unit[positive_recent.clamp(min=0)]).sum(dim=1) @ unit.T)
+            if "items_new" in self.ranker.features:
+                rows += self._stage_rows(rows)
         return torch.stack(rows)
+
+    def _stage_rows(self, rows: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Rows that let the ranker treat items nobody has taken yet (``new``) and cold ones apart:
+        an indicator of each stage (``items_*``: an offset), then the head's and the text's
+        standardised rows kept on that stage's items only (``head_*``, ``text_*``)."""
+        assert self.cooccurrence is not None
+        head = rows[0]
+        counts = self.cooccurrence.interactions(head.shape[1])
+        stages = [counts == 0, (counts > 0) & (counts < self.settings.retrieval.cold_below)]
+        masks = [stage.float().expand_as(head) for stage in stages]
+        out = list(masks)
+        text = [rows[self.ranker.features.index("text")]] if "text" in self.ranker.features else []
+        for row in [head, *text]:
+            z = standardised(row)
+            out += [z * mask for mask in masks]
+        return out
 
     def _observe(self, window_vectors: torch.Tensor, recent: torch.Tensor,
                  positives: list[tuple[list[int], list[int], int]], item_text: torch.Tensor) -> None:

@@ -185,3 +185,34 @@ def test_the_cold_boost_brings_cold_items_forward_and_keeps_the_order_of_the_res
     after_batch = boosted.cooccurrence.interactions(len(boosted.catalog))  # as published
     published = [i.item_id for rec in result.recommendations for i in rec.items]
     assert result.cold_items == sum(int(after_batch[boosted.catalog.index_of(i)] < 5) for i in published) > 0
+
+
+
+def test_the_new_item_rows_score_only_the_items_of_their_stage(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    pipeline = Pipeline(make_settings(), tiny_encoder, Catalog(synthetic_log.items))
+    replay(pipeline, synthetic_log.events[:150], progress=False)
+    assert pipeline.ranker.features[-6:] == ["items_new", "items_cold", "head_new", "head_cold", "text_new",
+                                             "text_cold"]
+    assert pipeline.cooccurrence is not None
+    counts = pipeline.cooccurrence.interactions(len(pipeline.catalog)).tolist()
+    new = {pipeline.catalog.ids[i] for i, c in enumerate(counts) if c == 0}
+    cold = {pipeline.catalog.ids[i] for i, c in enumerate(counts) if 0 < c < 5}
+    assert len(new) >= 10 and len(cold) >= 10
+    users = sorted(pipeline.windows.users())[:20]
+
+    def lists(**weights: float) -> list[set[str]]:
+        with torch.no_grad():
+            pipeline.ranker.weights.copy_(torch.tensor([weights.get(f, 0.0) for f in pipeline.ranker.features]))
+        return [{i.item_id for i in r.items} for r in pipeline.recommend(users)]
+
+    assert all(items <= new for items in lists(items_new=1.0))  # an offset for items nobody has taken
+    assert all(items <= cold for items in lists(items_cold=1.0))
+    # the head's and the text's rows reach only their stage: their best items come from it
+    for feature, stage in [("head_new", new), ("text_new", new), ("head_cold", cold), ("text_cold", cold)]:
+        assert sum(len(items & stage) for items in lists(**{feature: 1.0})) > 0.8 * 10 * len(users), feature
+    plain = Pipeline(make_settings(head={"ranker_new_items": False}), tiny_encoder, Catalog(synthetic_log.items))
+    assert plain.ranker.features == pipeline.ranker.features[:-6]
+    ids_only = Pipeline(make_settings(head={"text_features": False}), tiny_encoder, Catalog(synthetic_log.items))
+    assert ids_only.ranker.features[-4:] == ["items_new", "items_cold", "head_new", "head_cold"]
