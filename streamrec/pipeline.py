@@ -255,14 +255,16 @@ class Pipeline:
     def _seen_index(self, user_id: str) -> list[int]:
         return [i for i in map(self.catalog.find_index, self.windows.seen_items(user_id)) if i is not None]
 
-    def _features(self, head: torch.Tensor, positive_recent: torch.Tensor, item_text: torch.Tensor) -> torch.Tensor:
-        """``(features, users, items)``: the signals the ranker blends, in ``ranker.features`` order."""
+    def _features(self, head: torch.Tensor, positive_recent: torch.Tensor,
+                  item_text: torch.Tensor) -> list[torch.Tensor]:
+        """The signals the ranker blends, in ``ranker.features`` order: ``(users, items)`` rows,
+        and ``(1, items)`` for those that are the same for every user."""
         rows = [head]
         if self.cooccurrence is not None:
             n_items = head.shape[1]
             rows.append(self.cooccurrence.scores(positive_recent, n_items))
             rows.append(self.cooccurrence.scores(positive_recent[:, :RECENT_ITEMS], n_items))  # the last few alone
-            rows.append(self.cooccurrence.popularity(n_items).expand_as(head))
+            rows.append(self.cooccurrence.popularity(n_items))  # (1, items): the same for everyone
             if "text" in self.ranker.features:  # the LM's view: items that read like the user's recent ones
                 unit = torch.nn.functional.normalize(item_text, dim=1)
                 present = (positive_recent >= 0).float()
@@ -271,7 +273,7 @@ class Pipeline:
                 rows.append((weights.unsqueeze(-1) * unit[positive_recent.clamp(min=0)]).sum(dim=1) @ unit.T)
             if "items_new" in self.ranker.features:
                 rows += self._stage_rows(rows)
-        return torch.stack(rows)
+        return rows
 
     def _stage_rows(self, rows: list[torch.Tensor]) -> list[torch.Tensor]:
         """Rows that let the ranker treat items nobody has taken yet (``new``) and cold ones apart:
@@ -281,7 +283,7 @@ class Pipeline:
         head = rows[0]
         counts = self.cooccurrence.interactions(head.shape[1])
         stages = [counts == 0, (counts > 0) & (counts < self.settings.retrieval.cold_below)]
-        masks = [stage.float().expand_as(head) for stage in stages]
+        masks = [stage.float().unsqueeze(0) for stage in stages]
         out = list(masks)
         text = [rows[self.ranker.features.index("text")]] if "text" in self.ranker.features else []
         for row in [head, *text]:

@@ -1,7 +1,9 @@
 """The final ranker: a learned blend of score rows (the head, co-occurrence, popularity, text).
 
 Every signal scores the whole catalogue for a user; each row is standardised (zero mean, unit
-deviation over the items), and the final score is ``sum_f w_f * z_f``. The weights ``w`` are
+deviation over the items), and the final score is ``sum_f w_f * z_f``. A signal that is the same
+for every user (popularity, an item's stage) may come as one ``(1, items)`` row: it is
+standardised once and broadcast. The weights ``w`` are
 learned on the stream, test-then-train like everything else: before a batch is learned, each
 of its positive events is ranked with the signals as they were before the event (its hit@k is
 recorded, decayed, for monitoring), then ``w`` takes one Adam step on the softmax loss of the
@@ -49,15 +51,20 @@ class OnlineRanker:
         """Decayed hit@k of the events scored so far, before each was learned."""
         return self.hits / self.scored if self.scored else float("nan")
 
-    def combine(self, features: torch.Tensor) -> torch.Tensor:
-        """``features``: ``(len(self.features), users, items)`` raw scores -> ``(users, items)``."""
+    def combine(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``features``: one row of raw scores per feature, each ``(users, items)`` or, the same
+        for every user, ``(1, items)`` (a ``(features, users, items)`` tensor does too) ->
+        ``(users, items)``."""
         with torch.no_grad():
             return self._scores(features)
 
-    def _scores(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("f,fun->un", self.weights, standardised(features))
+    def _scores(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        if len(features) != len(self.features):
+            raise ValueError(f"{len(features)} score rows for {len(self.features)} ranker features")
+        terms = (weight * standardised(row) for weight, row in zip(self.weights, features, strict=True))
+        return sum(terms, torch.zeros(()))  # shared rows broadcast over the users
 
-    def observe(self, features: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor) -> None:
+    def observe(self, features: Sequence[torch.Tensor], targets: torch.Tensor, excluded: torch.Tensor) -> None:
         """Score ``targets`` (one per row) with the current weights, then learn from them.
         ``excluded`` (bool, users x items) marks items the users had already seen."""
         if len(targets) == 0:
@@ -109,6 +116,9 @@ def boost_cold(scores: torch.Tensor, cold: torch.Tensor, boost: float) -> torch.
 
 def standardised(scores: torch.Tensor) -> torch.Tensor:
     """Each row (last axis) to zero mean and unit deviation over its finite entries."""
+    if torch.isfinite(scores.sum()):  # no infinities (the usual case): one fused pass
+        deviation, mean = torch.std_mean(scores, dim=-1, correction=0, keepdim=True)
+        return (scores - mean) / deviation.clamp(min=1e-6)
     finite = torch.isfinite(scores)
     clean = torch.where(finite, scores, torch.zeros_like(scores))
     n = finite.sum(dim=-1, keepdim=True).clamp(min=1)

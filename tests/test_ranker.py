@@ -59,6 +59,30 @@ def test_standardised_rows_are_scale_free_and_keep_infinities() -> None:
     assert standardised(torch.zeros(1, 4)).abs().sum() == 0  # a constant row says nothing
 
 
+def test_a_row_shared_by_every_user_blends_and_learns_as_if_repeated_per_user() -> None:
+    generator = torch.Generator().manual_seed(3)
+    targets = torch.randint(N_ITEMS, (16,), generator=generator)
+    head = _signal(targets, 1.0, generator)
+    popularity = torch.randn(1, N_ITEMS, generator=generator)
+    shared, repeated = OnlineRanker(["head", "popularity"]), OnlineRanker(["head", "popularity"])
+    for _ in range(5):
+        shared.observe([head, popularity], targets, torch.zeros(16, N_ITEMS, dtype=torch.bool))
+        repeated.observe(torch.stack([head, popularity.expand_as(head)]), targets,
+                         torch.zeros(16, N_ITEMS, dtype=torch.bool))
+    assert shared.weight("popularity") != 0.0  # it learned something, and the same thing
+    assert torch.allclose(shared.weights, repeated.weights, atol=1e-6)
+    assert torch.allclose(shared.combine([head, popularity]),
+                          repeated.combine(torch.stack([head, popularity.expand_as(head)])), atol=1e-5)
+    with pytest.raises(ValueError, match="1 score rows for 2 ranker features"):
+        shared.combine([head])
+
+
+def test_standardised_takes_the_same_values_with_or_without_an_infinity_elsewhere() -> None:
+    rows = torch.randn(3, 40, generator=torch.Generator().manual_seed(1)) * 7 + 2
+    with_inf = torch.cat([rows, torch.tensor([[float("-inf")]] * 3)], dim=1)
+    assert torch.allclose(standardised(rows), standardised(with_inf)[:, :40], atol=1e-5)
+
+
 def test_state_round_trips_and_other_features_start_over() -> None:
     ranker = OnlineRanker(["head", "cooccurrence"])
     _stream(ranker, [0.0, 3.0], batches=5)
