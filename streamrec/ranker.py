@@ -1,15 +1,14 @@
 """The final ranker: a learned blend of score rows (the head, co-occurrence, popularity, text).
 
 Every signal scores the whole catalogue for a user; each row is standardised (zero mean, unit
-deviation over the items), and the final score is ``sum_f w_f * z_f``. A signal that is the same
-for every user (popularity, an item's stage) may come as one ``(1, items)`` row: it is
-standardised once and broadcast. The weights ``w`` are
-learned on the stream, test-then-train like everything else: before a batch is learned, each
-of its positive events is ranked with the signals as they were before the event (its hit@k is
-recorded, decayed, for monitoring), then ``w`` takes one Adam step on the softmax loss of the
-event's item over the catalogue (items the user had already seen left out). A log where item
-text predicts well moves weight towards the head and text; one driven by co-visitation,
-towards the co-occurrence.
+deviation over the items), and the final score is ``sum_f w_f * z_f``; a signal that is the
+same for every user (popularity, an item's stage) may come as one ``(1, items)`` row, which is
+standardised once and broadcast. The weights ``w`` are learned on the stream, test-then-train
+like everything else: before a batch is learned, each of its positive events is ranked with
+the signals as they were before the event (its hit@k is recorded, decayed, for monitoring),
+then ``w`` takes one Adam step on the softmax loss of the event's item over the catalogue
+(items the user had already seen left out). A log where item text predicts well moves weight
+towards the head and text; one driven by co-visitation, towards the co-occurrence.
 
 >>> ranker = OnlineRanker(["head", "cooccurrence"], learning_rate=0.2)
 >>> head, cooc = torch.tensor([[1.0, 0.0, 0.5]]), torch.tensor([[0.0, 0.0, 9.0]])
