@@ -281,9 +281,10 @@ class Pipeline:
         standardised rows kept on that stage's items only (``head_*``, ``text_*``)."""
         assert self.cooccurrence is not None
         head = rows[0]
-        counts = self.cooccurrence.interactions(head.shape[1])
-        stages = [counts == 0, (counts > 0) & (counts < self.settings.retrieval.cold_below)]
-        masks = [stage.float().unsqueeze(0) for stage in stages]
+        new = self.cooccurrence.interactions(head.shape[1]) == 0
+        cold = self._cold(head.shape[1])
+        assert cold is not None
+        masks = [stage.float().unsqueeze(0) for stage in (new, cold & ~new)]
         out = list(masks)
         text = [rows[self.ranker.features.index("text")]] if "text" in self.ranker.features else []
         for row in [head, *text]:

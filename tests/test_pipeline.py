@@ -187,7 +187,6 @@ def test_the_cold_boost_brings_cold_items_forward_and_keeps_the_order_of_the_res
     assert result.cold_items == sum(int(after_batch[boosted.catalog.index_of(i)] < 5) for i in published) > 0
 
 
-
 def test_the_new_item_rows_score_only_the_items_of_their_stage(
     make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
 ) -> None:
