@@ -94,6 +94,10 @@ class HeadSettings(_Section):
                                    "nobody has taken yet and for cold ones (fewer than retrieval.cold_below "
                                    "interactions): an offset each, and how far to trust the head and the text "
                                    "there, where the co-occurrence and popularity know nothing")
+    ranker_text_neighbours: int = Field(20, ge=0, description="with ranker_new_items and text features: "
+                                        "items nobody has taken yet and cold ones also score the co-occurrence "
+                                        "of their k nearest items by text, so new items inherit the evidence "
+                                        "of the items they read like (0: off)")
     seed: int = 0
     checkpoint_path: Path | None = None
 

@@ -38,6 +38,7 @@ from streamrec.events import ActionVocabulary, Event
 from streamrec.head import Example, OnlineHead
 from streamrec.incremental import make_window_encoder
 from streamrec.item_vectors import ItemVectors
+from streamrec.neighbours import TextNeighbours
 from streamrec.ranker import OnlineRanker, boost_cold, standardised
 from streamrec.recommendations import Recommendation, RecommendedItem
 from streamrec.retrieval import Retriever
@@ -105,10 +106,12 @@ class Pipeline:
         features = ["head"]
         if self.cooccurrence is not None:
             features += ["cooccurrence", "cooccurrence_recent", "popularity", *(["text"] if head.text_features else [])]
-            if head.ranker_new_items:  # an offset per stage, and the head and the text within it
-                signals = ["items", "head", *(["text"] if head.text_features else [])]
+            if head.ranker_new_items:  # per stage: an offset, the head, the text, the text neighbours
+                signals = ["items", "head", *(["text"] if head.text_features else []),
+                           *(["neighbours"] if head.text_features and head.ranker_text_neighbours else [])]
                 features += [f"{signal}_{stage}" for signal in signals for stage in STAGES]
         self.ranker = OnlineRanker(features, settings.retrieval.k, head.ranker_learning_rate)
+        self.neighbours = TextNeighbours(head.ranker_text_neighbours) if "neighbours_new" in features else None
         self.retriever = Retriever(settings.retrieval, catalog)
         self._window_vectors: OrderedDict[str, torch.Tensor] = OrderedDict()
 
@@ -272,13 +275,14 @@ class Pipeline:
                     positive_recent.shape[1], dtype=torch.float)
                 rows.append((weights.unsqueeze(-1) * unit[positive_recent.clamp(min=0)]).sum(dim=1) @ unit.T)
             if "items_new" in self.ranker.features:
-                rows += self._stage_rows(rows)
+                rows += self._stage_rows(rows, item_text)
         return rows
 
-    def _stage_rows(self, rows: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _stage_rows(self, rows: list[torch.Tensor], item_text: torch.Tensor) -> list[torch.Tensor]:
         """Rows that let the ranker treat items nobody has taken yet (``new``) and cold ones apart:
         an indicator of each stage (``items_*``: an offset), then the head's and the text's
-        standardised rows kept on that stage's items only (``head_*``, ``text_*``)."""
+        standardised rows kept on that stage's items only (``head_*``, ``text_*``), and the
+        co-occurrence their text neighbours have (``neighbours_*``)."""
         assert self.cooccurrence is not None
         head = rows[0]
         new = self.cooccurrence.interactions(head.shape[1]) == 0
@@ -286,8 +290,13 @@ class Pipeline:
         assert cold is not None
         masks = [stage.float().unsqueeze(0) for stage in (new, cold & ~new)]
         out = list(masks)
-        text = [rows[self.ranker.features.index("text")]] if "text" in self.ranker.features else []
-        for row in [head, *text]:
+        signals = [head]
+        if "text" in self.ranker.features:
+            signals.append(rows[self.ranker.features.index("text")])
+        if self.neighbours is not None:
+            self.neighbours.update(item_text)
+            signals.append(self.neighbours.spread(rows[self.ranker.features.index("cooccurrence")]))
+        for row in signals:
             z = standardised(row)
             out += [z * mask for mask in masks]
         return out

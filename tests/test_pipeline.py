@@ -192,8 +192,8 @@ def test_the_new_item_rows_score_only_the_items_of_their_stage(
 ) -> None:
     pipeline = Pipeline(make_settings(), tiny_encoder, Catalog(synthetic_log.items))
     replay(pipeline, synthetic_log.events[:150], progress=False)
-    assert pipeline.ranker.features[-6:] == ["items_new", "items_cold", "head_new", "head_cold", "text_new",
-                                             "text_cold"]
+    assert pipeline.ranker.features[-8:] == ["items_new", "items_cold", "head_new", "head_cold", "text_new",
+                                             "text_cold", "neighbours_new", "neighbours_cold"]
     assert pipeline.cooccurrence is not None
     counts = pipeline.cooccurrence.interactions(len(pipeline.catalog)).tolist()
     new = {pipeline.catalog.ids[i] for i, c in enumerate(counts) if c == 0}
@@ -209,9 +209,31 @@ def test_the_new_item_rows_score_only_the_items_of_their_stage(
     assert all(items <= new for items in lists(items_new=1.0))  # an offset for items nobody has taken
     assert all(items <= cold for items in lists(items_cold=1.0))
     # the head's and the text's rows reach only their stage: their best items come from it
-    for feature, stage in [("head_new", new), ("text_new", new), ("head_cold", cold), ("text_cold", cold)]:
+    for feature, stage in [("head_new", new), ("text_new", new), ("neighbours_new", new), ("head_cold", cold),
+                           ("text_cold", cold), ("neighbours_cold", cold)]:
         assert sum(len(items & stage) for items in lists(**{feature: 1.0})) > 0.8 * 10 * len(users), feature
     plain = Pipeline(make_settings(head={"ranker_new_items": False}), tiny_encoder, Catalog(synthetic_log.items))
-    assert plain.ranker.features == pipeline.ranker.features[:-6]
+    assert plain.ranker.features == pipeline.ranker.features[:-8]
     ids_only = Pipeline(make_settings(head={"text_features": False}), tiny_encoder, Catalog(synthetic_log.items))
     assert ids_only.ranker.features[-4:] == ["items_new", "items_cold", "head_new", "head_cold"]
+    no_neighbours = Pipeline(make_settings(head={"ranker_text_neighbours": 0}), tiny_encoder,
+                             Catalog(synthetic_log.items))
+    assert no_neighbours.ranker.features == pipeline.ranker.features[:-2] and no_neighbours.neighbours is None
+
+
+def test_an_item_nobody_has_taken_inherits_the_cooccurrence_of_the_item_it_reads_like(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    pipeline = Pipeline(make_settings(head={"ranker_text_neighbours": 1}), tiny_encoder,
+                        Catalog(synthetic_log.items))
+    replay(pipeline, synthetic_log.events[:300], progress=False)
+    assert pipeline.cooccurrence is not None
+    user = sorted(pipeline.windows.users())[0]
+    recent = torch.tensor([pipeline._positive_recent(user)])
+    cooccurrence = pipeline.cooccurrence.scores(recent, len(pipeline.catalog))[0]
+    liked = pipeline.catalog.get(pipeline.catalog.ids[int(cooccurrence.argmax())])  # what the user's items go with
+    assert liked is not None and float(cooccurrence.max()) > 0
+    pipeline.add_items([Item("sequel", liked.title, liked.category, liked.attributes)])  # reads the same, untaken
+    with torch.no_grad():
+        pipeline.ranker.weights.copy_(torch.tensor([float(f == "neighbours_new") for f in pipeline.ranker.features]))
+    assert pipeline.recommend([user])[0].items[0].item_id == "sequel"
