@@ -33,7 +33,7 @@ class TextNeighbours:
         self._unit = torch.zeros(0, 0)  # the unit vectors the lists were computed from
         self.indices = torch.zeros(0, 0, dtype=torch.long)  # (items, k'): neighbours, most alike first
         self.similarities = torch.zeros(0, 0)  # their cosines
-        self.recomputed = 0  # rows computed against the whole catalogue, for tests and monitoring
+        self.recomputed = 0  # rows computed against the whole catalogue (tests check updates stay small)
         self._matrix: torch.Tensor | None = None
 
     def update(self, vectors: torch.Tensor) -> None:

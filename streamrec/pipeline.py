@@ -13,7 +13,8 @@ For each micro-batch:
 5. those users get a fresh top-K over the whole catalogue, each item with a reason: the
    ranker's blend of the head, co-occurrence (the last 30 items, and the last 3 alone),
    popularity and text-similarity scores, with weights of their own for the head and the text
-   on items nobody has taken yet and on cold ones (``head.ranker_new_items``).
+   on items nobody has taken yet and on cold ones (``head.ranker_new_items``), and for the
+   co-occurrence of the items those read like (:mod:`streamrec.neighbours`).
 
 The Kafka service and the file replay both call :meth:`Pipeline.process`; neither knows
 anything the other does not.

@@ -166,3 +166,37 @@ def test_cold_boost_benchmark_runs_every_model_at_every_boost_in_one_pass(tmp_pa
         assert boosted > plain, family
     assert (tmp_path / "cold-boost-synthetic.png").stat().st_size > 0
     assert "| streamrec | 3 |" in (tmp_path / "cold-boost-synthetic.md").read_text()
+
+
+def test_ablation_benchmark_pairs_two_pipelines_event_by_event(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "ablation.py"
+    spec = importlib.util.spec_from_file_location("ablation_benchmark", script)
+    assert spec is not None and spec.loader is not None
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    config = tmp_path / "small.yaml"
+    config.write_text("batch: {max_size: 16}\nwindow: {max_events: 10}\n"
+                      "head: {replay_sample: 16, negatives: 32, steps_per_batch: 1}\n")
+    common = ["synthetic:n_users=40,n_items=60,seed=3", "--limit", "500", "--encoder", str(tiny_model_dir),
+              "--config", str(config), "--out-dir", str(tmp_path)]
+
+    def rows(tag: str) -> dict[tuple[str, str], dict[str, float]]:
+        saved = json.loads((tmp_path / f"ablation-synthetic-{tag}.json").read_text())
+        return {(r["scope"], r["metric"]): r for r in saved["rows"]}
+
+    # the same settings on both sides: identical lists, so every difference and interval is zero
+    assert ablation.main([*common, "--set", "head.seed=0", "--tag", "same"]) == 0
+    same = rows("same")
+    assert {scope for scope, _ in same} == {"all", "cold_item", "new_user", "long_tail", "unseen_item"}
+    for row in same.values():
+        assert row["streamrec"] == row["variant"] and row["difference_low"] == row["difference_high"] == 0
+    # without the co-occurrence the variant is another model: the pairing shows it
+    assert ablation.main([*common, "--set", "head.cooccurrence_history=0", "--tag", "head-only"]) == 0
+    head_only = rows("head-only")[("all", "hit@10")]
+    assert head_only["streamrec"] == same[("all", "hit@10")]["streamrec"] != head_only["variant"]
+    assert head_only["difference_low"] <= head_only["difference"] <= head_only["difference_high"]
+    assert "| all | hit@10 |" in (tmp_path / "ablation-synthetic-head-only.md").read_text()
+    with pytest.raises(SystemExit, match=r"head\.nope=1"):
+        ablation.main([*common, "--set", "head.nope=1"])
