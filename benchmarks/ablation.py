@@ -32,7 +32,7 @@ from streamrec.encoder import HFEncoder
 from streamrec.evaluation import load_dataset, resolve_encoder
 from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel
 from streamrec.evaluation.pretrained import DEFAULT_CACHE
-from streamrec.evaluation.protocols import run_prequential
+from streamrec.evaluation.protocols import ProtocolResult, run_prequential
 from streamrec.evaluation.report import command_line, interval, machine_info
 from streamrec.evaluation.suite import harness_settings
 from streamrec.events import ActionVocabulary
@@ -73,7 +73,8 @@ def variant_settings(settings: Settings, changes: list[str]) -> Settings:
     return type(settings).model_validate(data)
 
 
-def summarise(result: Any) -> dict[str, Any]:
+def summarise(result: ProtocolResult) -> dict[str, Any]:
+    """Both models and their paired difference on every metric and slice."""
     metrics = result.metrics()
     scopes = ["all", *result.slices]
     rows = []

@@ -68,7 +68,8 @@ def test_exposition_after_a_short_replay_has_names_types_and_label_sets(
     weights = {s.labels["feature"]: s.value for s in families["streamrec_ranker_weight"].samples}
     assert weights == dict(zip(pipeline.ranker.features, pipeline.ranker.weights.tolist(), strict=True))
     assert set(weights) == {"head", "cooccurrence", "cooccurrence_recent", "popularity", "text",
-                            "items_new", "items_cold", "head_new", "head_cold", "text_new", "text_cold"}
+                            "items_new", "items_cold", "head_new", "head_cold", "text_new", "text_cold",
+                            "neighbours_new", "neighbours_cold"}
     assert "process_resident_memory_bytes" in families
 
 
