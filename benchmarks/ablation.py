@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tqdm import tqdm
 
 from streamrec.catalog import Catalog
 from streamrec.config import Settings, load_settings
@@ -32,10 +31,9 @@ from streamrec.encoder import HFEncoder
 from streamrec.evaluation import load_dataset, resolve_encoder
 from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel
 from streamrec.evaluation.pretrained import DEFAULT_CACHE
-from streamrec.evaluation.protocols import ProtocolResult, run_prequential
+from streamrec.evaluation.protocols import ProtocolResult
 from streamrec.evaluation.report import command_line, interval, machine_info
-from streamrec.evaluation.suite import harness_settings
-from streamrec.events import ActionVocabulary
+from streamrec.evaluation.suite import harness_settings, prequential_pass
 from streamrec.pipeline import Pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -125,13 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     models = [PipelineModel(Pipeline(s, shared, Catalog(dataset.items)), n)
               for n, s in ((OURS, settings), (THEIRS, variant))]
     machine = machine_info()
-    vocab = ActionVocabulary.for_domain(settings.domain, settings.actions)
     started = time.perf_counter()
-    with tqdm(total=len(dataset.events), desc="prequential", unit="ev", file=sys.stderr) as bar:
-        result = run_prequential(dataset.events, models, settings.batch.max_size, catalogue=dataset.catalogue,
-                                 positive=lambda e: vocab.is_positive(e.action),
-                                 exclude_actions=settings.retrieval.exclude_actions,
-                                 on_batch=lambda done, total: bar.update(done - bar.n))
+    result = prequential_pass(dataset, settings, models)
     report = {"dataset": dataset.describe(), "machine": machine, "command": command_line(argv),
               "encoder": f"{description} ({settings.encoder.mode} mode, at most {settings.encoder.max_length} "
                          "tokens per window)",

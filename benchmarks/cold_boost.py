@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from streamrec.catalog import Catalog
 from streamrec.config import Settings, load_settings
 from streamrec.encoder import HFEncoder
@@ -37,9 +35,9 @@ from streamrec.evaluation.metrics import COLD_ITEM_INTERACTIONS
 from streamrec.evaluation.models import StreamingModel
 from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel
 from streamrec.evaluation.pretrained import DEFAULT_CACHE
-from streamrec.evaluation.protocols import ProtocolResult, run_prequential
+from streamrec.evaluation.protocols import ProtocolResult
 from streamrec.evaluation.report import command_line, interval, machine_info
-from streamrec.evaluation.suite import harness_settings
+from streamrec.evaluation.suite import harness_settings, prequential_pass
 from streamrec.events import ActionVocabulary
 from streamrec.pipeline import Pipeline
 
@@ -218,13 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     boosts = sorted(set(args.boosts))
     models = build_models(dataset, settings, encoder, boosts)
-    vocab = ActionVocabulary.for_domain(settings.domain, settings.actions)
     started = time.perf_counter()
-    with tqdm(total=len(dataset.events), desc="prequential", unit="ev", file=sys.stderr) as bar:
-        result = run_prequential(dataset.events, models, settings.batch.max_size, catalogue=dataset.catalogue,
-                                 positive=lambda e: vocab.is_positive(e.action),
-                                 exclude_actions=settings.retrieval.exclude_actions,
-                                 on_batch=lambda done, total: bar.update(done - bar.n))
+    result = prequential_pass(dataset, settings, models)
     report = {"dataset": dataset.describe(), "machine": machine, "encoder": f"{description} ({settings.encoder.mode} "
               f"mode, at most {settings.encoder.max_length} tokens per window)",
               "command": command_line(argv),

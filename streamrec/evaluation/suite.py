@@ -30,11 +30,14 @@ once per run however many pipelines (and protocols) see it; the ids-only head ge
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from tqdm import tqdm
 
 from streamrec.catalog import Catalog
 from streamrec.config import Settings
@@ -170,3 +173,14 @@ def run_suite(
     if cached is not None:
         result.encoder_cache = {"hits": cached.hits, "misses": cached.misses}
     return result
+
+
+def prequential_pass(dataset: Dataset, settings: Settings, models: Sequence[StreamingModel]) -> ProtocolResult:
+    """One prequential pass of ``models`` over ``dataset`` in micro-batches of ``batch.max_size``,
+    with a progress bar: what the benchmarks that build their own models run."""
+    vocab = ActionVocabulary.for_domain(settings.domain, settings.actions)
+    with tqdm(total=len(dataset.events), desc="prequential", unit="ev", file=sys.stderr) as bar:
+        return run_prequential(dataset.events, models, settings.batch.max_size, catalogue=dataset.catalogue,
+                               positive=lambda e: vocab.is_positive(e.action),
+                               exclude_actions=settings.retrieval.exclude_actions,
+                               on_batch=lambda done, total: bar.update(done - bar.n))

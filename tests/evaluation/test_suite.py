@@ -1,6 +1,8 @@
+import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -12,6 +14,16 @@ from streamrec.evaluation.report import build_report, markdown, write_report
 from streamrec.evaluation.suite import MODEL_NAMES, PROTOCOLS, build_models, harness_settings, run_suite
 
 MakeSettings = Callable[..., Settings]
+
+
+def benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py``, imported as a module (the scripts are not a package)."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_one_run_scores_every_model_on_every_protocol_and_writes_the_report(
@@ -104,13 +116,7 @@ def test_item_and_incremental_modes_run_in_the_harness_without_the_text_cache(
 def test_benchmark_command_runs_baselines_without_an_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMREC_HEAD__SEED", "7")  # overrides are part of the command that reproduces a report
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "quality.py"
-    spec = importlib.util.spec_from_file_location("quality_benchmark", script)
-    assert spec is not None and spec.loader is not None
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
+    quality = benchmark("quality")
     assert quality.main(["synthetic:n_users=12,n_items=15", "--models", "popularity", "markov",
                          "--protocols", "prequential", "leave-last-out", "--out-dir", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "quality-synthetic.json").read_text())
@@ -122,13 +128,7 @@ def test_benchmark_command_runs_baselines_without_an_encoder(tmp_path: Path, cap
 
 
 def test_headroom_benchmark_hindsight_knn_scores_at_least_the_streaming_one(tmp_path: Path) -> None:
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "headroom.py"
-    spec = importlib.util.spec_from_file_location("headroom_benchmark", script)
-    assert spec is not None and spec.loader is not None
-    headroom = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(headroom)
+    headroom = benchmark("headroom")
     assert headroom.main(["synthetic:n_users=40,n_items=30,seed=3", "--batch-size", "16",
                           "--out-dir", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "headroom-synthetic.json").read_text())
@@ -145,13 +145,7 @@ def test_headroom_benchmark_hindsight_knn_scores_at_least_the_streaming_one(tmp_
 
 
 def test_cold_boost_benchmark_runs_every_model_at_every_boost_in_one_pass(tmp_path: Path, tiny_model_dir: Path) -> None:
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "cold_boost.py"
-    spec = importlib.util.spec_from_file_location("cold_boost_benchmark", script)
-    assert spec is not None and spec.loader is not None
-    cold_boost = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cold_boost)
+    cold_boost = benchmark("cold_boost")
     config = tmp_path / "small.yaml"
     config.write_text("batch: {max_size: 16}\nwindow: {max_events: 10}\n"
                       "head: {replay_sample: 16, negatives: 32, steps_per_batch: 1}\n")
@@ -169,13 +163,7 @@ def test_cold_boost_benchmark_runs_every_model_at_every_boost_in_one_pass(tmp_pa
 
 
 def test_ablation_benchmark_pairs_two_pipelines_event_by_event(tmp_path: Path, tiny_model_dir: Path) -> None:
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "ablation.py"
-    spec = importlib.util.spec_from_file_location("ablation_benchmark", script)
-    assert spec is not None and spec.loader is not None
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
+    ablation = benchmark("ablation")
     config = tmp_path / "small.yaml"
     config.write_text("batch: {max_size: 16}\nwindow: {max_events: 10}\n"
                       "head: {replay_sample: 16, negatives: 32, steps_per_batch: 1}\n")
