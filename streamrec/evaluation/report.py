@@ -25,6 +25,8 @@ from streamrec.evaluation.suite import BASELINES, SuiteResult
 SLICE_TITLES = {"cold_item": "cold items", "new_user": "new users", "long_tail": "long tail",
                 "unseen_item": "unseen items"}
 CURVE_POINTS = 200
+#: Issue #5's replay target: ml-100k (100,000 events) within 30 minutes on 2 CPU cores.
+REPLAY_BUDGET_SECONDS, REPLAY_BUDGET_EVENTS = 1800.0, 100_000
 
 
 def machine_info() -> dict[str, Any]:
@@ -117,9 +119,13 @@ def targets(report: dict[str, Any], result: ProtocolResult | None = None) -> dic
         met = ours > ids and (not text_gain or text_gain["ci"]["difference_low"] > 0)
         out["text beats ids-only"] = {"streamrec": ours, "ids_only": ids, "met": met, **text_gain}
     seconds = models["streamrec"]["seconds"]
+    # The target is ml-100k's 100,000 events in 30 minutes; a longer log gets as long per event.
+    budget = REPLAY_BUDGET_SECONDS * max(1.0, pre["events"] / REPLAY_BUDGET_EVENTS)
+    note = "wall time of the streamrec model in the prequential pass"
+    if budget > REPLAY_BUDGET_SECONDS:
+        note += f"; {pre['events']:,} events: budget {budget:,.0f} s, 30 min per 100,000 events"
     out["replay within 30 min"] = {"seconds": seconds, "cpu_seconds": models["streamrec"]["cpu_seconds"],
-                                   "met": seconds <= 1800,
-                                   "note": "wall time of the streamrec model in the prequential pass"}
+                                   "budget_seconds": budget, "met": seconds <= budget, "note": note}
     return out
 
 

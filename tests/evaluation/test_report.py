@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from streamrec.evaluation.metrics import SLICES
 from streamrec.evaluation.protocols import ProtocolResult
@@ -14,8 +15,8 @@ def result_with(ranks: dict[str, list[int]], users: int = 200) -> ProtocolResult
         n_items=50, users=users, groups=np.arange(n) % users)
 
 
-def report_of(result: ProtocolResult) -> dict:
-    return {"protocols": {"prequential": {"models": result.metrics()}}}
+def report_of(result: ProtocolResult, events: int | None = None) -> dict:
+    return {"protocols": {"prequential": {"models": result.metrics(), "events": events or result.events}}}
 
 
 def test_text_beats_ids_only_only_when_the_interval_clears_zero() -> None:
@@ -42,6 +43,18 @@ def test_ratio_targets_carry_their_interval_into_the_markdown() -> None:
     assert any(line.startswith("- all hit@10: streamrec 1.0000 vs popularity 0.5000 = 2.00x; 95% CI ")
                for line in lines)
     assert any(line.startswith("Intervals: a bootstrap over users (2,000 Poisson resamples") for line in lines)
+
+
+def test_the_replay_budget_is_30_minutes_for_ml_100k_and_as_long_per_event_for_a_longer_log() -> None:
+    result = result_with({"popularity": [0, -1] * 100, "streamrec": [0, 0] * 100})
+    result.seconds["streamrec"] = 2900.0  # ml-1m took 2,902 s on the project's machine
+    short = targets(report_of(result, events=100_000), result)["replay within 30 min"]
+    assert short["budget_seconds"] == 1800 and not short["met"] and "budget" not in short["note"]
+    small = targets(report_of(result, events=2_000), result)["replay within 30 min"]
+    assert small["budget_seconds"] == 1800 and not small["met"]  # never less than 30 minutes
+    long = targets(report_of(result, events=1_000_209), result)["replay within 30 min"]
+    assert long["budget_seconds"] == pytest.approx(18003.762) and long["met"]
+    assert long["note"].endswith("1,000,209 events: budget 18,004 s, 30 min per 100,000 events")
 
 
 def minimal_report(found: dict) -> dict:
