@@ -26,14 +26,12 @@ from typing import Any
 import yaml
 
 from streamrec.catalog import Catalog
-from streamrec.config import Settings, load_settings
-from streamrec.encoder import HFEncoder
-from streamrec.evaluation import load_dataset, resolve_encoder
+from streamrec.config import Settings
 from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel
 from streamrec.evaluation.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
 from streamrec.evaluation.protocols import ProtocolResult
 from streamrec.evaluation.report import command_line, interval, machine_info
-from streamrec.evaluation.suite import harness_settings, prequential_pass
+from streamrec.evaluation.suite import prepare_run, prequential_pass
 from streamrec.pipeline import Pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -113,12 +111,9 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    dataset = load_dataset(args.dataset, args.limit)
-    model, description = resolve_encoder(args.encoder, args.cache_dir)
-    settings = load_settings(args.config, domain=dataset.domain, encoder={"model": model, "threads": args.threads})
-    settings = harness_settings(settings, dataset)
+    dataset, settings, encoder, description = prepare_run(args.dataset, args.encoder, args.config, args.threads,
+                                                          args.limit, args.cache_dir)
     variant = variant_settings(settings, args.changes)
-    encoder = HFEncoder(settings.encoder)
     shared = CachedEncoder(encoder) if settings.encoder.mode == variant.encoder.mode == "text" else encoder
     models = [PipelineModel(Pipeline(s, shared, Catalog(dataset.items)), n)
               for n, s in ((OURS, settings), (THEIRS, variant))]

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.catalog import Catalog
-from streamrec.config import Settings, load_settings
+from streamrec.config import Settings
 from streamrec.encoder import HFEncoder
-from streamrec.evaluation import load_dataset, resolve_encoder
 from streamrec.evaluation.baselines import CooccurrenceKNN
 from streamrec.evaluation.datasets import Dataset
 from streamrec.evaluation.metrics import COLD_ITEM_INTERACTIONS
@@ -37,7 +36,7 @@ from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel
 from streamrec.evaluation.pretrained import DEFAULT_CACHE
 from streamrec.evaluation.protocols import ProtocolResult
 from streamrec.evaluation.report import command_line, interval, machine_info
-from streamrec.evaluation.suite import harness_settings, prequential_pass
+from streamrec.evaluation.suite import prepare_run, prequential_pass
 from streamrec.events import ActionVocabulary
 from streamrec.pipeline import Pipeline
 
@@ -208,11 +207,8 @@ def markdown(report: dict[str, Any], png: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    dataset = load_dataset(args.dataset, args.limit)
-    model, description = resolve_encoder(args.encoder, args.cache_dir)
-    settings = load_settings(args.config, domain=dataset.domain, encoder={"model": model, "threads": args.threads})
-    settings = harness_settings(settings, dataset)
-    encoder = HFEncoder(settings.encoder)
+    dataset, settings, encoder, description = prepare_run(args.dataset, args.encoder, args.config, args.threads,
+                                                          args.limit, args.cache_dir)
     machine = machine_info()
     boosts = sorted(set(args.boosts))
     models = build_models(dataset, settings, encoder, boosts)

@@ -40,12 +40,13 @@ from typing import Any
 from tqdm import tqdm
 
 from streamrec.catalog import Catalog
-from streamrec.config import Settings
-from streamrec.encoder import TextEncoder
+from streamrec.config import Settings, load_settings
+from streamrec.encoder import HFEncoder, TextEncoder
 from streamrec.evaluation.baselines import CooccurrenceKNN, Markov, Popularity, RecentPopularity
-from streamrec.evaluation.datasets import Dataset
+from streamrec.evaluation.datasets import Dataset, load_dataset
 from streamrec.evaluation.models import ScoringModel, StreamingModel
 from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
+from streamrec.evaluation.pretrained import DEFAULT_CACHE, resolve_encoder
 from streamrec.evaluation.protocols import ProtocolResult, run_leave_last_out, run_prequential, split_leave_last_out
 from streamrec.evaluation.river_mf import BiasedMF
 from streamrec.events import ActionVocabulary
@@ -86,6 +87,19 @@ class SuiteResult:
     diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol -> model -> ...
     wall_seconds: dict[str, float] = field(default_factory=dict)  # protocol -> seconds
     encoder_cache: dict[str, int] = field(default_factory=dict)
+
+
+def prepare_run(location: str, encoder: str, config: str | None = None, threads: int | None = None,
+                limit: int | None = None, cache_dir: str = str(DEFAULT_CACHE),
+                ) -> tuple[Dataset, Settings, HFEncoder, str]:
+    """What a benchmark of the pipeline starts from: the dataset, the harness's settings (the
+    YAML ``config`` with the dataset's domain and the resolved ``encoder``), the loaded
+    encoder and its description."""
+    dataset = load_dataset(location, limit)
+    model, description = resolve_encoder(encoder, cache_dir)
+    settings = load_settings(config, domain=dataset.domain, encoder={"model": model, "threads": threads})
+    settings = harness_settings(settings, dataset)
+    return dataset, settings, HFEncoder(settings.encoder), description
 
 
 def harness_settings(settings: Settings, dataset: Dataset, k: int = METRIC_K) -> Settings:
