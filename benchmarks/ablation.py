@@ -31,7 +31,7 @@ from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel
 from streamrec.evaluation.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
 from streamrec.evaluation.protocols import ProtocolResult
 from streamrec.evaluation.report import command_line, interval, machine_info
-from streamrec.evaluation.suite import prepare_run, prequential_pass
+from streamrec.evaluation.suite import pipeline_encoder, prepare_run, prequential_pass
 from streamrec.pipeline import Pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           args.limit, args.cache_dir)
     variant = variant_settings(settings, args.changes)
     shared = CachedEncoder(encoder) if settings.encoder.mode == variant.encoder.mode == "text" else encoder
-    models = [PipelineModel(Pipeline(s, shared, Catalog(dataset.items)), n)
+    models = [PipelineModel(Pipeline(*pipeline_encoder(s, shared), Catalog(dataset.items)), n)
               for n, s in ((OURS, settings), (THEIRS, variant))]
     machine = machine_info()
     started = time.perf_counter()

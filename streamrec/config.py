@@ -73,7 +73,8 @@ class HeadSettings(_Section):
     text_features: bool = Field(True, description="use the encoder's vectors (off: ids-only ablation)")
     id_features: bool = Field(True, description="use learned id embeddings (off: text-only ablation)")
     learning_rate: float = Field(3e-3, gt=0)
-    negatives: int = Field(1024, ge=1, description="uniform negatives per update (sampled softmax)")
+    negatives: int = Field(1024, ge=1, description="uniform negatives per update (sampled "
+                           "softmax; at least the catalogue's size: the full softmax)")
     replay_size: int = Field(4096, ge=0, description="recent examples kept for replay")
     replay_sample: int = Field(64, ge=0, description="replayed examples mixed into each update (about one per "
                                "new example at the default batch size: more replay dilutes what is new)")

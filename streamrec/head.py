@@ -186,7 +186,10 @@ class OnlineHead:
         for _ in range(settings.steps_per_batch):
             old = self.replay.sample(settings.replay_sample, self.generator)
             batch = Example.concat([new, old]) if old is not None else new
-            negatives = torch.randint(n_items, (min(settings.negatives, n_items),), generator=self.generator)
+            if settings.negatives >= n_items:  # the full softmax
+                negatives = torch.arange(n_items)
+            else:
+                negatives = torch.randint(n_items, (settings.negatives,), generator=self.generator)
             candidates, target = torch.unique(torch.cat([batch.items, negatives]), return_inverse=True)
             target = target[: len(batch.items)]
             users = self.model.users(batch.vectors, batch.recent, item_text)

@@ -33,6 +33,17 @@ def test_learns_a_planted_transition_from_recent_items() -> None:
     assert head.version == 150
 
 
+def test_negatives_at_least_the_catalogue_give_the_full_softmax() -> None:
+    head = OnlineHead(ENC, HeadSettings(dim=8, negatives=50, replay_size=0, steps_per_batch=1))
+    item_text = torch.randn(50, ENC)
+    batch = examples(6, torch.tensor([3, 3, 7, 11, 20, 49]))
+    with torch.no_grad():
+        vectors, bias = head.model.items(item_text, torch.arange(50))
+        logits = head.model.users(batch.vectors, batch.recent, item_text) @ vectors.T + bias
+        expected = torch.nn.functional.cross_entropy(logits, batch.items)
+    assert head.learn(batch, item_text) == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_new_items_score_from_text_before_any_interaction() -> None:
     head = OnlineHead(ENC, HeadSettings(dim=8))
     item_text = torch.randn(3, ENC)

@@ -129,13 +129,18 @@ def build_models(names: Sequence[str], dataset: Dataset, settings: Settings,
         if encoder is None:
             raise ValueError(f"model {name!r} needs an encoder")
         head = settings.head.model_copy(update=PIPELINES[name])
-        variant = settings.model_copy(update={"head": head})
-        variant_encoder: TextEncoder = encoder
-        if not head.text_features:  # no text to read: zero vectors, whatever the encoder mode
-            variant_encoder = ZeroEncoder(encoder.dim)
-            variant = variant.model_copy(update={"encoder": settings.encoder.model_copy(update={"mode": "text"})})
+        variant, variant_encoder = pipeline_encoder(settings.model_copy(update={"head": head}), encoder)
         models.append(PipelineModel(Pipeline(variant, variant_encoder, Catalog(dataset.items)), name))
     return models
+
+
+def pipeline_encoder(settings: Settings, encoder: TextEncoder) -> tuple[Settings, TextEncoder]:
+    """The settings and encoder a pipeline runs with: a head without text features reads
+    nothing from the encoder, so it gets zero vectors (in text mode) instead of paying for encoding."""
+    if settings.head.text_features:
+        return settings, encoder
+    return (settings.model_copy(update={"encoder": settings.encoder.model_copy(update={"mode": "text"})}),
+            ZeroEncoder(encoder.dim))
 
 
 def run_suite(

@@ -10,8 +10,16 @@ from streamrec.config import Settings
 from streamrec.encoder import HFEncoder
 from streamrec.evaluation.datasets import load_dataset
 from streamrec.evaluation.metrics import SLICES
+from streamrec.evaluation.pipeline_model import ZeroEncoder
 from streamrec.evaluation.report import build_report, markdown, write_report
-from streamrec.evaluation.suite import MODEL_NAMES, PROTOCOLS, build_models, harness_settings, run_suite
+from streamrec.evaluation.suite import (
+    MODEL_NAMES,
+    PROTOCOLS,
+    build_models,
+    harness_settings,
+    pipeline_encoder,
+    run_suite,
+)
 
 MakeSettings = Callable[..., Settings]
 
@@ -89,6 +97,17 @@ def test_ablations_flip_the_head_switches_and_unknown_names_fail(
         build_models(["streamrec"], dataset, make_settings(), None)
     with pytest.raises(ValueError, match="unknown protocol"):
         run_suite(dataset, make_settings(), None, ["popularity"], ["offline"])
+
+
+def test_a_head_without_text_reads_zero_vectors_instead_of_encoding(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder
+) -> None:
+    settings = make_settings(encoder={"mode": "item"})
+    assert pipeline_encoder(settings, tiny_encoder) == (settings, tiny_encoder)
+    ids_only = settings.model_copy(update={"head": settings.head.model_copy(update={"text_features": False})})
+    variant, encoder = pipeline_encoder(ids_only, tiny_encoder)
+    assert isinstance(encoder, ZeroEncoder) and encoder.dim == tiny_encoder.dim
+    assert variant.encoder.mode == "text" and variant.head == ids_only.head
 
 
 def test_item_and_incremental_modes_run_in_the_harness_without_the_text_cache(
