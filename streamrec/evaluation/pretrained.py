@@ -68,7 +68,7 @@ def recbole_to_ml1m(source: Path, target: Path) -> None:
     """Rewrite RecBole's ``ml-1m.inter`` / ``ml-1m.item`` as MovieLens 1M's ``ratings.dat`` /
     ``movies.dat``: RecBole keys movies by title and users as ``1m_<id>``; movies get ids in
     the item file's order, users their MovieLens ids, genres their ``|`` separators."""
-    items = _atomic_rows(source / "ml-1m.item", ("item_id", "genre"))
+    items = list(_atomic_rows(source / "ml-1m.item", ("item_id", "genre")))
     ids = {row["item_id"]: str(number) for number, row in enumerate(items, 1)}
     with (target / "movies.dat").open("w", encoding="utf-8") as movies:
         for row in items:
@@ -87,8 +87,9 @@ def recbole_to_ml1m(source: Path, target: Path) -> None:
         "MovieLens Datasets: History and Context, ACM TiiS 5(4)). Do not redistribute.\n")
 
 
-def _atomic_rows(path: Path, fields: Sequence[str]) -> list[dict[str, str]]:
-    """Rows of a RecBole atomic file (tab-separated, a ``name:type`` header) as name -> value."""
+def _atomic_rows(path: Path, fields: Sequence[str]) -> Iterator[dict[str, str]]:
+    """Rows of a RecBole atomic file (tab-separated, a ``name:type`` header) as name -> value,
+    read line by line."""
     if not path.is_file():
         raise SourceError(f"RecBole atomic file {str(path)!r} is missing")
     with path.open(encoding="utf-8", newline="") as fh:
@@ -97,14 +98,12 @@ def _atomic_rows(path: Path, fields: Sequence[str]) -> list[dict[str, str]]:
         missing = [name for name in fields if name not in header]
         if missing:
             raise SourceError(f"{str(path)!r}: no {', '.join(missing)} column (header {header})")
-        rows = []
         for line_no, line in enumerate(lines, 2):
             values = line.split("\t")
             if len(values) != len(header):
                 raise SourceError(f"{path.name}:{line_no}: expected {len(header)} tab-separated values, "
                                   f"got {len(values)}")
-            rows.append(dict(zip(header, values, strict=True)))
-    return rows
+            yield dict(zip(header, values, strict=True))
 
 
 PACKAGED_LOGS = {
