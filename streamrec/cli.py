@@ -57,9 +57,10 @@ def _fail(exc: StreamrecError) -> typer.Exit:
 
 @app.command()
 def replay(
-    log: Annotated[Path, typer.Argument(help="recorded log: file or MovieLens directory")],
+    log: Annotated[Path, typer.Argument(help="recorded log: file, MovieLens or RecBole directory")],
     catalog: Annotated[Path | None, typer.Option("--catalog", help="items file (.csv/.jsonl)")] = None,
-    log_format: Annotated[str, typer.Option("--format", help="auto|csv|jsonl|msgpack|movielens|amazon")] = "auto",
+    log_format: Annotated[str, typer.Option(
+        "--format", help="auto|csv|jsonl|msgpack|movielens|amazon|recbole")] = "auto",
     out: Annotated[Path | None, typer.Option("--out", help="recommendations JSONL")] = None,
     metrics_out: Annotated[Path | None, typer.Option("--metrics-out", help="metrics JSON")] = None,
     column: Annotated[list[str] | None, typer.Option("--column", help="column map ours=theirs")] = None,

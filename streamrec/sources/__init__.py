@@ -1,4 +1,5 @@
-"""Readers of recorded behaviour logs: generic CSV/JSONL/msgpack logs, MovieLens and Amazon reviews.
+"""Readers of recorded behaviour logs: generic CSV/JSONL/msgpack logs, MovieLens, Amazon reviews and
+RecBole atomic files.
 
 :func:`read_log` loads a whole log as validated, time-sorted :class:`~streamrec.events.Event`
 objects (for the replay runner); :func:`iter_log_records` streams the same records, mapped to
@@ -50,8 +51,8 @@ class RecordedLog:
     """A loaded log: events sorted by time (ties keep file order) and the item text it ships."""
 
     events: list[Event]
-    #: Item text shipped with the log: MovieLens movies, or the Amazon metadata of the
-    #: products the loaded events mention; [] for generic logs.
+    #: Item text shipped with the log: MovieLens movies, the Amazon metadata of the products
+    #: the loaded events mention, or a RecBole ``.item`` file; [] for generic logs.
     items: list[Item] = field(default_factory=list)
     #: (location, message) of the event and item records that failed validation.
     rejected: list[tuple[str, str]] = field(default_factory=list)

@@ -31,7 +31,7 @@ class _ColumnSpec:
     """A parsed ``column_map``: our field -> the file's column, plus the loader options."""
 
     columns: Mapping[str, str]
-    explicit: frozenset[str]
+    explicit: frozenset[str]  # the fields and options the column map gave
     timestamp_unit: Literal["s", "ms"] = "ms"
     default_action: str | None = None
     metadata: Path | None = None
@@ -52,7 +52,7 @@ class _ColumnSpec:
         metadata = given.get("metadata")
         return cls(
             columns=columns,
-            explicit=frozenset(name for name in EVENT_FIELDS if name in given),
+            explicit=frozenset(name for name in (*EVENT_FIELDS, *OPTION_KEYS) if name in given),
             timestamp_unit="s" if unit == "s" else "ms",
             default_action=given.get("default_action") or None,
             metadata=Path(metadata) if metadata else None,

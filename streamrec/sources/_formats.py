@@ -11,15 +11,17 @@ from streamrec.events import ActionVocabulary, Event
 from streamrec.sources._amazon import _amazon_items, _amazon_record, _looks_like_amazon
 from streamrec.sources._common import Reject, _ColumnSpec, _Records, _suffix
 from streamrec.sources._generic import _csv_records, _jsonl_objects, _map_record, _msgpack_objects
-from streamrec.sources._movielens import _movielens_items, _movielens_layout, _movielens_records
+from streamrec.sources._movielens import _ML_LAYOUTS, _movielens_items, _movielens_layout, _movielens_records
+from streamrec.sources._recbole import is_recbole_directory, recbole_items, recbole_records
 
-LogFormat = Literal["auto", "csv", "jsonl", "msgpack", "movielens", "amazon"]
+LogFormat = Literal["auto", "csv", "jsonl", "msgpack", "movielens", "amazon", "recbole"]
 
 # fmt: off
 _SUFFIX_FORMATS: dict[str, LogFormat] = {
     ".csv": "csv", ".tsv": "csv",
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
     ".msgpack": "msgpack", ".mpk": "msgpack",
+    ".inter": "recbole",
 }
 # fmt: on
 _DOMAINS: dict[str, str] = {"movielens": "video", "amazon": "ecommerce"}
@@ -30,21 +32,23 @@ _NEEDED_ACTIONS: dict[str, tuple[str, ...]] = {
 
 
 def detect_format(path: str | Path) -> LogFormat:
-    """The format of ``path``: a directory is MovieLens, a file goes by its extension.
+    """The format of ``path``: a directory is MovieLens, or RecBole when it holds a ``.inter``
+    file and no MovieLens ratings; a file goes by its extension.
 
     A ``.gz`` ending is looked through. A JSON-lines file whose first record is an Amazon
     review (``reviewerID``/``asin``, or ``parent_asin`` and ``rating``) is ``"amazon"``.
     """
     path = Path(path)
     if path.is_dir():
-        return "movielens"
+        movielens = any((path / ratings).is_file() for _, ratings, *_ in _ML_LAYOUTS)
+        return "recbole" if not movielens and is_recbole_directory(path) else "movielens"
     if not path.is_file():
         raise SourceError(f"log {str(path)!r} does not exist")
     log_format = _SUFFIX_FORMATS.get(_suffix(path))
     if log_format is None:
         raise SourceError(
-            f"log {str(path)!r}: cannot tell the format from its extension; expected a MovieLens "
-            "directory or a .csv, .tsv, .jsonl, .ndjson, .json, .msgpack or .mpk file "
+            f"log {str(path)!r}: cannot tell the format from its extension; expected a MovieLens or "
+            "RecBole directory or a .csv, .tsv, .jsonl, .ndjson, .json, .msgpack, .mpk or .inter file "
             "(or pass log_format)"
         )
     if log_format == "jsonl" and _looks_like_amazon(path):
@@ -60,6 +64,9 @@ def _resolve_format(path: Path, log_format: str) -> LogFormat:
     if log_format == "movielens":
         if not path.is_dir():
             raise SourceError(f"MovieLens log {str(path)!r}: expected a directory (ml-100k, ml-1m, ml-latest, ...)")
+    elif log_format == "recbole":
+        if not (path.is_file() or is_recbole_directory(path)):
+            raise SourceError(f"RecBole log {str(path)!r}: expected a .inter file or a directory holding one")
     elif not path.is_file():
         raise SourceError(f"{log_format} log {str(path)!r} does not exist or is not a file")
     return cast(LogFormat, log_format)
@@ -89,6 +96,8 @@ def _records(path: Path, log_format: LogFormat, spec: _ColumnSpec, reject: Rejec
         return ((loc, _map_record(obj, spec)) for loc, obj in _msgpack_objects(path, reject))
     if log_format == "movielens":
         return _movielens_records(_movielens_layout(path), reject)
+    if log_format == "recbole":
+        return recbole_records(path, spec, reject)
     return ((loc, _amazon_record(obj)) for loc, obj in _jsonl_objects(path, reject))
 
 
@@ -103,4 +112,6 @@ def _load_items(
         return _movielens_items(_movielens_layout(path), rejected)
     if log_format == "amazon":
         return _amazon_items(path, spec, events, rejected)
+    if log_format == "recbole":
+        return recbole_items(path, spec, rejected)
     return []
