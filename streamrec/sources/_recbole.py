@@ -87,7 +87,7 @@ def recbole_records(path: Path, spec: _ColumnSpec, reject: Reject) -> _Records:
 
 def recbole_items(path: Path, spec: _ColumnSpec, rejected: list[tuple[str, str]]) -> list[Item]:
     inter = recbole_inter(path)
-    item_file = inter.with_suffix(ITEM_SUFFIX)
+    item_file = inter.with_name(inter.name.removesuffix(".gz").removesuffix(INTER_SUFFIX) + ITEM_SUFFIX)
     if not item_file.is_file():
         logger.warning("RecBole log %s: no %s next to it; loading events without item text", inter.name,
                        item_file.name)
