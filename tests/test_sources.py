@@ -502,3 +502,10 @@ def test_recbole_without_an_action_or_with_several_inter_files_is_a_clear_error(
     (tmp_path / "b.inter").unlink()
     log = read_log(tmp_path, ECOMMERCE, column_map={"default_action": "view"})  # no a.item: events only
     assert len(log.events) == 3 and log.items == []
+
+
+def test_recbole_item_file_without_a_title_column_loads_events_only(tmp_path: Path) -> None:
+    shutil.copy(RECBOLE / "shop.inter", tmp_path / "shop.inter")
+    (tmp_path / "shop.item").write_text("item_id:token\tbrand:token\np1\tAcme\n")
+    log = read_log(tmp_path, ECOMMERCE, column_map={"default_action": "view"})
+    assert len(log.events) == 3 and log.items == [] and all(loc.startswith("shop.inter") for loc, _ in log.rejected)

@@ -8,7 +8,7 @@ names an action column or a ``default_action``. Other columns (a rating, a label
 attributes.
 
 Item text comes from ``<name>.item`` next to the interactions: the title is the first of
-:data:`TITLE_COLUMNS` present, the category the first of :data:`CATEGORY_COLUMNS` (RecBole
+:data:`TITLE_COLUMNS` in its header, the category the first of :data:`CATEGORY_COLUMNS` (RecBole
 writes lists as space-separated tokens, shown comma-separated); other columns become
 attributes (a release year, a brand).
 """
@@ -95,12 +95,18 @@ def recbole_items(path: Path, spec: _ColumnSpec, rejected: list[tuple[str, str]]
     reject = _collector(rejected)
     id_column = spec.columns["item_id"]
     items: list[Item] = []
+    title_column = category_column = None
     for location, row in atomic_rows(item_file, [id_column], reject):
-        title_column = next((c for c in TITLE_COLUMNS if row.get(c, "").strip()), None)
-        if not row[id_column].strip() or title_column is None:
+        if title_column is None:  # every row has the header's columns: choose them once
+            title_column = next((c for c in TITLE_COLUMNS if c in row), None)
+            category_column = next((c for c in CATEGORY_COLUMNS if c in row), None)
+            if title_column is None:
+                logger.warning("RecBole log %s: %s has none of the title columns %s; loading events without "
+                               "item text", inter.name, item_file.name, ", ".join(TITLE_COLUMNS))
+                return []
+        if not row[id_column].strip() or not row[title_column].strip():
             reject(location, f"item {row[id_column]!r} has no title (columns tried: {', '.join(TITLE_COLUMNS)})")
             continue
-        category_column = next((c for c in CATEGORY_COLUMNS if c in row), None)
         category = _category(row[category_column]) if category_column else ""
         used = {id_column, title_column, category_column}
         attributes = {k: v.strip() for k, v in row.items() if k not in used and v.strip()}
