@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from streamrec.catalog import Catalog
@@ -32,11 +33,13 @@ from streamrec.evaluation.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
 from streamrec.evaluation.protocols import ProtocolResult
 from streamrec.evaluation.report import command_line, interval, machine_info
 from streamrec.evaluation.suite import pipeline_encoder, prepare_run, prequential_pass
+from streamrec.events import Event
 from streamrec.pipeline import Pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OURS, THEIRS = "streamrec", "variant"
 METRICS = ("hit@10", "ndcg@10")
+MAPPING_SECTIONS = ("actions",)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,11 +65,22 @@ def variant_settings(settings: Settings, changes: list[str]) -> Settings:
     for change in changes:
         key, sep, value = change.partition("=")
         section, dot, field = key.strip().partition(".")
-        if not (sep and dot and isinstance(data.get(section), dict) and field in data[section]):
+        # A section that is a plain mapping (``actions``: action -> weight) takes new keys too.
+        mapping = section in MAPPING_SECTIONS
+        if not (sep and dot and isinstance(data.get(section), dict) and (mapping or field in data[section])):
             raise SystemExit(f"--set {change!r}: expected SECTION.FIELD=VALUE with a known field, "
-                             f"e.g. head.ranker_text_neighbours=0")
+                             f"e.g. head.ranker_text_neighbours=0 or actions.like=1")
         data[section][field] = yaml.safe_load(value)
     return type(settings).model_validate(data)
+
+
+def add_action_slices(result: ProtocolResult, events: list[Event]) -> None:
+    """One more slice per action (``action:like``) when the scored events have several, so a change
+    that treats actions differently (their weights) shows what it does to each kind of event."""
+    actions = np.array([events[p].action for p in result.positions])
+    kinds = sorted(set(actions.tolist()))
+    if len(kinds) > 1:
+        result.slices.update({f"action:{kind}": actions == kind for kind in kinds})
 
 
 def summarise(result: ProtocolResult) -> dict[str, Any]:
@@ -120,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     started = time.perf_counter()
     result = prequential_pass(dataset, settings, models)
+    add_action_slices(result, dataset.events)
     report = {"dataset": dataset.describe(), "machine": machine, "command": command_line(argv),
               "encoder": f"{description} ({settings.encoder.mode} mode, at most {settings.encoder.max_length} "
                          "tokens per window)",

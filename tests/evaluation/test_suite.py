@@ -196,7 +196,12 @@ def test_ablation_benchmark_pairs_two_pipelines_event_by_event(tmp_path: Path, t
     # the same settings on both sides: identical lists, so every difference and interval is zero
     assert ablation.main([*common, "--set", "head.seed=0", "--tag", "same"]) == 0
     same = rows("same")
-    assert {scope for scope, _ in same} == {"all", "cold_item", "new_user", "long_tail", "unseen_item"}
+    scopes = {scope for scope, _ in same}
+    actions = {scope for scope in scopes if scope.startswith("action:")}
+    assert scopes - actions == {"all", "cold_item", "new_user", "long_tail", "unseen_item"}
+    # the synthetic shop's events are of several kinds: one slice each, together every scored event
+    assert len(actions) > 1
+    assert sum(same[(a, "hit@10")]["events"] for a in actions) == same[("all", "hit@10")]["events"]
     for row in same.values():
         assert row["streamrec"] == row["variant"] and row["difference_low"] == row["difference_high"] == 0
     # without the co-occurrence the variant is another model: the pairing shows it
@@ -207,3 +212,15 @@ def test_ablation_benchmark_pairs_two_pipelines_event_by_event(tmp_path: Path, t
     assert "| all | hit@10 |" in (tmp_path / "ablation-synthetic-head-only.md").read_text()
     with pytest.raises(SystemExit, match=r"head\.nope=1"):
         ablation.main([*common, "--set", "head.nope=1"])
+
+
+def test_ablation_settings_take_new_action_weights_but_not_unknown_fields(make_settings: MakeSettings) -> None:
+    ablation = benchmark("ablation")
+    settings = make_settings(domain="video")
+    variant = ablation.variant_settings(settings, ["actions.like=1", "head.dim=32"])
+    assert variant.actions == {"like": 1.0} and variant.head.dim == 32
+    assert settings.actions == {} and settings.head.dim != 32  # the original is untouched
+    with pytest.raises(SystemExit, match=r"retrieval\.like=1"):
+        ablation.variant_settings(settings, ["retrieval.like=1"])
+    with pytest.raises(SystemExit, match=r"expected SECTION\.FIELD=VALUE"):
+        ablation.variant_settings(settings, ["actions=1"])
