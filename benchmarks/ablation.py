@@ -5,10 +5,11 @@
 
 Both pipelines see the same events in the same micro-batches (prequential, batches of
 ``batch.max_size``) and share the window-text cache, so the comparison is event by event:
-for every metric and slice of the quality report, the difference between the two and its
-95 % bootstrap interval over users (each user's events drawn together). A change too small
-to show in two separate runs shows here. ``--set`` takes ``section.field=value`` (YAML
-values), any number of times.
+for every metric and slice of the quality report (and each action, when the log has several),
+the difference between the two and its 95 % bootstrap interval over users (each user's events
+drawn together). A change too small to show in two separate runs shows here. ``--set`` takes
+``section.field=value`` (YAML values; ``actions.NAME=W`` re-weights an action), any number of
+times.
 
 Writes benchmarks/results/ablation-<dataset>[-<tag>].json and .md.
 """
