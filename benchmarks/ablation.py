@@ -21,6 +21,7 @@ import json
 import logging
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,6 @@ from streamrec.pipeline import Pipeline
 RESULTS = Path(__file__).resolve().parent / "results"
 OURS, THEIRS = "streamrec", "variant"
 METRICS = ("hit@10", "ndcg@10")
-MAPPING_SECTIONS = ("actions",)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,7 +67,8 @@ def variant_settings(settings: Settings, changes: list[str]) -> Settings:
         key, sep, value = change.partition("=")
         section, dot, field = key.strip().partition(".")
         # A section that is a plain mapping (``actions``: action -> weight) takes new keys too.
-        mapping = section in MAPPING_SECTIONS
+        field_info = type(settings).model_fields.get(section)
+        mapping = field_info is not None and typing.get_origin(field_info.annotation) is dict
         if not (sep and dot and isinstance(data.get(section), dict) and (mapping or field in data[section])):
             raise SystemExit(f"--set {change!r}: expected SECTION.FIELD=VALUE with a known field, "
                              f"e.g. head.ranker_text_neighbours=0 or actions.like=1")
@@ -79,7 +80,7 @@ def add_action_slices(result: ProtocolResult, events: list[Event]) -> None:
     """One more slice per action (``action:like``) when the scored events have several, so a change
     that treats actions differently (their weights) shows what it does to each kind of event."""
     actions = np.array([events[p].action for p in result.positions])
-    kinds = sorted(set(actions.tolist()))
+    kinds = np.unique(actions)
     if len(kinds) > 1:
         result.slices.update({f"action:{kind}": actions == kind for kind in kinds})
 
