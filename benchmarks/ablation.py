@@ -21,9 +21,8 @@ import json
 import logging
 import sys
 import time
-import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import numpy as np
 import yaml
@@ -68,7 +67,7 @@ def variant_settings(settings: Settings, changes: list[str]) -> Settings:
         section, dot, field = key.strip().partition(".")
         # A section that is a plain mapping (``actions``: action -> weight) takes new keys too.
         field_info = type(settings).model_fields.get(section)
-        mapping = field_info is not None and typing.get_origin(field_info.annotation) is dict
+        mapping = field_info is not None and get_origin(field_info.annotation) is dict
         if not (sep and dot and isinstance(data.get(section), dict) and (mapping or field in data[section])):
             raise SystemExit(f"--set {change!r}: expected SECTION.FIELD=VALUE with a known field, "
                              f"e.g. head.ranker_text_neighbours=0 or actions.like=1")
