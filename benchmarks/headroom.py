@@ -12,8 +12,7 @@ still stream). The hindsight model is not a fair competitor: it is an upper refe
 what any item-item signal could reach under the same protocol, micro-batched
 (``--batch-size``, default 64) and per event. A third copy drops the scored user's own pairs
 and counts from the hindsight co-occurrence, so it reads every other user's whole behaviour
-but not the user's own later events: the tighter reference where users are few and rate their
-whole history at once.
+but not the user's own later events: the tighter reference where few users share each item.
 
 Writes benchmarks/results/headroom-<dataset>[-<tag>].json and .md.
 """
