@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from streamrec.config import HeadSettings
 from streamrec.evaluation import load_dataset
-from streamrec.evaluation.baselines import _TIE_BREAK, CooccurrenceKNN
+from streamrec.evaluation.baselines import CooccurrenceKNN
 from streamrec.evaluation.protocols import run_prequential
 from streamrec.evaluation.report import machine_info
 from streamrec.events import ActionVocabulary, Event
@@ -72,12 +72,12 @@ class OthersHindsightKNN(HindsightKNN):
                  alpha: float = _HEAD.cooccurrence_alpha) -> None:
         super().__init__(log, catalogue, weights, alpha)
         own: dict[str, tuple[list[int], list[int], list[int]]] = {}  # items taken; pair rows, columns
-        for event in log:  # each user's own share of the counts, added as CooccurrenceKNN.learn adds it
+        for event in log:  # each user's own share of the counts, by the rule the fit used
             if self.weight(event) <= 0:
                 continue
             index = self.index_of(event.item_id)
             taken, rows, columns = own.setdefault(event.user_id, ([], [], []))
-            others = [i for i in set(self.recent.get(event.user_id, ())) if i != index]
+            others = self.partners(event.user_id, index)
             taken.append(index)
             rows += others + [index] * len(others)
             columns += [index] * len(others) + others
@@ -85,24 +85,17 @@ class OthersHindsightKNN(HindsightKNN):
         self.recent = {}
         self.own = {user: tuple(np.array(part, dtype=np.int64) for part in parts) for user, parts in own.items()}
 
-    def scores(self, user_ids: Sequence[str]) -> np.ndarray:
-        n = self.n_items
-        rows = np.tile(_TIE_BREAK * self.popularity(), (len(user_ids), 1))
-        empty = np.zeros(0, dtype=np.int64)
-        for row, user in enumerate(user_ids):
-            recent = np.array(list(self.recent.get(user, ())), dtype=np.int64)
-            if not len(recent):
-                continue
-            taken, pair_rows, pair_columns = self.own.get(user, (empty, empty, empty))
-            counts = np.maximum(self.counts[:n] - np.bincount(taken, minlength=n)[:n], 1.0)
-            cooccurrence = self.cooccurrence[recent, :n].copy()
-            position = np.full(n, -1)
-            position[recent] = np.arange(len(recent))
-            mine = position[pair_rows] >= 0
-            np.add.at(cooccurrence, (position[pair_rows[mine]], pair_columns[mine]), -1.0)
-            similar = cooccurrence / counts[recent, None] ** self.alpha / counts[None, :] ** (1.0 - self.alpha)
-            rows[row] += (self.decay ** np.arange(len(recent))) @ similar
-        return rows
+    def evidence(self, user_id: str, recent: list[int], counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cooccurrence, counts = super().evidence(user_id, recent, counts)
+        if user_id not in self.own:
+            return cooccurrence, counts
+        taken, pair_rows, pair_columns = self.own[user_id]
+        position = np.full(len(counts), -1)
+        position[recent] = np.arange(len(recent))
+        mine = position[pair_rows] >= 0
+        cooccurrence = cooccurrence.copy()
+        np.add.at(cooccurrence, (position[pair_rows[mine]], pair_columns[mine]), -1.0)
+        return cooccurrence, np.maximum(counts - np.bincount(taken, minlength=len(counts)), 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:

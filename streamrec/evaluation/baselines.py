@@ -181,10 +181,18 @@ class CooccurrenceKNN(Popularity):
             if self.weight(event) <= 0:
                 continue
             self.counts[index] += 1
-            others = [i for i in set(self.recent.get(event.user_id, ())) if i != index]
+            others = self.partners(event.user_id, index)
             self.cooccurrence[others, index] += 1.0
             self.cooccurrence[index, others] += 1.0
             self.remember(event.user_id, index)
+
+    def partners(self, user_id: str, index: int) -> list[int]:
+        """The items a new positive event on ``index`` co-occurs with: the user's recent ones."""
+        return [i for i in set(self.recent.get(user_id, ())) if i != index]
+
+    def evidence(self, user_id: str, recent: list[int], counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The co-occurrence rows of the user's recent items and the item counts that score them."""
+        return self.cooccurrence[recent, : self.n_items], counts
 
     def remember(self, user_id: str, index: int) -> None:
         """Make ``index`` the user's newest recent item (at most ``history`` kept, no repeats)."""
@@ -202,7 +210,8 @@ class CooccurrenceKNN(Popularity):
             if not recent:
                 continue
             position_weight = self.decay ** np.arange(len(recent))
-            similar = self.cooccurrence[recent, :n] / counts[recent, None] ** self.alpha / counts[None, :] ** (
+            cooccurrence, user_counts = self.evidence(user, recent, counts)
+            similar = cooccurrence / user_counts[recent, None] ** self.alpha / user_counts[None, :] ** (
                 1.0 - self.alpha)
             rows[row] += position_weight @ similar
         if self.cold_boost:
