@@ -63,6 +63,10 @@ class HindsightKNN(CooccurrenceKNN):
                  alpha: float = _HEAD.cooccurrence_alpha) -> None:
         super().__init__(catalogue, weights, history=HISTORY, decay=DECAY, alpha=alpha)
         super().learn(log)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the users' recent items (the fitted counts stay): ready for another pass."""
         self.recent = {}
 
     def learn(self, events: Sequence[Event]) -> None:
@@ -81,20 +85,19 @@ class OthersHindsightKNN(HindsightKNN):
 
     def __init__(self, log: Sequence[Event], catalogue: Sequence[str], weights: Mapping[str, float],
                  alpha: float = _HEAD.cooccurrence_alpha) -> None:
-        super().__init__(log, catalogue, weights, alpha)
-        own: dict[str, tuple[list[int], list[int], list[int]]] = {}  # items taken; pair rows, columns
-        for event in log:  # each user's own share of the counts, by the rule the fit used
-            if self.weight(event) <= 0:
-                continue
-            index = self.index_of(event.item_id)
-            taken, rows, columns = own.setdefault(event.user_id, ([], [], []))
-            others = self.partners(event.user_id, index)
-            taken.append(index)
-            rows += others + [index] * len(others)
-            columns += [index] * len(others) + others
-            self.remember(event.user_id, index)
-        self.recent = {}
-        self.own = {user: tuple(np.array(part, dtype=np.int64) for part in parts) for user, parts in own.items()}
+        self.shares: dict[str, tuple[list[int], list[int], list[int]]] = {}  # items taken; pair rows, columns
+        super().__init__(log, catalogue, weights, alpha)  # the fit records each user's share in partners()
+        self.own = {user: tuple(np.array(part, dtype=np.int64) for part in parts)
+                    for user, parts in self.shares.items()}
+        self.shares.clear()  # only the fit calls partners()
+
+    def partners(self, user_id: str, index: int) -> list[int]:
+        others = super().partners(user_id, index)
+        taken, rows, columns = self.shares.setdefault(user_id, ([], [], []))
+        taken.append(index)
+        rows += others + [index] * len(others)
+        columns += [index] * len(others) + others
+        return others
 
     def evidence(self, user_id: str, recent: list[int], counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cooccurrence, counts = super().evidence(user_id, recent, counts)
@@ -200,6 +203,10 @@ class OthersHindsightSASRec(ScoringModel):
             loss = model.fit([seq for user, seq in self.history.items() if self.fold[user] != fold], epochs, seed=fold)
             tqdm.write(f"fold {fold}: training loss {loss:.3f}", file=sys.stderr)
             self.models.append(model)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the users' items so far (the trained models stay): ready for another pass."""
         self.history = {}
 
     def learn(self, events: Sequence[Event]) -> None:
@@ -237,21 +244,22 @@ def main(argv: list[str] | None = None) -> int:
     dataset = load_dataset(args.dataset, args.limit)
     vocab = ActionVocabulary.for_domain(dataset.domain)
     weights = vocab.weights
-    sasrec = (OthersHindsightSASRec(dataset.events, dataset.catalogue, weights, args.sasrec_epochs, args.folds)
-              if args.sasrec_epochs else None)
+    # the references are fitted once; each protocol starts them afresh with reset()
+    references: list[HindsightKNN | OthersHindsightSASRec] = [
+        HindsightKNN(dataset.events, dataset.catalogue, weights, alpha=args.alpha),
+        OthersHindsightKNN(dataset.events, dataset.catalogue, weights, alpha=args.alpha)]
+    if args.sasrec_epochs:
+        references.append(OthersHindsightSASRec(dataset.events, dataset.catalogue, weights, args.sasrec_epochs,
+                                                args.folds))
     rows = []
     protocols = [("micro-batched", args.batch_size)] + ([("per event", 1)] if args.per_event else [])
     for label, batch_size in protocols:
         online = CooccurrenceKNN(dataset.catalogue, weights, history=HISTORY, decay=DECAY, alpha=args.alpha)
         online.name = ONLINE
-        hindsight = HindsightKNN(dataset.events, dataset.catalogue, weights, alpha=args.alpha)
-        others = OthersHindsightKNN(dataset.events, dataset.catalogue, weights, alpha=args.alpha)
-        models: list[ScoringModel] = [online, hindsight, others]
-        if sasrec is not None:
-            sasrec.history = {}
-            models.append(sasrec)
+        for reference in references:
+            reference.reset()
         with tqdm(total=len(dataset.events), desc=f"prequential {label}", unit="ev", file=sys.stderr) as bar:
-            result = run_prequential(dataset.events, models, batch_size,
+            result = run_prequential(dataset.events, [online, *references], batch_size,
                                      catalogue=dataset.catalogue,
                                      positive=lambda e: vocab.is_positive(e.action),
                                      on_batch=lambda done, total: bar.update(done - bar.n))
