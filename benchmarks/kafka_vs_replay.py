@@ -42,6 +42,7 @@ from streamrec.catalog import Catalog
 from streamrec.config import load_settings
 from streamrec.encoder import HFEncoder
 from streamrec.kafka.produce import produce_events
+from streamrec.kafka.tail import decode_recommendation
 from streamrec.kafka.topics import TopicSpec, ensure_topic
 from streamrec.pipeline import Pipeline
 from streamrec.recommendations import Recommendation
@@ -65,7 +66,7 @@ def machine() -> dict[str, Any]:
 
 def read_recommendations(bootstrap: str, topic: str) -> list[tuple[int, int, int, Recommendation]]:
     """(partition, offset, timestamp, recommendation) of every committed record."""
-    return [(p, o, ts, Recommendation.from_msgpack(v)) for p, o, ts, _, v in read_topic(bootstrap, topic)
+    return [(p, o, ts, decode_recommendation(v)) for p, o, ts, _, v in read_topic(bootstrap, topic)
             if v is not None]
 
 

@@ -80,7 +80,7 @@ def main() -> None:
     settings = load_settings(encoder={"model": encoder_dir}, batch={"max_size": 32}, metrics_address="127.0.0.1:0")
     pipeline = Pipeline(settings, HFEncoder(settings.encoder), Catalog(log.items))
     telemetry = Telemetry(settings)
-    endpoints = Endpoints(settings.metrics_address, telemetry.metrics, ready=lambda: True).start()
+    endpoints = Endpoints(settings.metrics_address, telemetry.metrics, ready=lambda: (True, "ready")).start()
     url = f"http://127.0.0.1:{endpoints.port}/metrics"
     samples: list[tuple[float, dict[str, float]]] = []
     done = threading.Event()

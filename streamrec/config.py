@@ -139,8 +139,18 @@ class KafkaSettings(_Section):
     dead_letter_topic: str = "events.dlq"
     items_topic: str | None = None
     group: str = "streamrec"
-    wire_format: Literal["msgpack", "json"] = "msgpack"
-    max_event_bytes: int = Field(64 * 1024, ge=64)
+    input_format: Literal["auto", "msgpack", "json"] = Field(
+        "auto", description="events on the input topic: auto reads each message as JSON or msgpack by its "
+        "first byte (a JSON object starts with '{', a msgpack map never does); a named format rejects the other")
+    output_format: Literal["json", "msgpack"] = Field("json", description="recommendations on the output topic")
+    max_event_bytes: int = Field(64 * 1024, ge=64, description="larger input messages are dead-lettered "
+                                 "(reason oversized) with their first max_event_bytes bytes")
+    topic_partitions: int = Field(6, ge=1, description="partitions of the topics `streamrec produce` creates "
+                                  "(the input topic's count caps how many instances share the work)")
+    instance_id: str | None = Field(None, description="static group membership (group.instance.id), stable "
+                                    "per instance, e.g. a StatefulSet pod name; '{hostname}' expands to the host "
+                                    "name. A restart within consumer.session.timeout.ms gets its partitions back "
+                                    "at once (None: dynamic membership, a restart waits out the old session)")
     exactly_once: bool = False
     config: dict[str, str] = Field(default_factory=dict, description="librdkafka settings, passed through")
     changelog_topic: str | None = Field(None, description="compacted window changelog "
@@ -152,6 +162,14 @@ class KafkaSettings(_Section):
     checkpoint_interval_seconds: float = Field(60.0, gt=0, description="save the head this often")
     shutdown_timeout_seconds: float = Field(30.0, gt=0, description="a graceful stop that takes "
                                             "longer than this exits non-zero")
+    liveness_timeout_seconds: float = Field(120.0, gt=0, description="/healthz fails when the consumer loop "
+                                            "has not turned, or one batch has run, for this long")
+    statistics_interval_seconds: float = Field(5.0, gt=0, description="librdkafka statistics: how often the "
+                                               "consumer-lag gauge and the broker state behind /readyz refresh")
+    progress_interval_seconds: float = Field(30.0, ge=0, description="log a one-line progress summary this "
+                                             "often, at any log level (0: never)")
+    log_repeat_seconds: float = Field(30.0, ge=0, description="a Kafka client warning repeated within this "
+                                      "long is logged once, then as one summary line with its count (0: all)")
 
 
 class Settings(BaseSettings):

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -83,7 +83,7 @@ class HFEncoder:
         self.dtype = resolve_dtype(settings.dtype, self.device)
         location, gguf_file = _model_location(settings)
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        kwargs: dict[str, object] = {"local_files_only": offline}
+        kwargs: dict[str, Any] = {"local_files_only": offline}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file
         try:

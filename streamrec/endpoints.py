@@ -2,6 +2,7 @@
 
 Served by a small threaded HTTP server in a daemon thread. The default bind address is
 127.0.0.1: exposing it further is a deliberate choice (``metrics_address=0.0.0.0:9108``).
+Each probe is a callable returning ``(ok, why)``: 200 or 503, with ``why`` as the body.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from streamrec.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+Probe = Callable[[], tuple[bool, str]]
+
 
 def parse_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
@@ -27,10 +30,9 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 class Endpoints:
-    """>>> endpoints = Endpoints("127.0.0.1:0", Metrics(), ready=lambda: True).start()  # doctest: +SKIP"""
+    """>>> endpoints = Endpoints("127.0.0.1:0", Metrics(), ready=lambda: (True, "ready")).start()  # doctest: +SKIP"""
 
-    def __init__(self, address: str, metrics: Metrics, ready: Callable[[], bool],
-                 alive: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, address: str, metrics: Metrics, ready: Probe, alive: Probe = lambda: (True, "ok")) -> None:
         self.address = parse_address(address)
         self.metrics = metrics
         self.ready = ready
@@ -50,12 +52,9 @@ class Endpoints:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._reply(200, endpoints.metrics.exposition(), CONTENT_TYPE_LATEST)
-                elif path == "/healthz":
-                    ok = endpoints.alive()
-                    self._reply(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n")
-                elif path == "/readyz":
-                    ok = endpoints.ready()
-                    self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+                elif path in ("/healthz", "/readyz"):
+                    ok, why = endpoints.alive() if path == "/healthz" else endpoints.ready()
+                    self._reply(200 if ok else 503, f"{why}\n".encode())
                 else:
                     self._reply(404, b"not found: try /metrics, /healthz or /readyz\n")
 

@@ -24,6 +24,8 @@ import msgpack
 from streamrec.errors import DecodeError, SchemaError, UnknownActionError
 
 WireFormat = Literal["msgpack", "json"]
+#: What a reader accepts: one format, or ``auto`` (each payload's own, from its first byte).
+InputFormat = Literal["auto", "msgpack", "json"]
 
 #: Default action weights per domain. A weight is the strength of the event as a training
 #: signal; actions with weight <= 0 (a skip) stay in the window as context but are never
@@ -133,15 +135,33 @@ def event_from_mapping(obj: Any, vocab: ActionVocabulary) -> Event:
     )
 
 
+def detect_format(payload: bytes) -> WireFormat:
+    """``json`` when the payload starts (after whitespace) with ``{``, else ``msgpack``.
+
+    A msgpack map starts with 0x80-0x8f, 0xde or 0xdf; 0x7b (``{``) would be a lone integer, never
+    an event, so the first byte tells the two apart.
+
+    >>> detect_format(b' {"user_id": "u1"}'), detect_format(bytes([0x84]))
+    ('json', 'msgpack')
+    """
+    return "json" if payload.lstrip()[:1] == b"{" else "msgpack"
+
+
 def decode_event(
     payload: bytes,
     vocab: ActionVocabulary,
-    wire_format: WireFormat = "msgpack",
+    wire_format: InputFormat = "auto",
     max_bytes: int = 64 * 1024,
 ) -> Event:
-    """Decode and validate one event; raises :class:`DecodeError` or :class:`SchemaError`."""
+    """Decode and validate one event; raises :class:`DecodeError` or :class:`SchemaError`.
+
+    ``wire_format="auto"`` reads each payload as JSON or msgpack by its first byte
+    (:func:`detect_format`); a named format reads only that one.
+    """
     if len(payload) > max_bytes:
         raise DecodeError(f"payload of {len(payload)} bytes exceeds max_event_bytes={max_bytes}")
+    if wire_format == "auto":
+        wire_format = detect_format(payload)
     try:
         if wire_format == "json":
             obj = json.loads(payload)

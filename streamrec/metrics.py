@@ -55,6 +55,9 @@ class Metrics:
                                     namespace=ns, registry=r)
         self.consumer_lag = Gauge("consumer_lag", "Messages behind the partition end (librdkafka statistics).",
                                   ["topic", "partition"], namespace=ns, registry=r)
+        self.dead_letter_ratio = Gauge("dead_letter_ratio", "Share of the partition's last 200 messages that "
+                                       "were dead-lettered (1: every message rejected).", ["topic", "partition"],
+                                       namespace=ns, registry=r)
         self.users_in_memory = Gauge("users_in_memory", "User windows held in memory.", namespace=ns, registry=r)
         self.kv_cache_bytes = Gauge("kv_cache_bytes", "Bytes held by per-user encoder KV caches.",
                                     namespace=ns, registry=r)
@@ -67,7 +70,7 @@ class Metrics:
                                 namespace=ns, registry=r)
         self.online_ndcg = Gauge("online_ndcg_at_10", "Prequential ndcg@10 over the last window of scored events.",
                                  namespace=ns, registry=r)
-        self.ready = Gauge("ready", "1 when assigned and caught up (what /readyz answers).", namespace=ns,
+        self.ready = Gauge("ready", "1 when /readyz answers 200 (assigned, caught up, broker reachable).", namespace=ns,
                            registry=r)
 
     def exposition(self) -> bytes:

@@ -145,7 +145,7 @@ def replay_files(
     telemetry.metrics.bad_messages.labels(reason="schema").inc(len(recorded.rejected))
     endpoints = None
     if settings.metrics_address:
-        endpoints = Endpoints(settings.metrics_address, telemetry.metrics, ready=lambda: True).start()
+        endpoints = Endpoints(settings.metrics_address, telemetry.metrics, ready=lambda: (True, "ready")).start()
     try:
         metrics = replay(pipeline, recorded.events, out_path, progress, telemetry=telemetry)
         metrics["drifts"] = dict(telemetry.drift.detected)

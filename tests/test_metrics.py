@@ -74,8 +74,9 @@ def test_exposition_after_a_short_replay_has_names_types_and_label_sets(
 
 
 def test_endpoints_serve_metrics_health_and_readiness() -> None:
-    ready = [False]
-    endpoints = Endpoints("127.0.0.1:0", Metrics(), ready=lambda: ready[0]).start()
+    ready, alive = [False], [True]
+    endpoints = Endpoints("127.0.0.1:0", Metrics(), ready=lambda: (ready[0], "catching up"),
+                          alive=lambda: (alive[0], "ok" if alive[0] else "the loop is stuck")).start()
     base = f"http://127.0.0.1:{endpoints.port}"
     try:
         with urllib.request.urlopen(f"{base}/metrics") as response:
@@ -84,7 +85,11 @@ def test_endpoints_serve_metrics_health_and_readiness() -> None:
             assert response.status == 200
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"{base}/readyz")
-        assert info.value.code == 503
+        assert info.value.code == 503 and info.value.read() == b"catching up\n"
+        alive[0] = False
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"{base}/healthz")
+        assert info.value.code == 503 and info.value.read() == b"the loop is stuck\n"
         ready[0] = True
         with urllib.request.urlopen(f"{base}/readyz") as response:
             assert response.status == 200

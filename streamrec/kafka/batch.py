@@ -9,6 +9,7 @@ user's recommendation.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from streamrec.errors import EventError
-from streamrec.events import ActionVocabulary, Event, WireFormat
+from streamrec.events import ActionVocabulary, Event, InputFormat
 from streamrec.kafka.messages import event_from_message
 
 
@@ -39,10 +40,11 @@ class Batch:
     next_offsets: dict[int, int] = field(default_factory=dict)  # partition -> last offset + 1
     users: dict[int, set[str]] = field(default_factory=dict)  # partition -> users with events in it
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # user -> their newest event's origin
+    good: Counter[int] = field(default_factory=Counter)  # partition -> valid events
     size: int = 0
 
     @classmethod
-    def assemble(cls, received: Sequence[Received], vocab: ActionVocabulary, wire_format: WireFormat,
+    def assemble(cls, received: Sequence[Received], vocab: ActionVocabulary, wire_format: InputFormat,
                  max_event_bytes: int) -> Batch:
         batch = cls(size=len(received))
         for item in received:
@@ -55,6 +57,7 @@ class Batch:
                 batch.bad.append(BadMessage(message, error))
                 continue
             batch.events.append(event)
+            batch.good[partition] += 1
             batch.users.setdefault(partition, set()).add(event.user_id)
             batch.sources[event.user_id] = {"topic": message.topic(), "partition": partition, "offset": offset,
                                             "timestamp": message.timestamp()[1], "consumed_at": item.consumed_at}
@@ -71,4 +74,5 @@ class Batch:
                      next_offsets={p: o for p, o in self.next_offsets.items() if p not in partitions},
                      users=users,
                      sources={u: s for u, s in self.sources.items() if u in kept_users},
+                     good=Counter({p: n for p, n in self.good.items() if p not in partitions}),
                      size=self.size)

@@ -18,22 +18,22 @@ that contradicts one is a :class:`~streamrec.errors.ConfigError`, never silently
 Defaults that bound memory (overridable): at most 16 MiB of prefetched messages per consumer
 (``queued.max.messages.kbytes``), 8 MiB per fetch, 1 MiB per partition per fetch.
 
-:func:`committed_offsets` reads a group's committed offsets, asking again while the group
-coordinator moves or loads (a broker restart, a freshly formatted cluster).
+Every client logs through :mod:`streamrec.kafka.client_logs` (repeats collapsed). With
+``kafka.instance_id`` the group consumer is a static member (``group.instance.id``): a restart
+within ``session.timeout.ms`` takes its partitions back without a rebalance.
+
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
-
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamrec.config import Settings
 from streamrec.errors import ConfigError, StreamrecError
+from streamrec.kafka.client_logs import client_logger
 
 CONSUMER_PREFIX = "consumer."
 PRODUCER_PREFIX = "producer."
@@ -52,10 +52,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 #: Partition keyed records the way the Java client does, so other producers agree with ours.
 KEYED_PRODUCER_DEFAULTS: dict[str, Any] = {"partitioner": "murmur2_random"}
 EAGER_STRATEGIES = ("range", "roundrobin")
-#: Errors a group coordinator answers with while it moves or loads (a broker restart, a fresh
-#: cluster): asking again shortly succeeds.
-COORDINATOR_CHANGING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                                  KafkaError.COORDINATOR_NOT_AVAILABLE})
 
 
 class KafkaServiceError(StreamrecError):
@@ -93,10 +89,26 @@ def _enforce(config: dict[str, Any], required: Mapping[str, Any], why: str) -> d
     return config
 
 
+def _logging(settings: Settings) -> dict[str, Any]:
+    return {"logger": client_logger(settings.kafka.log_repeat_seconds)}
+
+
+def instance_id(settings: Settings) -> str | None:
+    """``kafka.instance_id`` with ``{hostname}`` expanded (None: dynamic membership).
+
+    >>> from streamrec.config import load_settings
+    >>> instance_id(load_settings(kafka={"instance_id": "recs-{hostname}"})) == f"recs-{socket.gethostname()}"
+    True
+    """
+    given = settings.kafka.instance_id
+    return None if given is None else given.replace("{hostname}", socket.gethostname())
+
+
 def admin_config(settings: Settings) -> dict[str, Any]:
     common, _, _ = split_config(settings.kafka.config)
     # Looking a topic up must not create it with the broker's defaults (auto.create.topics.enable).
-    return {"bootstrap.servers": settings.kafka.bootstrap_servers, **common, "allow.auto.create.topics": False}
+    return {"bootstrap.servers": settings.kafka.bootstrap_servers, **_logging(settings), **common,
+            "allow.auto.create.topics": False}
 
 
 def consumer_config(settings: Settings, group_id: str | None = None, *, in_group: bool = True) -> dict[str, Any]:
@@ -104,7 +116,7 @@ def consumer_config(settings: Settings, group_id: str | None = None, *, in_group
     ``assign()``s partitions (changelog restore, items topic, tail) and never commits."""
     common, consumer_only, _ = split_config(settings.kafka.config)
     config: dict[str, Any] = {**CONSUMER_DEFAULTS, "bootstrap.servers": settings.kafka.bootstrap_servers,
-                              **common, **consumer_only}
+                              **_logging(settings), **common, **consumer_only}
     if not in_group:
         for key in ("group.instance.id", "partition.assignment.strategy", "group.protocol"):
             config.pop(key, None)
@@ -112,6 +124,9 @@ def consumer_config(settings: Settings, group_id: str | None = None, *, in_group
                        "enable.auto.commit": False, "enable.auto.offset.store": False})
         return config
     config["group.id"] = group_id or settings.kafka.group
+    static = instance_id(settings)
+    if static is not None:
+        _enforce(config, {"group.instance.id": static}, "kafka.instance_id names the static member")
     _enforce(config, {"enable.auto.commit": False}, "offsets are committed only after delivery is confirmed")
     strategy = str(config.get("partition.assignment.strategy", ""))
     if any(name in strategy for name in EAGER_STRATEGIES):
@@ -128,7 +143,8 @@ def producer_config(settings: Settings, transactional_id: str | None = None, *,
                     keyed: bool = False) -> dict[str, Any]:
     common, _, producer_only = split_config(settings.kafka.config)
     config: dict[str, Any] = {**PRODUCER_DEFAULTS, **(KEYED_PRODUCER_DEFAULTS if keyed else {}),
-                              "bootstrap.servers": settings.kafka.bootstrap_servers, **common, **producer_only}
+                              "bootstrap.servers": settings.kafka.bootstrap_servers, **_logging(settings),
+                              **common, **producer_only}
     _enforce(config, {"enable.idempotence": True}, "retries must not duplicate or reorder a partition")
     if transactional_id is not None:
         _enforce(config, {"transactional.id": transactional_id}, "exactly-once")
@@ -136,24 +152,7 @@ def producer_config(settings: Settings, transactional_id: str | None = None, *,
 
 
 def default_transactional_id(settings: Settings) -> str:
-    return settings.kafka.transactional_id or f"{settings.kafka.group}-{socket.gethostname()}-{os.getpid()}"
-
-
-def committed_offsets(consumer: Consumer, partitions: Sequence[TopicPartition], timeout_s: float,
-                      backoff_s: float = 0.5) -> list[TopicPartition]:
-    """``consumer.committed(partitions)``, asked again while the group coordinator is moving or
-    loading (or librdkafka marks the error retriable), for up to ``timeout_s`` in all; any
-    other error, or the same one past the deadline, is raised."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            found: list[TopicPartition] = consumer.committed(
-                list(partitions), timeout=max(deadline - time.monotonic(), 0.1))
-            return found
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            transient = isinstance(error, KafkaError) and (error.code() in COORDINATOR_CHANGING
-                                                           or error.retriable())
-            if not transient or time.monotonic() + backoff_s >= deadline:
-                raise
-            time.sleep(backoff_s)
+    """``kafka.transactional_id``, else the static member's id, else one per process."""
+    static = instance_id(settings)
+    return (settings.kafka.transactional_id or (static and f"{settings.kafka.group}-{static}")
+            or f"{settings.kafka.group}-{socket.gethostname()}-{os.getpid()}")

@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
 
 from streamrec.config import Settings, load_settings
 from streamrec.errors import ConfigError, StreamrecError
+from streamrec.events import WireFormat
 from streamrec.sources import parse_column_map
 
 if TYPE_CHECKING:
@@ -103,6 +104,8 @@ def run(
                                                       help="transactions (default: at-least-once)")] = None,
     transactional_id: Annotated[str | None, typer.Option("--transactional-id",
                                                          help="exactly-once: stable per instance")] = None,
+    instance_id: Annotated[str | None, typer.Option(
+        "--instance-id", help="static group membership: a stable id per instance ('{hostname}' expands)")] = None,
     state_dir: Annotated[Path | None, typer.Option("--state-dir", help="head checkpoints")] = None,
     encoder: Annotated[str | None, typer.Option("--encoder", help="HF model id, local dir or .gguf")] = None,
     domain: Annotated[str | None, typer.Option("--domain", help="ecommerce | music | social | video")] = None,
@@ -118,11 +121,12 @@ def run(
 
     from streamrec.endpoints import Endpoints
     from streamrec.kafka.service import KafkaService
+    from streamrec.kafka.stats import progress_log
 
     kafka = _kafka_overrides(bootstrap_servers=bootstrap_servers, input_topic=input_topic,
                              output_topic=output_topic, group=group, dead_letter_topic=dead_letter_topic,
                              items_topic=items_topic, exactly_once=exactly_once, transactional_id=transactional_id,
-                             shutdown_timeout_seconds=shutdown_timeout)
+                             instance_id=instance_id, shutdown_timeout_seconds=shutdown_timeout)
     settings = _settings(config, kafka, domain=domain, encoder={"model": encoder},
                          batch={"max_size": batch_size}, state_dir=state_dir, metrics_address=metrics_address)
     try:
@@ -131,12 +135,15 @@ def run(
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from exc
     service = KafkaService(settings, pipeline)
+    if settings.kafka.progress_interval_seconds:  # the progress line shows at the default log level too
+        progress_log.setLevel(min(progress_log.getEffectiveLevel(), logging.INFO))
     endpoints = None
     code = 0
     with stop_on_signals(service, settings.kafka.shutdown_timeout_seconds):
         try:
             if settings.metrics_address:
-                endpoints = Endpoints(settings.metrics_address, service.telemetry.metrics, ready=service.ready).start()
+                endpoints = Endpoints(settings.metrics_address, service.telemetry.metrics,
+                                      ready=service.health.readiness, alive=service.health.alive).start()
             service.run(max_runtime)
         except ConfigError as exc:
             console.print(f"[bold red]error:[/] {exc}")
@@ -157,10 +164,11 @@ def produce(
     topic: Annotated[str | None, typer.Option("--topic", help="default: kafka.input_topic")] = None,
     rate: Annotated[float | None, typer.Option("--rate", help="events per second (default: unlimited)")] = None,
     log_format: Annotated[str, typer.Option("--format", help="auto|csv|jsonl|msgpack|movielens|amazon")] = "auto",
-    wire_format: Annotated[str | None, typer.Option("--wire-format", help="msgpack | json")] = None,
+    wire_format: Annotated[str, typer.Option("--wire-format", help="events as msgpack | json")] = "msgpack",
     catalog: Annotated[Path | None, typer.Option("--catalog", help="items file to publish")] = None,
     items_topic: Annotated[str | None, typer.Option("--items-topic", help="publish items here first")] = None,
-    partitions: Annotated[int | None, typer.Option("--partitions", help="create the topic with this many")] = None,
+    partitions: Annotated[int | None, typer.Option(
+        "--partitions", help="a missing topic is created with this many (default: kafka.topic_partitions, 6)")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="at most this many events")] = None,
     column: Annotated[list[str] | None, typer.Option("--column", help="column map ours=theirs")] = None,
     bootstrap_servers: BootstrapOpt = None,
@@ -171,14 +179,17 @@ def produce(
     """Replay a recorded log into a topic, keyed by user_id, in timestamp order."""
     from streamrec.kafka.produce import produce_log
 
-    settings = _settings(config, _kafka_overrides(bootstrap_servers=bootstrap_servers, wire_format=wire_format,
-                                                  items_topic=items_topic), domain=domain)
+    if wire_format not in ("msgpack", "json"):
+        console.print(f"[bold red]error:[/] --wire-format {wire_format!r}: use msgpack or json")
+        raise typer.Exit(EXIT_CONFIG)
+    settings = _settings(config, _kafka_overrides(bootstrap_servers=bootstrap_servers, items_topic=items_topic),
+                         domain=domain)
     target = topic or settings.kafka.input_topic
     try:
         report = produce_log(settings, log_path, target, log_format=log_format, column_map=parse_column_map(column),
                              limit=limit, catalog_path=catalog,
                              items_topic=settings.kafka.items_topic, rate=rate, partitions=partitions,
-                             progress=progress)
+                             wire_format=cast(WireFormat, wire_format), progress=progress)
     except StreamrecError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from exc
@@ -192,7 +203,8 @@ def produce(
 def tail(
     topic: Annotated[str | None, typer.Option("--topic", help="default: kafka.output_topic")] = None,
     max_count: Annotated[int | None, typer.Option("--max", help="stop after this many")] = None,
-    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="not just new ones")] = False,
+    from_beginning: Annotated[bool, typer.Option(
+        "--from-beginning", help="start at the oldest recommendation (default: only new ones)")] = False,
     idle_timeout: Annotated[float | None, typer.Option("--idle-timeout", help="stop after N s without any")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of text")] = False,
     bootstrap_servers: BootstrapOpt = None,
@@ -202,6 +214,9 @@ def tail(
     from streamrec.kafka.tail import tail as print_recommendations
 
     settings = _settings(config, _kafka_overrides(bootstrap_servers=bootstrap_servers))
+    if not from_beginning:
+        console.print(f"[dim]waiting for new recommendations on {topic or settings.kafka.output_topic} "
+                      "(--from-beginning shows the ones already there)[/]")
     try:
         print_recommendations(settings, topic or settings.kafka.output_topic, max_count, from_beginning,
                               idle_timeout, as_json, Console())

@@ -106,8 +106,9 @@ class Fetcher:
             self.pending.append(Received(message, now_ms))
 
     def read_ahead(self, future: Future[Any], started: float) -> None:
-        """One step of waiting for ``future`` (the batch started at ``started``, monotonic)."""
-        room = self.limit - len(self.pending)
+        """One step of waiting for ``future`` (the batch started at ``started``, monotonic); after a
+        stop nothing more is read, so a stop waits for this batch only."""
+        room = 0 if self.stop.is_set() else self.limit - len(self.pending)
         if room > 0:
             self.receive(self.consumer.consume(num_messages=room, timeout=BUSY_POLL_S))
             return

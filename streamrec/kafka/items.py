@@ -26,6 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from streamrec.catalog import Item, item_from_mapping
 from streamrec.config import Settings
 from streamrec.errors import CatalogError
+from streamrec.events import detect_format
 from streamrec.kafka.clients import KafkaServiceError, consumer_config
 from streamrec.kafka.topics import ADMIN_TIMEOUT_S
 
@@ -37,8 +38,7 @@ BOOTSTRAP_TIMEOUT_S = 300.0
 def parse_item(value: bytes) -> Item:
     """An item from a JSON or msgpack record; raises :class:`CatalogError`."""
     try:
-        # A JSON object starts with "{"; a msgpack map never does (0x7b is a lone integer).
-        if value.lstrip()[:1] == b"{":
+        if detect_format(value) == "json":
             record = json.loads(value)
         else:
             record = msgpack.unpackb(value, raw=False, strict_map_key=False)

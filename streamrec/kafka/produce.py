@@ -1,8 +1,10 @@
 """``streamrec produce``: publish a recorded log to a topic, in timestamp order, keyed by user.
 
-Events go out in ``kafka.wire_format`` (msgpack by default), keyed by ``user_id`` with the Java
-client's partitioner (``murmur2_random``), so every event of a user lands in one partition in
-time order. An optional catalogue is published first to a compacted items topic, keyed by
+Events go out as msgpack (``wire_format="json"``: JSON objects; the service reads both), keyed by
+``user_id`` with the Java client's partitioner (``murmur2_random``), so every event of a user lands
+in one partition in time order. A missing topic is created with ``partitions`` (default
+``kafka.topic_partitions``), not left to the broker's auto-creation (one partition: a second
+instance of the service would sit idle). An optional catalogue is published first to a compacted items topic, keyed by
 ``item_id``. ``rate`` caps events per second (a steady pace, not bursts). The producer is
 idempotent and flushed at the end; the report counts delivery failures.
 """
@@ -21,7 +23,7 @@ from tqdm import tqdm
 
 from streamrec.catalog import Item, read_items
 from streamrec.config import Settings
-from streamrec.events import ActionVocabulary, Event, encode_event
+from streamrec.events import ActionVocabulary, Event, WireFormat, encode_event
 from streamrec.kafka.clients import admin_config, producer_config
 from streamrec.kafka.items import item_record
 from streamrec.kafka.topics import TopicSpec, ensure_topic
@@ -97,17 +99,15 @@ def load_events(settings: Settings, log_path: str | Path, log_format: str = "aut
 
 def produce_events(settings: Settings, events: Sequence[Event], topic: str, *, items: Sequence[Item] = (),
                    items_topic: str | None = None, rate: float | None = None, partitions: int | None = None,
-                   progress: bool = True) -> ProduceReport:
+                   wire_format: WireFormat = "msgpack", progress: bool = True) -> ProduceReport:
     """Publish ``items`` (if ``items_topic``) then ``events``; returns the report after a flush."""
     report = ProduceReport()
     started = time.perf_counter()
     admin = AdminClient(admin_config(settings))
     replicas = settings.kafka.topic_replication_factor
-    if partitions is not None:
-        ensure_topic(admin, TopicSpec(topic, partitions, {}), replicas)
+    ensure_topic(admin, TopicSpec(topic, partitions or settings.kafka.topic_partitions, {}), replicas)
     producer = Producer(producer_config(settings, keyed=True))
     deliveries = _Deliveries()
-    wire_format = settings.kafka.wire_format
     if items_topic and items:
         ensure_topic(admin, TopicSpec(items_topic, 1, {"cleanup.policy": "compact"}), replicas)
         for item in items:
@@ -133,13 +133,14 @@ def produce_events(settings: Settings, events: Sequence[Event], topic: str, *, i
 def produce_log(settings: Settings, log_path: str | Path, topic: str, *, log_format: str = "auto",
                 column_map: Mapping[str, str] | None = None, limit: int | None = None,
                 catalog_path: str | Path | None = None, items_topic: str | None = None,
-                rate: float | None = None, partitions: int | None = None, progress: bool = True) -> ProduceReport:
+                rate: float | None = None, partitions: int | None = None, wire_format: WireFormat = "msgpack",
+                progress: bool = True) -> ProduceReport:
     """Everything ``streamrec produce`` does."""
     events, log_items, rejected = load_events(settings, log_path, log_format, column_map, limit)
     items = list(log_items)
     if catalog_path is not None:
         items.extend(read_items(catalog_path))
     report = produce_events(settings, events, topic, items=items, items_topic=items_topic, rate=rate,
-                            partitions=partitions, progress=progress)
+                            partitions=partitions, wire_format=wire_format, progress=progress)
     report.rejected = rejected
     return report

@@ -20,9 +20,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streamrec.errors import EventError
 from streamrec.kafka.clients import KafkaServiceError
-from streamrec.kafka.messages import SourceHeaders, dead_letter_headers
+from streamrec.kafka.messages import DeadLetter
 from streamrec.recommendations import Recommendation
 
 log = logging.getLogger(__name__)
@@ -39,12 +38,12 @@ class Publisher:
     """Produces recommendations, dead letters and changelog records for one service."""
 
     def __init__(self, producer: Producer, output_topic: str, dead_letter_topic: str, changelog_topic: str,
-                 wire_format: str = "msgpack", confirm_timeout_s: float = 60.0) -> None:
+                 output_format: str = "json", confirm_timeout_s: float = 60.0) -> None:
         self.producer = producer
         self.output_topic = output_topic
         self.dead_letter_topic = dead_letter_topic
         self.changelog_topic = changelog_topic
-        self.wire_format = wire_format
+        self.output_format = output_format
         self.confirm_timeout_s = confirm_timeout_s
         self._lock = threading.Lock()  # delivery reports arrive on whichever thread polls
         self._failures: list[str] = []
@@ -52,13 +51,11 @@ class Publisher:
     # -- records -----------------------------------------------------------------------------
 
     def recommendation(self, rec: Recommendation) -> None:
-        value = rec.to_msgpack() if self.wire_format == "msgpack" else rec.to_json().encode()
+        value = rec.to_msgpack() if self.output_format == "msgpack" else rec.to_json().encode()
         self._produce(self.output_topic, value, key=rec.user_id.encode())
 
-    def dead_letter(self, key: bytes | None, value: bytes | None, headers: SourceHeaders, error: EventError,
-                    topic: str, partition: int, offset: int) -> None:
-        self._produce(self.dead_letter_topic, value, key=key,
-                      headers=dead_letter_headers(headers, error, topic, partition, offset))
+    def dead_letter(self, letter: DeadLetter) -> None:
+        self._produce(self.dead_letter_topic, letter.value, key=letter.key, headers=letter.headers)
 
     def changelog(self, partition: int, user_id: str, snapshot: bytes | None) -> None:
         """The user's window (None: a tombstone) into the changelog partition of their input partition."""

@@ -1,61 +1,43 @@
 """The Kafka service: consume events, run the pipeline, publish recommendations.
 
-Guarantees (the README quotes this docstring):
+Guarantees (in full, with their tests: the README's Guarantees section):
 
-* **At-least-once (default).** ``enable.auto.commit=false``; after each micro-batch the service
-  commits, synchronously, the offset after the last message of the batch in each partition,
-  and only once every record the batch produced has a successful delivery report: first the
-  recommendations and dead letters (flushed and checked), then the changelog records
-  (flushed and checked), then the commit. A delivery failure raises and nothing of the batch
-  is committed; the process exits non-zero and a restart redoes the batch. Explicit commits
-  (not auto-commit with ``store_offsets``) because the commit must happen at the batch
-  boundary, also inside the revoke callback, and must be known to have succeeded before the
-  partition's users are dropped. Recommendations are flushed before changelog records, so a
-  window that survives a crash always has its recommendation delivered.
-* **Exactly-once (``kafka.exactly_once``).** One transaction per batch holds the
-  recommendations, dead letters, changelog records and the consumed offsets
-  (``send_offsets_to_transaction`` with the consumer's group metadata, which fences zombies).
-  The consumer reads ``read_committed``. If the transaction must abort, the service aborts,
-  drops and restores the windows of its partitions from the changelog, seeks back to the
-  committed offsets and carries on; after 3 aborts in a row (a record that can never be
-  written) it fails loudly instead of looping. The head (model) is not rolled back: learning is
-  best-effort and may have seen the aborted batch once.
-* **Order.** Messages are processed in offset order per partition and recommendations are
-  keyed by ``user_id``, so each user's recommendations appear in event order.
-* **Duplicates.** An event without ``event_id`` gets ``topic:partition:offset``; a window drops
-  an ``event_id`` it has seen, so a redelivered event already in a restored window is not
-  counted twice (and produces no new recommendation).
-* **State follows partitions** (see :mod:`streamrec.kafka.changelog`). Rebalancing is
-  cooperative (``cooperative-sticky``, incremental assign/unassign): only moved partitions
-  change hands, so the other users' windows stay in memory. On assign, windows are restored
-  from the changelog before the partitions are consumed. On revoke, the in-flight batch is
-  finished, delivered and committed, then the partitions' users are dropped. On lost, nothing
-  of the lost partitions is written or committed (another member owns them) and their users
-  are dropped.
-* **Slow batches.** :meth:`Pipeline.process` runs in a worker thread while the main thread
-  reads at most one batch ahead; if the batch is still running after a second, the main thread
-  pauses the assignment and keeps calling ``poll()``, which serves the group protocol and
-  returns no messages, so a slow batch cannot exceed ``max.poll.interval.ms`` and memory stays
-  bounded (see :mod:`streamrec.kafka.fetcher`).
-* **Bad messages** go to the dead-letter topic (see :mod:`streamrec.kafka.messages`); the
-  partition keeps moving and the bad message's offset is committed with its batch.
-* **Shutdown.** :meth:`KafkaService.stop` (the CLI calls it on SIGTERM/SIGINT) lets the
-  in-flight batch finish, processes what was already consumed, commits, checkpoints the head
-  and closes the consumer (revoking, hence leaving the group at once).
-* **Checkpoints.** The head is saved to ``state_dir`` every ``kafka.checkpoint_interval_seconds``
-  and at shutdown, and loaded at start. Windows are not in the checkpoint: the changelog owns them.
-* **Limits.** At-least-once: a commit that fails (e.g. during a rebalance) is logged and counted;
-  the batch is redelivered and its events are recognised as duplicates. A kill leaves at most
-  one batch uncommitted, so at most ``batch.max_size`` recommendations repeat per crash. A member
-  that has lost its partitions but not yet noticed (a "zombie") can still write changelog records
-  for them; only exactly-once fences it. Events must be keyed by ``user_id``: a user whose events
-  arrive on two partitions has one window fed by both, dropped when either partition goes.
+* **At-least-once (default).** Auto-commit is off. After each micro-batch: produce the
+  recommendations and dead letters and check every delivery report, then the changelog
+  records (checked), then commit synchronously the offset after the batch's last message per
+  partition. A delivery failure raises: nothing of the batch is committed and a restart redoes
+  it. Explicit commits, because the commit must happen at the batch boundary (also inside the
+  revoke callback) and be known to have succeeded before the partition's users are dropped.
+* **Exactly-once (``kafka.exactly_once``).** One transaction per batch holds its records and
+  the consumed offsets (``send_offsets_to_transaction`` with the group metadata, which fences
+  zombies); reads are ``read_committed``. An aborted transaction rewinds the windows (from the
+  changelog) and the positions (to the committed offsets); 3 aborts in a row fail loudly. The
+  head is not rolled back: it may have learned from an aborted batch once.
+* **Order and duplicates.** Offset order per partition, recommendations keyed by ``user_id``.
+  An event without ``event_id`` gets ``topic:partition:offset``; a window drops ids it has seen,
+  so a redelivered event is not counted twice.
+* **State follows partitions** (:mod:`streamrec.kafka.changelog`), with cooperative
+  rebalancing: windows are restored before an assigned partition is consumed; on revoke the
+  in-flight batch is finished and committed, then the partition's users dropped; on lost
+  nothing of theirs is written or committed.
+* **Slow batches** run in a worker thread while the main thread reads at most one batch ahead
+  and, after a second, pauses and keeps polling (:mod:`streamrec.kafka.fetcher`).
+* **Bad messages** go to the dead-letter topic (:mod:`streamrec.kafka.messages`); their offsets
+  are committed with the batch.
+* **Shutdown.** :meth:`KafkaService.stop` (SIGTERM/SIGINT) stops reading at once, finishes,
+  publishes and commits the in-flight batch, checkpoints the head and closes the consumer.
+  Messages read ahead but not handed to the pipeline stay uncommitted for redelivery, so a stop
+  takes one batch, whatever the backlog.
+* **Checkpoints** of the head every ``kafka.checkpoint_interval_seconds`` and at shutdown;
+  windows are the changelog's. **Probes**: :mod:`streamrec.kafka.health`.
+* **Limits.** A failed commit is logged and counted; its batch is redelivered. A kill leaves at
+  most one batch uncommitted. Only exactly-once fences a zombie's changelog writes. Events must
+  be keyed by ``user_id``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -64,24 +46,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamrec.batching import AdaptiveBatchPolicy
 from streamrec.config import Settings
 from streamrec.errors import ConfigError
 from streamrec.kafka.batch import Batch, Received
 from streamrec.kafka.changelog import ChangelogReader, PartitionWindows, changelog_topic
-from streamrec.kafka.clients import (
-    KafkaServiceError,
-    committed_offsets,
-    consumer_config,
-    default_transactional_id,
-    producer_config,
-)
+from streamrec.kafka.client_logs import flush_repeats
+from streamrec.kafka.clients import KafkaServiceError, consumer_config, default_transactional_id, producer_config
+from streamrec.kafka.dead_letter_rate import DeadLetterRate
 from streamrec.kafka.fetcher import Fetcher
+from streamrec.kafka.health import READY_LAG_BATCHES, Health
 from streamrec.kafka.items import ItemsTopic
+from streamrec.kafka.messages import dead_letter, dead_letter_room
+from streamrec.kafka.offsets import commit, rewind
 from streamrec.kafka.publisher import Publisher, TransactionAborted
-from streamrec.kafka.stats import ServiceStats
+from streamrec.kafka.stats import Progress, ServiceStats
 from streamrec.kafka.topics import ensure_service_topics
 from streamrec.monitoring import Telemetry
 
@@ -92,8 +73,7 @@ log = logging.getLogger(__name__)
 
 COMMITTED_TIMEOUT_S = 30.0
 MAX_ABORTS_IN_A_ROW = 3
-STATISTICS_INTERVAL_MS = 5000  # librdkafka statistics, for the consumer-lag gauge
-READY_LAG_BATCHES = 10  # /readyz: every assigned partition within this many batches of its end
+PRODUCER_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
 
 
 @dataclass
@@ -129,7 +109,11 @@ class KafkaService:
         self.kafka = settings.kafka
         self.stats = ServiceStats()
         self.telemetry = telemetry or Telemetry(settings)
-        self.lag: dict[int, int] = {}  # partition -> consumer_lag from librdkafka statistics
+        metrics = self.telemetry.metrics
+        self.health = Health(self.kafka.liveness_timeout_seconds, READY_LAG_BATCHES * settings.batch.max_size,
+                             metrics, self.kafka.input_topic)
+        self.dead_letter_rate = DeadLetterRate(self.kafka.input_topic, metrics)
+        self.progress = Progress(self.kafka.progress_interval_seconds)
         self.changelog_topic = changelog_topic(settings)
         self._stop = threading.Event()
         self._failed = False
@@ -157,16 +141,19 @@ class KafkaService:
             self._open()
             fetcher = self.running.fetcher
             while not self._stop.is_set():
+                self.health.tick()
                 if deadline is not None and time.monotonic() > deadline:
                     log.info("max runtime of %.0fs reached, stopping", max_runtime_s)
                     break
                 self._between_batches()
                 received = fetcher.collect()
-                if received:
+                if received and not self._stop.is_set():  # after a stop, left for redelivery
                     self._process(received)
-            while fetcher.pending:  # already consumed: process rather than leave for redelivery
-                self._process(fetcher.take())
+            if fetcher.pending:
+                log.info("stopping: %d messages read ahead are left uncommitted for redelivery",
+                         len(fetcher.pending))
             self._checkpoint()
+            self.progress.log(self.stats, self.health.lag, self.pipeline.head.version)
         except BaseException:
             self._failed = True
             raise
@@ -176,11 +163,16 @@ class KafkaService:
 
     def _open(self) -> None:
         kafka, settings = self.kafka, self.settings
-        partitions = self._partitions = ensure_service_topics(settings, self.changelog_topic)
-        log.info("input %s has %d partitions; changelog %s", kafka.input_topic, partitions, self.changelog_topic)
+        topics = ensure_service_topics(settings, self.changelog_topic)
+        self._partitions = topics.partitions
+        log.info("input %s has %d partitions; changelog %s", kafka.input_topic, topics.partitions,
+                 self.changelog_topic)
         transactional_id = default_transactional_id(settings) if kafka.exactly_once else None
-        publisher = Publisher(Producer(producer_config(settings, transactional_id, keyed=True)), kafka.output_topic,
-                              kafka.dead_letter_topic, self.changelog_topic, kafka.wire_format)
+        producer_settings = producer_config(settings, transactional_id, keyed=True)
+        dead_letter_room(kafka.max_event_bytes, int(producer_settings.get("message.max.bytes", PRODUCER_MAX_BYTES)),
+                         topics.dead_letter_max_bytes)  # raises ConfigError when they disagree
+        publisher = Publisher(Producer(producer_settings), kafka.output_topic, kafka.dead_letter_topic,
+                              self.changelog_topic, kafka.output_format)
         if transactional_id is not None:
             publisher.init_transactions()  # also fences and aborts a previous incarnation's transaction
         windows = PartitionWindows(self.pipeline, ChangelogReader(settings, self.changelog_topic))
@@ -199,8 +191,8 @@ class KafkaService:
                         settings.state_dir)
             self.pipeline.drop_users(stale)
         config = consumer_config(settings)
-        config.setdefault("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-        config["stats_cb"] = self._on_statistics
+        config.setdefault("statistics.interval.ms", int(kafka.statistics_interval_seconds * 1000))
+        config.update(stats_cb=self.health.on_statistics, error_cb=self.health.on_client_error)
         consumer = Consumer(config)
         batch = settings.batch
         policy = (AdaptiveBatchPolicy(max_size=batch.max_size, max_wait_ms=batch.max_wait_ms)
@@ -220,12 +212,16 @@ class KafkaService:
             self.stats.bad_items = items.bad_records
         if time.monotonic() - self._last_checkpoint >= self.kafka.checkpoint_interval_seconds:
             self._checkpoint()
+        if self.progress.due():
+            self.progress.log(self.stats, self.health.lag, self.pipeline.head.version)
+        flush_repeats()
 
     # -- one batch ---------------------------------------------------------------------------
 
     def _process(self, received: list[Received]) -> None:
         kafka = self.kafka
-        batch = Batch.assemble(received, self.pipeline.vocab, kafka.wire_format, kafka.max_event_bytes)
+        self.health.broker_up()  # messages arrived
+        batch = Batch.assemble(received, self.pipeline.vocab, kafka.input_format, kafka.max_event_bytes)
         self.stats.events_consumed += batch.size
         consumed = self.telemetry.metrics.events_consumed
         for partition, count in Counter(int(r.message.partition() or 0) for r in received).items():
@@ -236,8 +232,10 @@ class KafkaService:
                 self.running.windows.owners.add(partition, user)
         future = self._executor.submit(self.pipeline.process, batch.events)
         flight = self._in_flight = InFlight(batch, future, time.monotonic())
+        self.health.batch_started()
         while self._in_flight is not None and not future.done():  # a rebalance callback may finish it
             self.running.fetcher.read_ahead(future, flight.started)
+            self.health.tick()
         self._finish_in_flight()
 
     def _finish_in_flight(self, lost: set[int] | None = None) -> None:
@@ -249,6 +247,7 @@ class KafkaService:
         self._publish(flight.batch.without(lost or set()), result)
         self.running.fetcher.observe_batch(flight.batch.size, time.monotonic() - flight.started)
         self.running.fetcher.resume()
+        self.health.batch_finished()
 
     def _publish(self, batch: Batch, result: BatchResult) -> None:
         publisher, exactly_once = self.running.publisher, self.kafka.exactly_once
@@ -261,8 +260,9 @@ class KafkaService:
             publisher.recommendation(rec)
         for bad in batch.bad:
             message = bad.message
-            publisher.dead_letter(message.key(), message.value(), message.headers(), bad.error,
-                                  message.topic() or "", message.partition() or 0, message.offset() or 0)
+            publisher.dead_letter(dead_letter(message.key(), message.value(), message.headers(), bad.error,
+                                              message.topic() or "", message.partition() or 0,
+                                              message.offset() or 0, self.kafka.max_event_bytes))
             self.stats.bad_messages[bad.error.reason] += 1
         if not exactly_once:
             publisher.confirm()  # recommendations before windows: a persisted window implies its output
@@ -301,65 +301,28 @@ class KafkaService:
         metrics = self.telemetry.metrics
         for bad in batch.bad:
             metrics.bad_messages.labels(reason=bad.error.reason).inc()
+        self.dead_letter_rate.observe_batch(batch)
         metrics.dead_lettered.labels(topic=self.kafka.dead_letter_topic).inc(len(batch.bad))
         self.telemetry.after_batch(self.pipeline, result, batch.size, self.kafka.output_topic)
-
-    def _on_statistics(self, stats_json: str) -> None:
-        """librdkafka statistics (every ``statistics.interval.ms``): per-partition consumer lag."""
-        try:
-            partitions = json.loads(stats_json)["topics"][self.kafka.input_topic]["partitions"]
-        except (KeyError, ValueError):
-            return
-        gauge = self.telemetry.metrics.consumer_lag
-        for key, partition in partitions.items():
-            lag = int(partition.get("consumer_lag", -1))
-            if key == "-1" or lag < 0:  # the internal UA partition, or no position yet
-                continue
-            self.lag[int(key)] = lag
-            gauge.labels(topic=self.kafka.input_topic, partition=key).set(lag)
-
-    def ready(self) -> bool:
-        """Assigned and caught up: every assigned partition within a few batches of its end."""
-        if self._run is None or not self.running.fetcher.assigned:
-            ready = False
-        else:
-            limit = READY_LAG_BATCHES * self.settings.batch.max_size
-            ready = all(self.lag.get(p, 0) <= limit for p in self.running.fetcher.assigned)
-        self.telemetry.metrics.ready.set(1 if ready else 0)
-        return ready
 
     def _commit(self, offsets: list[TopicPartition]) -> None:
         if not offsets:
             return
-        try:
-            committed = self.running.consumer.commit(offsets=offsets, asynchronous=False) or []
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            if error.fatal():
-                raise KafkaServiceError(f"commit failed fatally: {error}") from exc
-            self.stats.commit_failures += 1
-            log.warning("commit failed (%s); the batch will be redelivered and its events deduplicated", error)
-            return
-        failed = [tp for tp in committed if tp.error is not None]
-        if failed:
-            self.stats.commit_failures += 1
-            log.warning("commit failed for %s; those events will be redelivered and deduplicated", failed)
-        else:
+        if commit(self.running.consumer, offsets):
             self.stats.commits += 1
+            self.health.broker_up()
+        else:
+            self.stats.commit_failures += 1
 
     def _rewind(self) -> None:
         """After an aborted transaction: windows and positions back to the last commit."""
-        consumer, fetcher, topic = self.running.consumer, self.running.fetcher, self.kafka.input_topic
-        partitions = sorted(fetcher.assigned)
-        committed = committed_offsets(consumer, [TopicPartition(topic, p) for p in partitions], COMMITTED_TIMEOUT_S)
-        fetcher.discard(partitions)
+        partitions = sorted(self.running.fetcher.assigned)
+        self.running.fetcher.discard(partitions)
         self.stats.dropped_users += self.running.windows.drop(partitions)
         self.stats.restored_users += self.running.windows.restore(partitions)
         reset = str(consumer_config(self.settings).get("auto.offset.reset", "earliest"))
-        fallback = OFFSET_BEGINNING if reset in ("earliest", "smallest", "beginning") else OFFSET_END
-        for tp in committed:
-            consumer.seek(TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else fallback))
-        log.warning("transaction aborted: rewound %s to %s", topic, [(tp.partition, tp.offset) for tp in committed])
+        positions = rewind(self.running.consumer, self.kafka.input_topic, partitions, reset, COMMITTED_TIMEOUT_S)
+        log.warning("transaction aborted: rewound %s to %s", self.kafka.input_topic, positions)
 
     def _checkpoint(self) -> None:
         self.pipeline.save(self.settings.state_dir, with_windows=False)
@@ -381,10 +344,12 @@ class KafkaService:
                               "match (users keyed to the new partitions start with empty windows)")
         if mine and not self._failed:
             self._finish_in_flight()  # the pipeline is not thread-safe: no batch while restoring
-            restored = self.running.windows.restore(mine)
+            with self.health.restoring():
+                restored = self.running.windows.restore(mine)
             self.stats.restored_users += restored
             log.info("assigned %s partitions %s (%d windows restored)", self.kafka.input_topic, mine, restored)
         self.running.fetcher.assigned.update(mine)
+        self.health.assigned(self.running.fetcher.assigned)
         self.stats.partitions_assigned += len(mine)
         consumer.incremental_assign(partitions)
 
@@ -408,10 +373,9 @@ class KafkaService:
         consumer.incremental_unassign(partitions)
 
     def _forget(self, partitions: list[int]) -> None:
-        for partition in partitions:
-            if self.lag.pop(partition, None) is not None:
-                self.telemetry.metrics.consumer_lag.remove(self.kafka.input_topic, str(partition))
         self.running.fetcher.forget(partitions)
+        self.health.assigned(self.running.fetcher.assigned)  # their lag series go
+        self.dead_letter_rate.forget(partitions)
         self.stats.dropped_users += self.running.windows.drop(partitions)
 
     # -- shutdown ----------------------------------------------------------------------------
@@ -430,4 +394,5 @@ class KafkaService:
                 if run.items is not None:
                     run.items.close()
             self._executor.shutdown(wait=False, cancel_futures=True)
+            flush_repeats(force=True)
         log.info("closed in %.1fs; stats %s", time.monotonic() - started, self.stats.as_dict())

@@ -8,9 +8,15 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+#: The progress line's logger; ``streamrec run`` logs it at INFO whatever the log level.
+progress_log = logging.getLogger("streamrec.progress")
 
 
 @dataclass
@@ -41,3 +47,42 @@ class ServiceStats:
         out = asdict(self)
         out["bad_messages"] = dict(self.bad_messages)
         return out
+
+
+class Progress:
+    """A one-line summary every ``interval_s`` (0: never): rates since the previous line, totals.
+
+    >>> now = [0.0]
+    >>> progress = Progress(10, clock=lambda: now[0])
+    >>> stats = ServiceStats(events_consumed=1000, events_processed=990, recommendations_produced=400)
+    >>> now[0] = 10.0; progress.due()
+    True
+    >>> line = progress.line(stats, {0: 12, 1: 30}, model_version=7).split(", ")
+    >>> line[:3], line[-2:]
+    (['progress: 1,000 events consumed (100/s)', '990 processed', '400 recommendations (40/s)'], \
+['lag 42 on 2 partitions', 'model v7'])
+    """
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last = clock()
+        self._before = ServiceStats()
+
+    def due(self) -> bool:
+        return self.interval_s > 0 and self.clock() - self._last >= self.interval_s
+
+    def line(self, stats: ServiceStats, lag: Mapping[int, int], model_version: int) -> str:
+        now = self.clock()
+        seconds = max(now - self._last, 1e-9)
+        before, self._before, self._last = self._before, replace(stats, bad_messages=Counter()), now
+        events = (stats.events_consumed - before.events_consumed) / seconds
+        recs = (stats.recommendations_produced - before.recommendations_produced) / seconds
+        return (f"progress: {stats.events_consumed:,} events consumed ({events:,.0f}/s), "
+                f"{stats.events_processed:,} processed, {stats.recommendations_produced:,} recommendations "
+                f"({recs:,.0f}/s), {stats.dead_lettered:,} dead-lettered, lag {sum(lag.values()):,} on "
+                f"{len(lag)} partitions, model v{model_version}")
+
+    def log(self, stats: ServiceStats, lag: Mapping[int, int], model_version: int) -> None:
+        if self.interval_s > 0:
+            progress_log.info(self.line(stats, lag, model_version))

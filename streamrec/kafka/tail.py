@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from streamrec.config import Settings
+from streamrec.events import detect_format
 from streamrec.kafka.clients import KafkaServiceError, consumer_config
 from streamrec.kafka.topics import ADMIN_TIMEOUT_S
 from streamrec.recommendations import Recommendation
@@ -26,7 +27,7 @@ from streamrec.recommendations import Recommendation
 def decode_recommendation(value: bytes) -> Recommendation:
     """A recommendation from msgpack or JSON; raises ValueError if it is neither."""
     try:
-        data = json.loads(value) if value.lstrip()[:1] == b"{" else msgpack.unpackb(value, raw=False)
+        data = json.loads(value) if detect_format(value) == "json" else msgpack.unpackb(value, raw=False)
         return Recommendation.from_dict(data)
     except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
         raise ValueError(f"not a recommendation: {exc}") from exc

@@ -71,8 +71,24 @@ def topic_config(admin: AdminClient, topic: str, key: str) -> str | None:
 
 
 
-def ensure_service_topics(settings: Settings, changelog_topic: str) -> int:
-    """Check or create the service's topics; returns the input topic's partition count."""
+@dataclass(frozen=True)
+class ServiceTopics:
+    partitions: int  # of the input topic, hence of the output, dead-letter and changelog topics
+    dead_letter_max_bytes: int | None  # the dead-letter topic's max.message.bytes (None: not readable)
+
+
+def _max_message_bytes(admin: AdminClient, topic: str) -> int | None:
+    try:
+        value = topic_config(admin, topic, "max.message.bytes")
+    except KafkaException as exc:  # e.g. no DescribeConfigs permission: the producer's limit still holds
+        log.warning("cannot read max.message.bytes of %s (%s); checking dead letters against the producer's "
+                    "message.max.bytes only", topic, exc)
+        return None
+    return int(value) if value is not None else None
+
+
+def ensure_service_topics(settings: Settings, changelog_topic: str) -> ServiceTopics:
+    """Check or create the service's topics."""
     kafka = settings.kafka
     admin = AdminClient(admin_config(settings))
     partitions = partition_count(admin, kafka.input_topic)
@@ -90,4 +106,4 @@ def ensure_service_topics(settings: Settings, changelog_topic: str) -> int:
     if "compact" not in policy:
         raise ConfigError(f"changelog {changelog_topic!r} has cleanup.policy={policy!r}; it must be compact, "
                           "or windows are lost when old segments are deleted")
-    return partitions
+    return ServiceTopics(partitions, _max_message_bytes(admin, kafka.dead_letter_topic))

@@ -10,6 +10,9 @@ Which broker (session-scoped, first that applies):
 
 Every test uses fresh topic and group names, since the local broker keeps its data. The helpers
 (:class:`kafkakit.KafkaKit`) live in ``kafkakit.py``.
+
+Tests that take a broker down get one of their own (``own_broker``: ``scripts/kafka-up.sh`` on a
+free port with its own state, Java 17 and Maven needed), so the shared broker never goes away.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
-from kafkakit import N_ITEMS, REPO, KafkaKit
+from kafkakit import N_ITEMS, REPO, KafkaKit, LocalBroker
 
 from streamrec.catalog import Item
 from streamrec.synthetic import generate
@@ -109,6 +112,17 @@ def _container_broker() -> Iterator[str]:
                 pytest.fail(f"the {KAFKA_IMAGE} container did not answer on {bootstrap}")
             time.sleep(1)
         yield bootstrap
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A broker for this test alone, which it may kill and restart."""
+    broker = LocalBroker(KafkaKit.free_port(), KafkaKit.free_port(), tmp_path_factory.mktemp("broker"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 # -- the model and the data ------------------------------------------------------------------

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,10 +25,12 @@ import pytest
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
 
 from streamrec.config import Settings, load_settings
 from streamrec.events import Event, encode_event
 from streamrec.kafka.changelog import merge_snapshots
+from streamrec.kafka.tail import decode_recommendation
 from streamrec.recommendations import Recommendation
 from streamrec.synthetic import generate
 from streamrec.windows import WindowStore
@@ -72,12 +77,45 @@ class Record:
 
     def recommendation(self) -> Recommendation:
         assert self.value is not None
-        return Recommendation.from_msgpack(self.value)
+        return decode_recommendation(self.value)  # JSON by default, msgpack with kafka.output_format
 
     def event(self) -> dict[str, Any]:
         assert self.value is not None
         event: dict[str, Any] = msgpack.unpackb(self.value, raw=False)
         return event
+
+
+# -- a broker of one's own ------------------------------------------------------------------
+
+
+class LocalBroker:
+    """``scripts/kafka-up.sh`` on its own ports and state directory: started, killed, restarted."""
+
+    def __init__(self, port: int, controller_port: int, state_dir: Path) -> None:
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.state_dir = state_dir
+        self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(controller_port),
+                    "KAFKA_STATE_DIR": str(state_dir)}
+
+    def _script(self, name: str) -> None:
+        done = subprocess.run([str(REPO / "scripts" / name)], env=self.env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr}"
+
+    def start(self) -> None:
+        self._script("kafka-up.sh")
+
+    def stop(self) -> None:
+        self._script("kafka-down.sh")
+
+    def kill(self) -> None:
+        """SIGKILL: the broker vanishes mid-conversation, as a crashed host would."""
+        pid = int((self.state_dir / "kafka.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and b"kafka.Kafka" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the killed broker did not go away"
+            time.sleep(0.1)
 
 
 # -- the service as a subprocess -------------------------------------------------------------
@@ -86,13 +124,15 @@ class Record:
 class ServiceProcess:
     """``streamrec run --config ...`` in a subprocess, its log in a file."""
 
-    def __init__(self, config: Path, log_path: Path, extra_args: Sequence[str] = ()) -> None:
+    def __init__(self, config: Path, log_path: Path, extra_args: Sequence[str] = (),
+                 log_level: str | None = "INFO") -> None:
         self.log_path = log_path
         script = Path(sys.executable).with_name("streamrec")
         command = [str(script)] if script.exists() else [sys.executable, "-c", "from streamrec.cli import app; app()"]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         self._log = log_path.open("ab")
-        self.proc = subprocess.Popen([*command, "--log-level", "INFO", "run", "--config", str(config), *extra_args],
+        level = ["--log-level", log_level] if log_level else []  # None: the default level
+        self.proc = subprocess.Popen([*command, *level, "run", "--config", str(config), *extra_args],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
     def alive(self) -> bool:
@@ -134,8 +174,10 @@ class KafkaKit:
     def name(self, prefix: str) -> str:
         return f"{prefix}-{self.run_id}"
 
-    def create_topic(self, prefix: str, partitions: int, config: dict[str, str] | None = None) -> str:
-        name = self.name(prefix)
+    def create_topic(self, prefix: str, partitions: int, config: dict[str, str] | None = None,
+                     exact: bool = False) -> str:
+        """``prefix-<run id>`` (``exact``: ``prefix`` itself), with its leaders elected."""
+        name = prefix if exact else self.name(prefix)
         self.admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])[name].result()
         self.wait_for(lambda: self._has_leaders(name, partitions), f"leaders for {name}", 30)
         return name
@@ -144,6 +186,12 @@ class KafkaKit:
         found = self.admin.list_topics(topic, timeout=10).topics.get(topic)
         return (found is not None and found.error is None and len(found.partitions) == partitions
                 and all(p.leader >= 0 for p in found.partitions.values()))
+
+    @staticmethod
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
 
     # -- producing --------------------------------------------------------------------------
 
@@ -287,9 +335,9 @@ class KafkaKit:
         path.write_text(yaml.safe_dump(values))
         return path, load_settings(path)
 
-    def start(self, config: Path, *args: str, name: str = "service") -> ServiceProcess:
+    def start(self, config: Path, *args: str, name: str = "service", log_level: str | None = "INFO") -> ServiceProcess:
         log_path = self.tmp_path / f"{name}-{len(self.services)}.log"
-        service = ServiceProcess(config, log_path, args)
+        service = ServiceProcess(config, log_path, args, log_level)
         self.services.append(service)
         return service
 
@@ -297,6 +345,25 @@ class KafkaKit:
         for service in self.services:
             if service.alive():
                 service.kill()
+
+
+def probe(port: int, path: str) -> tuple[int, str]:
+    """``GET path`` on the service's endpoints: (status, body); (0, reason) when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except (urllib.error.URLError, OSError) as error:
+        return 0, str(error)
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample on the service's /metrics, by (name, sorted labels)."""
+    status, text = probe(port, "/metrics")
+    assert status == 200, text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def _retrying(read: Callable[[], dict[int, int]], attempts: int = 40) -> dict[int, int]:

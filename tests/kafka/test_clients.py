@@ -10,7 +10,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from streamrec.config import Settings, load_settings
 from streamrec.errors import ConfigError
 from streamrec.kafka import commands
-from streamrec.kafka.clients import admin_config, committed_offsets, consumer_config, producer_config
+from streamrec.kafka.clients import admin_config, consumer_config, producer_config
+from streamrec.kafka.offsets import committed_offsets
 
 
 def _settings_from_flags(config: Path, flags: dict[str, object]) -> Settings:

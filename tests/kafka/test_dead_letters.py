@@ -1,5 +1,6 @@
-"""Bad messages go to the dead-letter topic and the partition keeps moving; and when a record
-cannot be delivered, nothing of its batch is committed."""
+"""Bad messages go to the dead-letter topic and the partition keeps moving, however large; JSON
+and msgpack events are both read; a partition whose every message is rejected raises an alarm;
+and when a record cannot be delivered, nothing of its batch is committed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 
 import msgpack
 import pytest
-from kafkakit import KafkaKit, make_log
+from confluent_kafka import Producer
+from kafkakit import KafkaKit, make_log, scrape
 
 from streamrec.events import encode_event
 
@@ -64,7 +66,11 @@ def test_bad_messages_are_dead_lettered(kit: KafkaKit) -> None:
     for index, name in bad_at.items():
         letter, (value, reason) = dead[name], BAD[name]
         partition, offset = where[index]
-        assert letter.value == value
+        if reason == "oversized":  # cut to kafka.max_event_bytes, its size in a header
+            assert value is not None and letter.value == value[:MAX_EVENT_BYTES]
+            assert letter.headers["original.size"] == str(len(value)).encode()
+        else:
+            assert letter.value == value and "original.size" not in letter.headers
         assert letter.headers["reason"] == reason.encode(), name
         assert letter.headers["error"]
         assert letter.headers["source.topic"] == topic.encode()
@@ -80,22 +86,108 @@ def test_bad_messages_are_dead_lettered(kit: KafkaKit) -> None:
     assert stats["bad_messages"] == {reason: sum(r == reason for _, r in BAD.values()) for _, reason in BAD.values()}
 
 
-def test_undeliverable_dead_letter_blocks_the_commit(kit: KafkaKit) -> None:
-    """A record the broker refuses (the dead-letter topic takes at most 2 KB) fails the batch:
-    the service exits 1 and the batch's offsets stay uncommitted, so it is redone after a fix."""
-    topic = kit.create_topic("events", 1)
-    dead_letters = kit.create_topic("dlq", 1, {"max.message.bytes": "2048"})
+def test_json_input(kit: KafkaKit) -> None:
+    """JSON events (what kcat or any non-Python producer writes) and msgpack events on one topic are
+    both read by default; recommendations come out as JSON objects."""
+    events = make_log(n_users=20, events_per_user=(3, 6), seed=4)
+    topic = kit.create_topic("events", 2)
     values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
-                          dead_letter_topic=dead_letters, max_event_bytes=MAX_EVENT_BYTES)
+                          dead_letter_topic=kit.name("dlq"))
+    config, settings = kit.write_config(values)
+    service = kit.start(config)
+    kit.produce(topic, [(e.user_id.encode(), encode_event(e, "json" if n % 2 else "msgpack"))
+                        for n, e in enumerate(events)])
+    kit.wait_caught_up(settings.kafka.group, topic, [service])
+    assert service.stop() == 0, service.log()[-3000:]
+    stats = json.loads(service.log().splitlines()[-1])["stats"]
+    assert stats["events_processed"] == len(events) and stats["dead_lettered"] == 0
+    records = kit.read_all(settings.kafka.output_topic)
+    assert records and all(json.loads(r.value or b"")["user_id"] for r in records)
+    assert {r.recommendation().user_id for r in records} == {e.user_id for e in events}
+
+
+def test_a_partition_of_rejects_raises_the_alarm(kit: KafkaKit) -> None:
+    """A producer that writes something else entirely: every message of its partition is dead-lettered,
+    the service says so in its log and on streamrec_dead_letter_ratio, and keeps serving the others."""
+    topic = kit.create_topic("events", 1)
+    port = kit.free_port()
+    values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
+                          dead_letter_topic=kit.name("dlq"))
+    config, settings = kit.write_config(values)
+    service = kit.start(config, "--metrics-address", f"127.0.0.1:{port}")
+    kit.produce(topic, [(f"k{n}".encode(), f"user=u{n};item=3;action=view".encode()) for n in range(60)])
+    kit.wait_caught_up(settings.kafka.group, topic, [service])
+    kit.wait_for(lambda: "every one of the last" in service.log(), "the dead-letter alarm", 30, [service])
+    assert scrape(port)[("streamrec_dead_letter_ratio", (("partition", "0"), ("topic", topic)))] == 1.0
+    kit.produce_events(topic, make_log(n_users=10, events_per_user=(20, 25), seed=5))
+    kit.wait_caught_up(settings.kafka.group, topic, [service])
+    kit.wait_for(lambda: "has valid events again" in service.log(), "the alarm to clear", 30, [service])
+    assert service.stop() == 0
+
+
+def test_oversized_message(kit: KafkaKit) -> None:
+    """A message larger than the producer's message.max.bytes (the input topic takes 4 MB) is
+    dead-lettered cut to kafka.max_event_bytes with its size in a header, and the stream moves on;
+    nothing is published twice."""
+    topic = kit.create_topic("events", 1, {"max.message.bytes": str(4 * 1024 * 1024)})
+    values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
+                          dead_letter_topic=kit.name("dlq"))
+    config, settings = kit.write_config(values)
+    service = kit.start(config)
+    before, after = make_log(n_users=5, events_per_user=(3, 4), seed=2), make_log(n_users=5, seed=3)
+    kit.produce_events(topic, before)
+    huge = msgpack.packb({"user_id": "big", "item_id": "3", "action": "view", "timestamp": 1,
+                          "attributes": {"blob": "x" * 1_500_000}})
+    producer = Producer({"bootstrap.servers": kit.bootstrap, "message.max.bytes": 5 * 1024 * 1024})
+    producer.produce(topic, huge, key=b"big")
+    assert producer.flush(30) == 0
+    kit.produce_events(topic, after)
+    kit.wait_caught_up(settings.kafka.group, topic, [service])
+    assert service.stop() == 0, service.log()[-3000:]
+    [letter] = kit.read_all(settings.kafka.dead_letter_topic)
+    assert letter.headers["reason"] == b"oversized" and letter.headers["original.size"] == str(len(huge)).encode()
+    assert letter.value == huge[:settings.kafka.max_event_bytes]
+    recs = kit.recommendations(settings.kafka.output_topic)
+    sources = [(rec.source["partition"], rec.source["offset"]) for _, rec in recs]
+    assert len(sources) == len(set(sources))  # no batch published twice
+    assert {rec.user_id for _, rec in recs} == {e.user_id for e in before + after}
+
+
+def test_a_dead_letter_topic_too_small_is_a_config_error(kit: KafkaKit) -> None:
+    """kafka.max_event_bytes must fit the dead-letter topic: checked at start, not at the first bad message."""
+    topic = kit.create_topic("events", 1)
+    dead_letters = kit.create_topic("dlq", 1, {"max.message.bytes": "20000"})
+    values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
+                          dead_letter_topic=dead_letters)
+    config, _ = kit.write_config(values)
+    service = kit.start(config)
+    assert service.proc.wait(60) == 2, service.log()[-3000:]
+    assert "kafka.max_event_bytes=65536 does not fit a dead letter" in service.log()
+    assert "max.message.bytes is 20000" in service.log()
+
+
+def _window_too_large_for(changelog_bytes: int) -> bytes:
+    """A valid event whose window is larger than the changelog topic takes."""
+    return msgpack.packb({"user_id": "u1", "item_id": "5", "action": "view", "timestamp": 1_700_000_000_000,
+                          "attributes": {"note": "y" * changelog_bytes}})
+
+
+def test_undeliverable_record_blocks_the_commit(kit: KafkaKit) -> None:
+    """A record the broker refuses (the changelog topic takes at most 4 KB; one user's window is
+    larger) fails the batch: the service exits 1 and the batch's offsets stay uncommitted, so it is
+    redone after a fix."""
+    topic = kit.create_topic("events", 1)
+    values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
+                          dead_letter_topic=kit.name("dlq"))
+    kit.create_topic(f"{values['kafka']['group']}-windows-changelog", 1,
+                     {"cleanup.policy": "compact", "max.message.bytes": "4096"}, exact=True)
     config, settings = kit.write_config(values)
     service = kit.start(config)
     good = make_log(n_users=5, events_per_user=(3, 4), seed=2)
     kit.produce_events(topic, good)
     kit.wait_caught_up(settings.kafka.group, topic, [service])
     committed = kit.committed(settings.kafka.group, topic)[0]
-    huge, _ = BAD["huge"]
-    assert huge is not None and len(huge) > 2048
-    [(_, offset)] = kit.produce(topic, [(b"bad", huge)])
+    [(_, offset)] = kit.produce(topic, [(b"u1", _window_too_large_for(4096))])
     assert service.proc.wait(60) == 1, service.log()[-3000:]
     assert "not delivered" in service.log()
     assert kit.committed(settings.kafka.group, topic)[0] == committed == offset
@@ -106,19 +198,18 @@ def test_exactly_once_aborts_rewinds_and_then_fails_loudly(kit: KafkaKit) -> Non
     from the changelog, positions to the committed offsets) and retries; a record that can never be
     written makes it give up after 3 aborts in a row. Nothing of the aborted batches is visible."""
     topic = kit.create_topic("events", 1)
-    dead_letters = kit.create_topic("dlq", 1, {"max.message.bytes": "2048"})
     values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
-                          dead_letter_topic=dead_letters, max_event_bytes=MAX_EVENT_BYTES, exactly_once=True,
-                          transactional_id=kit.name("txn"))
+                          dead_letter_topic=kit.name("dlq"), exactly_once=True, transactional_id=kit.name("txn"))
+    kit.create_topic(f"{values['kafka']['group']}-windows-changelog", 1,
+                     {"cleanup.policy": "compact", "max.message.bytes": "4096"}, exact=True)
     config, settings = kit.write_config(values)
     service = kit.start(config)
     kit.produce_events(topic, make_log(n_users=5, events_per_user=(3, 4), seed=2))
     kit.wait_caught_up(settings.kafka.group, topic, [service])
     committed = kit.committed(settings.kafka.group, topic)[0]
     visible = len(kit.read_all(settings.kafka.output_topic))
-    huge, _ = BAD["huge"]
-    # The bad record shares its batch with good events of a user whose window must be rewound too.
-    kit.produce(topic, [(b"u1", _event("u1", "5")), (b"bad", huge), (b"u1", _event("u1", "6"))])
+    # The refused window shares its batch with good events of another user, whose window is rewound too.
+    kit.produce(topic, [(b"u2", _event("u2", "5")), (b"u1", _window_too_large_for(4096)), (b"u2", _event("u2", "6"))])
     assert service.proc.wait(90) == 1, service.log()[-3000:]
     log = service.log()
     assert log.count("transaction aborted: rewound") == 2 and "3 transactions in a row aborted" in log

@@ -2,36 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-import urllib.error
-import urllib.request
-
 import pytest
-from kafkakit import KafkaKit, make_log
-from prometheus_client.parser import text_string_to_metric_families
+from kafkakit import KafkaKit, make_log, probe, scrape
 
 pytestmark = pytest.mark.kafka
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def test_service_metrics_lag_and_readiness(kit: KafkaKit) -> None:
@@ -39,17 +13,16 @@ def test_service_metrics_lag_and_readiness(kit: KafkaKit) -> None:
     topic = kit.create_topic("events", 2)
     kit.produce_events(topic, events)
     values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
-                          dead_letter_topic=kit.name("dlq"))
-    values["kafka"]["config"] = {**values["kafka"].get("config", {}), "consumer.statistics.interval.ms": "500"}
+                          dead_letter_topic=kit.name("dlq"), statistics_interval_seconds=0.5)
     config, settings = kit.write_config(values)
-    port = _free_port()
+    port = kit.free_port()
     service = kit.start(config, "--metrics-address", f"127.0.0.1:{port}")
     kit.wait_caught_up(settings.kafka.group, topic, [service])
 
     def lags() -> dict[str, float]:
         try:
-            samples = _scrape(port)
-        except OSError:
+            samples = scrape(port)
+        except AssertionError:
             return {}
         return {dict(labels)["partition"]: v for (name, labels), v in samples.items()
                 if name == "streamrec_consumer_lag"}
@@ -58,8 +31,10 @@ def test_service_metrics_lag_and_readiness(kit: KafkaKit) -> None:
     # its own time, and the caught-up service must end with lag 0 on both
     kit.wait_for(lambda: lags() == {"0": 0, "1": 0}, "zero consumer lag on both partitions from librdkafka "
                  "statistics", timeout=60)
-    kit.wait_for(lambda: _ready(port), "/readyz to answer 200 once caught up", timeout=60)
-    samples = _scrape(port)
+    kit.wait_for(lambda: probe(port, "/readyz") == (200, "ready\n"), "/readyz to answer 200 once caught up",
+                 timeout=60)
+    assert probe(port, "/healthz") == (200, "ok\n")
+    samples = scrape(port)
     consumed = sum(v for (name, labels), v in samples.items()
                    if name == "streamrec_events_consumed_total" and ("topic", topic) in labels)
     assert consumed == len(events)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import time
 
 import pytest
 from kafkakit import KafkaKit, ServiceProcess, assert_same_windows, make_log, reference_windows
@@ -105,4 +106,35 @@ def test_a_member_that_lost_its_partitions_drops_them_and_rejoins(kit: KafkaKit)
     stats = json.loads(paused.log().splitlines()[-1])["stats"]
     assert stats["partitions_lost"] == 2 and stats["commit_failures"] == 0
     assert_same_windows(kit.changelog_windows(f"{group}-windows-changelog", settings),
+                        reference_windows(settings, events))
+
+
+SESSION_TIMEOUT_S = 45  # librdkafka's default: what a restarted dynamic member waits out
+
+
+@pytest.mark.slow
+def test_static_membership_restart(kit: KafkaKit) -> None:
+    """A static member (kafka.instance_id) killed with -9 and restarted takes its partitions back at
+    once: fresh recommendations flow again in far less than the session timeout it would otherwise
+    wait out, with its windows restored."""
+    events = make_log(n_users=40, events_per_user=(6, 12), seed=8)
+    before, after = events[: len(events) // 2], events[len(events) // 2:]
+    topic = kit.create_topic("events", 2)
+    values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
+                          dead_letter_topic=kit.name("dlq"), instance_id="recs-{hostname}",
+                          config={"consumer.session.timeout.ms": str(SESSION_TIMEOUT_S * 1000)})
+    config, settings = kit.write_config(values)
+    kit.produce_events(topic, before)
+    service = kit.start(config)
+    kit.wait_caught_up(settings.kafka.group, topic, [service])
+
+    service.kill()
+    killed = time.monotonic()
+    service = kit.start(config)
+    kit.produce_events(topic, after)
+    kit.wait_caught_up(settings.kafka.group, topic, [service], timeout=SESSION_TIMEOUT_S * 2)
+    took = time.monotonic() - killed
+    assert took < SESSION_TIMEOUT_S / 2, f"the restarted static member took {took:.0f}s to catch up"
+    assert service.stop() == 0, service.log()[-3000:]
+    assert_same_windows(kit.changelog_windows(f"{settings.kafka.group}-windows-changelog", settings),
                         reference_windows(settings, events))

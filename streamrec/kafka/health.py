@@ -1,0 +1,169 @@
+"""What ``/healthz`` and ``/readyz`` answer for the Kafka service, and the consumer-lag gauge.
+
+**Live** (``/healthz``): the service is making progress. It is not when the consumer loop has
+not turned for ``kafka.liveness_timeout_seconds`` (a dead or blocked loop), or one batch has
+been in the pipeline that long (a stuck worker). An orchestrator restarts a process that is not
+live; a broker outage alone does not make it so (the loop keeps turning while it waits).
+
+**Ready** (``/readyz``): live, partitions assigned, no restore of windows under way, the broker
+reachable, and every assigned partition within ``READY_LAG_BATCHES`` batches of its end. The
+broker counts as unreachable from librdkafka's "all brokers down" error until the next sign of
+life (a statistics report with a broker up, a consumed message, a successful commit).
+
+The consumer lag comes from librdkafka statistics (every ``kafka.statistics_interval_seconds``),
+exported only for partitions this instance holds: a revoked partition's series is removed, so
+a sum across instances counts each partition once.
+
+>>> clock = [0.0]
+>>> health = Health(liveness_timeout_s=10, ready_lag=100, clock=lambda: clock[0])
+>>> health.assigned({0, 1}); health.tick()
+>>> health.ready(), health.alive()
+(True, (True, 'ok'))
+>>> health.broker_down("all brokers down"); health.ready()
+False
+>>> health.broker_up(); clock[0] = 11.0; health.alive()
+(False, 'the consumer loop has not turned for 11s')
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from confluent_kafka import KafkaError
+
+from streamrec.kafka.client_logs import LOGGER_NAME
+from streamrec.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+READY_LAG_BATCHES = 10  # /readyz: every assigned partition within this many batches of its end
+
+
+class Health:
+    """Liveness and readiness state, fed by the service's loop and librdkafka's callbacks."""
+
+    def __init__(self, liveness_timeout_s: float, ready_lag: int, metrics: Metrics | None = None,
+                 topic: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+        self.liveness_timeout_s = liveness_timeout_s
+        self.ready_lag = ready_lag
+        self.metrics = metrics
+        self.topic = topic
+        self.clock = clock
+        self.lag: dict[int, int] = {}  # assigned partition -> consumer_lag
+        self._partitions: set[int] = set()
+        self._last_tick = clock()
+        self._batch_started: float | None = None
+        self._restoring = 0
+        self._broker_down: str | None = None
+        self._lock = threading.Lock()  # the endpoints ask from their own threads
+
+    # -- fed by the service --------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """The consumer loop turned."""
+        self._last_tick = self.clock()
+
+    def batch_started(self) -> None:
+        self._batch_started = self.clock()
+
+    def batch_finished(self) -> None:
+        self._batch_started = None
+        self.tick()
+
+    @contextmanager
+    def restoring(self) -> Iterator[None]:
+        """Not ready while windows are restored from the changelog."""
+        with self._lock:
+            self._restoring += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._restoring -= 1
+            self.tick()
+
+    def assigned(self, partitions: set[int]) -> None:
+        """The partitions this instance now holds; lag series of the others are removed."""
+        with self._lock:
+            for gone in self._partitions - partitions:
+                if self.lag.pop(gone, None) is not None and self.metrics is not None:
+                    self.metrics.consumer_lag.remove(self.topic, str(gone))
+            self._partitions = set(partitions)
+
+    def broker_down(self, why: str) -> None:
+        if self._broker_down is None:
+            log.warning("broker unreachable (%s): not ready until it answers again", why)
+        self._broker_down = why
+
+    def broker_up(self) -> None:
+        if self._broker_down is not None:
+            log.warning("broker reachable again")
+        self._broker_down = None
+
+    def on_client_error(self, error: KafkaError) -> None:
+        """librdkafka's error events of the group consumer (``error_cb``, served by its poll)."""
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.broker_down(error.str())
+        elif error.code() != KafkaError._TRANSPORT:  # each failed connect is already a client log line
+            logging.getLogger(LOGGER_NAME).warning("consumer: %s", error.str())
+
+    def on_statistics(self, stats_json: str) -> None:
+        """librdkafka statistics: per-partition consumer lag, and whether any broker is up."""
+        try:
+            stats = json.loads(stats_json)
+        except ValueError:
+            return
+        brokers = stats.get("brokers", {}).values()
+        if any(b.get("state") == "UP" and b.get("nodeid", -1) >= 0 for b in brokers):
+            self.broker_up()
+        partitions = stats.get("topics", {}).get(self.topic, {}).get("partitions", {})
+        with self._lock:
+            for key, partition in partitions.items():
+                lag = int(partition.get("consumer_lag", -1))
+                if key == "-1" or lag < 0 or int(key) not in self._partitions:  # UA, no position, not ours
+                    continue
+                self.lag[int(key)] = lag
+                if self.metrics is not None:
+                    self.metrics.consumer_lag.labels(topic=self.topic, partition=key).set(lag)
+
+    # -- asked by the endpoints ----------------------------------------------------------------
+
+    def alive(self) -> tuple[bool, str]:
+        now = self.clock()
+        idle = now - self._last_tick
+        started = self._batch_started
+        if started is not None and now - started > self.liveness_timeout_s:
+            return False, f"one batch has been in the pipeline for {now - started:.0f}s"
+        if idle > self.liveness_timeout_s:
+            return False, f"the consumer loop has not turned for {idle:.0f}s"
+        return True, "ok"
+
+    def readiness(self) -> tuple[bool, str]:
+        """What ``/readyz`` answers."""
+        return self.ready(), self.why_not_ready()
+
+    def ready(self) -> bool:
+        with self._lock:
+            ready = (self.alive()[0] and bool(self._partitions) and not self._restoring
+                     and self._broker_down is None
+                     and all(self.lag.get(p, 0) <= self.ready_lag for p in self._partitions))
+        if self.metrics is not None:
+            self.metrics.ready.set(1 if ready else 0)
+        return ready
+
+    def why_not_ready(self) -> str:
+        if not self.alive()[0]:
+            return self.alive()[1]
+        if self._broker_down is not None:
+            return f"broker unreachable ({self._broker_down})"
+        if self._restoring:
+            return "restoring windows from the changelog"
+        if not self._partitions:
+            return "no partitions assigned"
+        behind = {p: lag for p, lag in self.lag.items() if lag > self.ready_lag}
+        return f"catching up: lag {behind}" if behind else "ready"
