@@ -160,15 +160,14 @@ def decode_event(
     """
     if len(payload) > max_bytes:
         raise DecodeError(f"payload of {len(payload)} bytes exceeds max_event_bytes={max_bytes}")
-    if wire_format == "auto":
-        wire_format = detect_format(payload)
+    detected = detect_format(payload) if wire_format == "auto" else wire_format
     try:
-        if wire_format == "json":
-            obj = json.loads(payload)
-        else:
-            obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        obj = json.loads(payload) if detected == "json" else msgpack.unpackb(payload, raw=False, strict_map_key=False)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise DecodeError(f"not a valid {wire_format} event: {exc}") from exc
+        if wire_format == "auto" and detected == "msgpack":  # say what was tried, and why
+            raise DecodeError(f"neither a JSON object (it starts with {payload[:1]!r}, not '{{') nor a valid "
+                              f"msgpack event: {exc}") from exc
+        raise DecodeError(f"not a valid {detected} event: {exc}") from exc
     return event_from_mapping(obj, vocab)
 
 

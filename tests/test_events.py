@@ -21,6 +21,17 @@ def test_round_trip_keeps_every_field(wire: str) -> None:
     assert decode_event(encode_event(event, wire), VOCAB, wire) == event  # type: ignore[arg-type]
 
 
+def test_auto_reads_each_payload_in_its_own_format() -> None:
+    event = Event("u1", "i9", "view", 5)
+    assert decode_event(encode_event(event, "json"), VOCAB) == event  # "auto" is the default
+    assert decode_event(b"  \n" + encode_event(event, "json"), VOCAB) == event
+    assert decode_event(encode_event(event, "msgpack"), VOCAB) == event
+    with pytest.raises(DecodeError, match="neither a JSON object .* nor a valid msgpack event"):
+        decode_event(b"user=u1;item=i9", VOCAB)
+    with pytest.raises(DecodeError, match="not a valid msgpack event"):  # a named format reads only itself
+        decode_event(encode_event(event, "json"), VOCAB, "msgpack")
+
+
 def test_integer_ids_become_strings() -> None:
     event = decode_event(msgpack.packb(record(user_id=5, item_id=77)), VOCAB)
     assert (event.user_id, event.item_id) == ("5", "77")

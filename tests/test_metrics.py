@@ -29,6 +29,7 @@ EXPECTED = {
     "streamrec_stage_seconds": ("histogram", {"stage"}),
     "streamrec_batch_size": ("histogram", set()),
     "streamrec_consumer_lag": ("gauge", {"topic", "partition"}),
+    "streamrec_dead_letter_ratio": ("gauge", {"topic", "partition"}),
     "streamrec_users_in_memory": ("gauge", set()),
     "streamrec_kv_cache_bytes": ("gauge", set()),
     "streamrec_model_version": ("gauge", set()),

@@ -34,6 +34,7 @@ _NUMBERS = re.compile(r"\d+")
 class _Seen:
     first: float
     suppressed: int = 0
+    last: str = ""  # the newest suppressed message, as it was
 
 
 class RepeatFilter(logging.Filter):
@@ -59,6 +60,7 @@ class RepeatFilter(logging.Filter):
             seen = self._seen.get(key)
             if seen is not None and now - seen.first < self.interval_s:
                 seen.suppressed += 1
+                seen.last = record.getMessage()
                 return False
             self._seen[key] = _Seen(now)
         if seen is not None and seen.suppressed:
@@ -73,10 +75,10 @@ class RepeatFilter(logging.Filter):
             due = [(key, seen) for key, seen in self._seen.items() if force or now - seen.first >= self.interval_s]
             for key, _ in due:
                 del self._seen[key]
-        for (level, message), seen in due:
+        for (level, _), seen in due:
             if seen.suppressed:
-                logger.log(level, "%d more like this in the last %.0fs, not logged: %s", seen.suppressed,
-                           now - seen.first, message)
+                logger.log(level, "%d more like this in the last %.0fs, not logged, the last: %s", seen.suppressed,
+                           now - seen.first, seen.last)
 
 
 def _repeat_filter(logger: logging.Logger) -> RepeatFilter | None:

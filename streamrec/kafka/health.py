@@ -106,11 +106,12 @@ class Health:
         self._broker_down = None
 
     def on_client_error(self, error: KafkaError) -> None:
-        """librdkafka's error events of the group consumer (``error_cb``, served by its poll)."""
+        """librdkafka's error events (``error_cb``) of the group consumer and the producer: the producer's
+        are served while a flush waits for deliveries, when the consumer is not polled."""
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.broker_down(error.str())
         elif error.code() != KafkaError._TRANSPORT:  # each failed connect is already a client log line
-            logging.getLogger(LOGGER_NAME).warning("consumer: %s", error.str())
+            logging.getLogger(LOGGER_NAME).warning("client error: %s", error.str())
 
     def on_statistics(self, stats_json: str) -> None:
         """librdkafka statistics: per-partition consumer lag, and whether any broker is up."""

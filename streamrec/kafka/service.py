@@ -171,6 +171,7 @@ class KafkaService:
         producer_settings = producer_config(settings, transactional_id, keyed=True)
         dead_letter_room(kafka.max_event_bytes, int(producer_settings.get("message.max.bytes", PRODUCER_MAX_BYTES)),
                          topics.dead_letter_max_bytes)  # raises ConfigError when they disagree
+        producer_settings["error_cb"] = self.health.on_client_error  # served while a flush waits
         publisher = Publisher(Producer(producer_settings), kafka.output_topic, kafka.dead_letter_topic,
                               self.changelog_topic, kafka.output_format)
         if transactional_id is not None:
@@ -278,6 +279,7 @@ class KafkaService:
                 self.stats.commits += 1
             else:
                 publisher.confirm()
+                self.health.broker_up()  # every record delivered
                 self._commit(offsets)
         except TransactionAborted as exc:
             self.stats.transactions_aborted += 1

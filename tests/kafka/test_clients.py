@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from streamrec.config import Settings, load_settings
 from streamrec.errors import ConfigError
 from streamrec.kafka import commands
-from streamrec.kafka.clients import admin_config, consumer_config, producer_config
+from streamrec.kafka.client_logs import RepeatFilter
+from streamrec.kafka.clients import admin_config, consumer_config, default_transactional_id, producer_config
 from streamrec.kafka.offsets import committed_offsets
 
 
@@ -80,6 +82,24 @@ def test_assign_only_readers_never_join_or_commit() -> None:
     reader = consumer_config(settings, "reader", in_group=False)
     assert reader["enable.auto.commit"] is False and reader["group.id"] == "reader"
     assert "group.instance.id" not in reader  # would fence the service's own static member
+
+
+def test_instance_id_makes_the_group_consumer_a_static_member() -> None:
+    settings = _settings(instance_id="recs-{hostname}", group="g")
+    static = consumer_config(settings)["group.instance.id"]
+    assert static == f"recs-{socket.gethostname()}"
+    assert "group.instance.id" not in consumer_config(settings, "reader", in_group=False)
+    assert "group.instance.id" not in consumer_config(_settings())  # dynamic by default
+    assert default_transactional_id(load_settings(kafka={"instance_id": "pod-3", "group": "g"})) == "g-pod-3"
+    with pytest.raises(ConfigError, match=r"group\.instance\.id"):
+        consumer_config(_settings(instance_id="a", config={"consumer.group.instance.id": "b"}))
+
+
+def test_every_client_logs_through_the_repeat_filter() -> None:
+    settings = _settings(log_repeat_seconds=7)
+    for config in (consumer_config(settings), producer_config(settings), admin_config(settings)):
+        [repeats] = [f for f in config["logger"].filters if isinstance(f, RepeatFilter)]
+        assert repeats.interval_s == 7
 
 
 def test_admin_lookups_never_auto_create_topics() -> None:

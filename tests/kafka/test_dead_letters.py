@@ -92,14 +92,18 @@ def test_json_input(kit: KafkaKit) -> None:
     events = make_log(n_users=20, events_per_user=(3, 6), seed=4)
     topic = kit.create_topic("events", 2)
     values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
-                          dead_letter_topic=kit.name("dlq"))
+                          dead_letter_topic=kit.name("dlq"), progress_interval_seconds=1)
     config, settings = kit.write_config(values)
-    service = kit.start(config)
+    service = kit.start(config, log_level=None)  # the default level: quiet but for the progress line
     kit.produce(topic, [(e.user_id.encode(), encode_event(e, "json" if n % 2 else "msgpack"))
                         for n, e in enumerate(events)])
     kit.wait_caught_up(settings.kafka.group, topic, [service])
+    kit.wait_for(lambda: f"progress: {len(events):,} events consumed" in service.log(), "a progress line", 30,
+                 [service])
     assert service.stop() == 0, service.log()[-3000:]
-    stats = json.loads(service.log().splitlines()[-1])["stats"]
+    log = service.log()
+    assert " INFO streamrec.kafka.service" not in log  # other INFO lines stay hidden
+    stats = json.loads(log.splitlines()[-1])["stats"]
     assert stats["events_processed"] == len(events) and stats["dead_lettered"] == 0
     records = kit.read_all(settings.kafka.output_topic)
     assert records and all(json.loads(r.value or b"")["user_id"] for r in records)

@@ -17,6 +17,9 @@ OUTAGE_S = 10.0  # how long the broker stays down: long enough for librdkafka to
 
 @pytest.mark.slow
 def test_probes_during_broker_outage(own_broker: LocalBroker, tiny_model: Path, tmp_path: Path) -> None:
+    """The broker is killed while the service works through a backlog (its main thread then waits
+    in the producer's flush): /readyz says so within seconds, /healthz stays up, the connect errors
+    are a few summarised lines, and after the restart everything is processed."""
     kit = KafkaKit(own_broker.bootstrap, tiny_model, tmp_path)
     try:
         topic = kit.create_topic("events", 2)
@@ -24,34 +27,32 @@ def test_probes_during_broker_outage(own_broker: LocalBroker, tiny_model: Path, 
         values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
                               dead_letter_topic=kit.name("dlq"), statistics_interval_seconds=0.5)
         config, settings = kit.write_config(values)
+        events = make_log(n_users=300, events_per_user=(10, 30), seed=1)
+        kit.produce_events(topic, events)
         service = kit.start(config, "--metrics-address", f"127.0.0.1:{port}")
-        first, second = make_log(n_users=20, seed=1), make_log(n_users=20, seed=2)
-        kit.produce_events(topic, first)
-        kit.wait_caught_up(settings.kafka.group, topic, [service])
-        kit.wait_for(lambda: probe(port, "/readyz")[0] == 200, "/readyz 200 before the outage", 60, [service])
+        kit.wait_for(lambda: sum(kit.committed(settings.kafka.group, topic).values()) > 0,
+                     "the service to work on the backlog", 60, [service])
 
         own_broker.kill()
-        kit.wait_for(lambda: probe(port, "/readyz")[0] == 503, "/readyz 503 once the broker is gone", 30, [service])
-        status, why = probe(port, "/readyz")
-        assert status == 503 and "broker unreachable" in why
-        assert scrape(port)[("streamrec_ready", ())] == 0
+        kit.wait_for(lambda: "broker unreachable" in probe(port, "/readyz")[1], "/readyz to say the broker is gone",
+                     30, [service])
+        assert probe(port, "/readyz")[0] == 503 and scrape(port)[("streamrec_ready", ())] == 0
         down_since = time.monotonic()
         while time.monotonic() - down_since < OUTAGE_S:  # the outage itself; the service must stay live
             assert probe(port, "/healthz") == (200, "ok\n")
             time.sleep(0.5)
 
         own_broker.start()
-        kit.wait_for(lambda: probe(port, "/readyz") == (200, "ready\n"), "/readyz 200 after the broker returns",
-                     120, [service])
-        kit.produce_events(topic, second)
-        kit.wait_caught_up(settings.kafka.group, topic, [service])
+        kit.wait_caught_up(settings.kafka.group, topic, [service], timeout=300)
+        kit.wait_for(lambda: probe(port, "/readyz") == (200, "ready\n"), "/readyz 200 once caught up again",
+                     60, [service])
         assert service.stop() == 0, service.log()[-3000:]
         log = service.log()
         refused = [line for line in log.splitlines() if "Connection refused" in line]
-        assert 0 < len(refused) <= 20, f"{len(refused)} 'Connection refused' lines in a {OUTAGE_S:.0f}s outage"
-        assert "more like this in the last" in log or "more like it in the last" in log
+        assert 0 < len(refused) <= 30, f"{len(refused)} 'Connection refused' lines in a {OUTAGE_S:.0f}s outage"
+        assert "more like" in log  # the rest were counted, not printed
         users = {rec.user_id for _, rec in kit.recommendations(settings.kafka.output_topic)}
-        assert users == {e.user_id for e in first + second}
+        assert users == {e.user_id for e in events}
     finally:
         kit.cleanup()
 

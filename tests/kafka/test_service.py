@@ -17,6 +17,7 @@ from streamrec.encoder import HFEncoder
 from streamrec.errors import ConfigError
 from streamrec.events import Event
 from streamrec.kafka import KafkaService
+from streamrec.kafka.produce import produce_events
 from streamrec.kafka.tail import tail
 from streamrec.pipeline import HEAD_FILE, Pipeline
 from streamrec.recommendations import Recommendation
@@ -108,3 +109,19 @@ def test_a_missing_input_topic_is_a_config_error(kit: KafkaKit) -> None:
     service = KafkaService(settings, Pipeline(settings, HFEncoder(settings.encoder), Catalog()))
     with pytest.raises(ConfigError, match="does not exist"):
         service.run()
+
+
+def test_produce_creates_a_missing_topic_with_topic_partitions(kit: KafkaKit) -> None:
+    """Never the broker's one-partition auto-creation: a second instance would sit idle."""
+    _, settings = kit.write_config(kit.settings(topic_partitions=3))
+    topic = kit.name("fresh")
+    report = produce_events(settings, make_log(n_users=5, events_per_user=(2, 3)), topic, progress=False)
+    assert report.failed == 0
+    assert len(kit.admin.list_topics(topic, timeout=20).topics[topic].partitions) == 3
+
+
+def test_service_settings_reach_the_probes_and_the_progress_line(kit: KafkaKit) -> None:
+    _, settings = kit.write_config(kit.settings(liveness_timeout_seconds=7, progress_interval_seconds=11))
+    service = KafkaService(settings, Pipeline(settings, HFEncoder(settings.encoder), Catalog()))
+    assert service.health.liveness_timeout_s == 7 and service.progress.interval_s == 11
+    assert service.health.ready_lag == 10 * settings.batch.max_size
