@@ -26,7 +26,7 @@ def test_auto_reads_each_payload_in_its_own_format() -> None:
     assert decode_event(encode_event(event, "json"), VOCAB) == event  # "auto" is the default
     assert decode_event(b"  \n" + encode_event(event, "json"), VOCAB) == event
     assert decode_event(encode_event(event, "msgpack"), VOCAB) == event
-    with pytest.raises(DecodeError, match="neither a JSON object .* nor a valid msgpack event"):
+    with pytest.raises(DecodeError, match=r"neither a JSON object .* nor a valid msgpack event"):
         decode_event(b"user=u1;item=i9", VOCAB)
     with pytest.raises(DecodeError, match="not a valid msgpack event"):  # a named format reads only itself
         decode_event(encode_event(event, "json"), VOCAB, "msgpack")
