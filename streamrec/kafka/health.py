@@ -3,7 +3,8 @@
 **Live** (``/healthz``): the service is making progress. It is not when the consumer loop has
 not turned for ``kafka.liveness_timeout_seconds`` (a dead or blocked loop), or one batch has
 been in the pipeline that long (a stuck worker). An orchestrator restarts a process that is not
-live; a broker outage alone does not make it so (the loop keeps turning while it waits).
+live; a broker outage alone does not make it so (the loop keeps turning while it waits), nor
+does a long restore of windows (it has its own timeout).
 
 **Ready** (``/readyz``): live, partitions assigned, no restore of windows under way, the broker
 reachable, and every assigned partition within ``READY_LAG_BATCHES`` batches of its end. The
@@ -135,6 +136,8 @@ class Health:
     # -- asked by the endpoints ----------------------------------------------------------------
 
     def alive(self) -> tuple[bool, str]:
+        if self._restoring:  # progress of its own, bounded by the restore's timeout
+            return True, "restoring windows from the changelog"
         now = self.clock()
         idle = now - self._last_tick
         started = self._batch_started
@@ -158,8 +161,9 @@ class Health:
         return ready
 
     def why_not_ready(self) -> str:
-        if not self.alive()[0]:
-            return self.alive()[1]
+        alive, why = self.alive()
+        if not alive:
+            return why
         if self._broker_down is not None:
             return f"broker unreachable ({self._broker_down})"
         if self._restoring:

@@ -149,9 +149,7 @@ class KafkaService:
                 received = fetcher.collect()
                 if received and not self._stop.is_set():  # after a stop, left for redelivery
                     self._process(received)
-            if fetcher.pending:
-                log.info("stopping: %d messages read ahead are left uncommitted for redelivery",
-                         len(fetcher.pending))
+            log.info("stopping: %d messages read ahead are left uncommitted for redelivery", len(fetcher.pending))
             self._checkpoint()
             self.progress.log(self.stats, self.health.lag, self.pipeline.head.version)
         except BaseException:
@@ -321,7 +319,8 @@ class KafkaService:
         partitions = sorted(self.running.fetcher.assigned)
         self.running.fetcher.discard(partitions)
         self.stats.dropped_users += self.running.windows.drop(partitions)
-        self.stats.restored_users += self.running.windows.restore(partitions)
+        with self.health.restoring():
+            self.stats.restored_users += self.running.windows.restore(partitions)
         reset = str(consumer_config(self.settings).get("auto.offset.reset", "earliest"))
         positions = rewind(self.running.consumer, self.kafka.input_topic, partitions, reset, COMMITTED_TIMEOUT_S)
         log.warning("transaction aborted: rewound %s to %s", self.kafka.input_topic, positions)

@@ -53,6 +53,15 @@ def test_a_loop_that_stops_turning_fails_liveness() -> None:
     assert health.alive()[0]
 
 
+def test_a_long_restore_is_progress_not_a_hang() -> None:
+    clock = Clock()
+    health = _health(clock)
+    with health.restoring():
+        clock.now += 200  # the loop waits in the rebalance callback while the changelog is read
+        assert health.alive() == (True, "restoring windows from the changelog") and not health.ready()
+    assert health.alive() == (True, "ok")
+
+
 def test_readiness_drops_while_the_broker_is_down_and_while_restoring() -> None:
     metrics = Metrics()
     health = _health(Clock(), metrics)
