@@ -31,7 +31,7 @@ from kafkakit import KafkaKit, assert_same_windows, make_log, reference_windows
 
 from streamrec.events import Event
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]  # each over 30 s on 2 cores
 
 
 def _run_with_kills(kit: KafkaKit, rng: random.Random, events: list[Event], kills: int, *args: str,
