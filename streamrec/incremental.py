@@ -171,6 +171,10 @@ class IncrementalWindowEncoder:
         self._scratch: list[torch.Tensor] = []
         self._active: set[str] = set()
 
+    @property
+    def cache_bytes(self) -> int:
+        return self.stats.cache_bytes
+
     def _pool(self) -> SlotPool:
         from streamrec.kv_cache import SlotPool
 

@@ -156,7 +156,7 @@ class Telemetry:
         m.evictions.inc(evicted - self._evictions_seen)
         self._evictions_seen = evicted
         m.users_in_memory.set(len(pipeline.windows))
-        m.kv_cache_bytes.set(getattr(pipeline.window_encoder, "cache_bytes", 0))
+        m.kv_cache_bytes.set(pipeline.window_encoder.cache_bytes)
         m.model_version.set(pipeline.head.version)
         for feature, weight in pipeline.ranker.weights_by_feature().items():
             m.ranker_weight.labels(feature=feature).set(weight)

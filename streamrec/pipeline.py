@@ -2,7 +2,8 @@
 
 For each micro-batch:
 
-1. every valid event joins its user's window (duplicates and too-late events are dropped);
+1. every valid event joins its user's window (duplicates and too-late events are dropped); users
+   idle past ``window.idle_ttl_seconds`` (event time) or over ``window.max_users`` are evicted;
 2. each positive event becomes a training example: the user's window vector as it was
    before this batch -> the event's item;
 3. the ranker (:mod:`streamrec.ranker`) scores each positive event of a known user with the
@@ -16,8 +17,7 @@ For each micro-batch:
    on items nobody has taken yet and on cold ones (``head.ranker_new_items``), and for the
    co-occurrence of the items those read like (:mod:`streamrec.neighbours`).
 
-The Kafka service and the file replay both call :meth:`Pipeline.process`; neither knows
-anything the other does not.
+The Kafka service and the file replay both call :meth:`Pipeline.process`.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class BatchResult:
     loss: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # encode / train / rank
     cold_items: int = 0  # recommended items with fewer than retrieval.cold_below interactions
+    evicted: list[str] = field(default_factory=list)  # users whose windows this batch evicted (TTL, cap)
 
 
 class Pipeline:
@@ -119,8 +120,7 @@ class Pipeline:
     # -- the batch path ----------------------------------------------------------------------
 
     def process(self, events: Sequence[Event]) -> BatchResult:
-        seconds = {"encode": 0.0, "train": 0.0, "rank": 0.0}
-        result = BatchResult([], seconds=seconds)
+        result = BatchResult([], seconds=(seconds := {"encode": 0.0, "train": 0.0, "rank": 0.0}))
         started = time.perf_counter()
         self._ensure_window_vectors({e.user_id for e in events})
         vectors, recents, items, weights = [], [], [], []
@@ -151,6 +151,12 @@ class Pipeline:
                 items.append(item_index)
                 weights.append(weight)
                 positives.append((positive_recent, seen, item_index))
+        if touched and self.windows.idle_ttl_ms is not None:  # idle in event time: the batch's newest event
+            self.windows.expire(max(touched.values()))
+        evicted = self.windows.take_evicted()
+        self._forget(evicted)
+        result.evicted = [user for user in evicted if user not in self.windows]  # some came back
+        touched = {user: t for user, t in touched.items() if user in self.windows}
         item_text = self.item_vectors.matrix()
         seconds["encode"] += time.perf_counter() - started
         started = time.perf_counter()
@@ -344,8 +350,11 @@ class Pipeline:
     def drop_users(self, user_ids: Iterable[str]) -> None:
         ids = list(user_ids)
         self.windows.drop(ids)
-        self.window_encoder.forget(ids)
-        for user in ids:
+        self._forget(ids)
+
+    def _forget(self, user_ids: list[str]) -> None:  # the state beside their windows
+        self.window_encoder.forget(user_ids)
+        for user in user_ids:
             self._window_vectors.pop(user, None)
 
     def restore_users(self, snapshot: bytes) -> int:
@@ -354,9 +363,7 @@ class Pipeline:
         for user in restored:  # their items need indices before the next item matrix is built
             for event in self.windows.window(user):
                 self.catalog.index_of(event.item_id)
-        self.window_encoder.forget(restored)
-        for user in restored:
-            self._window_vectors.pop(user, None)
+        self._forget(restored)
         return len(restored)
 
     def save(self, state_dir: str | Path, with_windows: bool = True) -> None:

@@ -21,6 +21,11 @@ from streamrec.text import TextTemplate
 class WindowEncoder(Protocol):
     dim: int
 
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of per-user state held (KV caches); what ``streamrec_kv_cache_bytes`` shows."""
+        ...
+
     def encode_windows(self, user_ids: Sequence[str], windows: Sequence[Sequence[Event]]) -> torch.Tensor:
         """One vector per user for their current window: ``(len(user_ids), dim)``."""
         ...
@@ -38,6 +43,7 @@ class TextWindowEncoder:
         self.template = template
         self.catalog = catalog
         self.dim = encoder.dim
+        self.cache_bytes = 0  # keeps nothing per user
 
     def encode_windows(self, user_ids: Sequence[str], windows: Sequence[Sequence[Event]]) -> torch.Tensor:
         return self.encoder.encode([self.template.render_window(w, self.catalog) for w in windows])

@@ -84,8 +84,9 @@ class WindowStore:
         self.max_seen_items = max_seen_items
         self.remember_actions = None if remember_actions is None else frozenset(remember_actions)
         self.stats = WindowStats()
-        self._users: OrderedDict[str, UserWindow] = OrderedDict()
+        self._users: OrderedDict[str, UserWindow] = OrderedDict()  # least recently active first
         self._max_ids = max(256, 4 * max_events)
+        self._evicted: list[str] = []  # since the last take_evicted()
 
     def __len__(self) -> int:
         return len(self._users)
@@ -131,14 +132,30 @@ class WindowStore:
         return Added.ADDED
 
     def expire(self, now_ms: int) -> int:
-        """Evict users idle (in event time) for longer than ``idle_ttl``; returns how many."""
+        """Evict users idle (in event time) for longer than ``idle_ttl``; returns how many.
+
+        Walks from the least recently active user and stops at the first one still fresh, so a
+        call costs the evictions it makes, not the users held. (A user whose events arrived out of
+        time order behind a fresher one goes on a later call.)
+        """
         if self.idle_ttl_ms is None:
             return 0
-        stale = [uid for uid, w in self._users.items() if w.newest < now_ms - self.idle_ttl_ms]
-        for uid in stale:
-            del self._users[uid]
-        self.stats.evicted_users += len(stale)
-        return len(stale)
+        cutoff = now_ms - self.idle_ttl_ms
+        evicted = 0
+        while self._users:
+            user_id, oldest = next(iter(self._users.items()))
+            if oldest.newest >= cutoff:
+                break
+            del self._users[user_id]
+            self._evicted.append(user_id)
+            evicted += 1
+        self.stats.evicted_users += evicted
+        return evicted
+
+    def take_evicted(self) -> list[str]:
+        """Users evicted (idle TTL or the cap) since the last call; their state elsewhere can go."""
+        evicted, self._evicted = self._evicted, []
+        return evicted
 
     def drop(self, user_ids: Iterable[str]) -> None:
         """Forget users (their partition moved elsewhere); not counted as evictions."""
@@ -152,7 +169,8 @@ class WindowStore:
 
     def _evict_over_cap(self) -> None:
         while len(self._users) > self.max_users:
-            self._users.popitem(last=False)
+            user_id, _ = self._users.popitem(last=False)
+            self._evicted.append(user_id)
             self.stats.evicted_users += 1
 
     # -- checkpoints -------------------------------------------------------------------------

@@ -116,3 +116,30 @@ def test_every_metric_the_grafana_dashboard_queries_exists() -> None:
                for expr in exprs for name in re.findall(r"streamrec_[a-z0-9_]+", expr)}
     assert queried and queried <= set(EXPECTED), queried - set(EXPECTED)
     assert "streamrec_ranker_weight" in queried
+
+
+def test_kv_cache_gauge_reads_the_window_encoders_bytes(
+    make_settings: Callable[..., Settings], tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    settings = make_settings(encoder={"mode": "incremental"})
+    pipeline = Pipeline(settings, tiny_encoder, Catalog(synthetic_log.items))
+    telemetry = Telemetry(settings)
+    replay(pipeline, synthetic_log.events[:200], progress=False, telemetry=telemetry)
+    held = pipeline.window_encoder.cache_bytes
+    assert held > 0
+    assert telemetry.metrics.kv_cache_bytes._value.get() == held
+
+
+def test_evictions_count_idle_users(
+    make_settings: Callable[..., Settings], tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    """window.idle_ttl_seconds evicts in the batch path, and the counter shows it."""
+    settings = make_settings(window={"idle_ttl_seconds": 3600})
+    pipeline = Pipeline(settings, tiny_encoder, Catalog(synthetic_log.items))
+    telemetry = Telemetry(settings)
+    events = synthetic_log.events[:300]
+    replay(pipeline, events, progress=False, telemetry=telemetry)
+    newest = {e.user_id: e.timestamp for e in events}
+    cutoff = max(newest.values()) - 3600 * 1000
+    assert pipeline.windows.stats.evicted_users >= sum(t < cutoff for t in newest.values()) > 0
+    assert telemetry.metrics.evictions._value.get() == pipeline.windows.stats.evicted_users

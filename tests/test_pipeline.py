@@ -237,3 +237,17 @@ def test_an_item_nobody_has_taken_inherits_the_cooccurrence_of_the_item_it_reads
     with torch.no_grad():
         pipeline.ranker.weights.copy_(torch.tensor([float(f == "neighbours_new") for f in pipeline.ranker.features]))
     assert pipeline.recommend([user])[0].items[0].item_id == "sequel"
+
+
+def test_idle_users_are_evicted_in_the_batch_path(make_settings: MakeSettings, tiny_encoder: HFEncoder) -> None:
+    log = generate(n_users=3, n_items=20, seed=1)
+    pipeline = Pipeline(make_settings(window={"idle_ttl_seconds": 3600}), tiny_encoder, Catalog(log.items))
+    hour = 3_600_000
+    first = pipeline.process([Event("old", "1", "view", 0), Event("fresh", "2", "view", hour // 2)])
+    assert first.evicted == [] and {r.user_id for r in first.recommendations} == {"old", "fresh"}
+    later = pipeline.process([Event("new", "3", "view", 2 * hour)])
+    assert sorted(later.evicted) == ["fresh", "old"]  # both idle for over an hour of event time
+    assert list(pipeline.windows.users()) == ["new"] and pipeline.windows.stats.evicted_users == 2
+    assert pipeline.windows.take_evicted() == []  # handed out once
+    back = pipeline.process([Event("old", "4", "view", 2 * hour + 1)])
+    assert back.evicted == [] and [e.item_id for e in pipeline.windows.window("old")] == ["4"]  # a fresh start

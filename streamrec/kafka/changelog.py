@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING
 
 import msgpack
@@ -71,6 +71,11 @@ class PartitionUsers:
 
     def partition_of(self, user_id: str) -> int | None:
         return self._partition.get(user_id)
+
+    def remove(self, user_id: str) -> None:
+        partition = self._partition.pop(user_id, None)
+        if partition is not None:
+            self._users[partition].discard(user_id)
 
     def users(self, partition: int) -> set[str]:
         return set(self._users.get(partition, ()))
@@ -228,6 +233,17 @@ class PartitionWindows:
             users |= self.owners.pop(partition)
         self.pipeline.drop_users(users)
         return len(users)
+
+    def release(self, users: Iterable[str], keep: Collection[int] = ()) -> list[tuple[int, str]]:
+        """Evicted users, as ``(partition, user)`` to tombstone, no longer tracked; users of the
+        partitions in ``keep`` (lost ones: not ours to write) stay as they are."""
+        released = []
+        for user in users:
+            partition = self.owners.partition_of(user)
+            if partition is not None and partition not in keep:
+                self.owners.remove(user)
+                released.append((partition, user))
+        return released
 
     def prune(self) -> int:
         """Stop tracking users whose windows were evicted."""

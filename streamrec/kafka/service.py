@@ -243,12 +243,12 @@ class KafkaService:
             return
         result = flight.future.result()
         self.stats.longest_batch_seconds = max(self.stats.longest_batch_seconds, time.monotonic() - flight.started)
-        self._publish(flight.batch.without(lost or set()), result)
+        self._publish(flight.batch.without(lost or set()), result, lost or set())
         self.running.fetcher.observe_batch(flight.batch.size, time.monotonic() - flight.started)
         self.running.fetcher.resume()
         self.health.batch_finished()
 
-    def _publish(self, batch: Batch, result: BatchResult) -> None:
+    def _publish(self, batch: Batch, result: BatchResult, lost: set[int]) -> None:
         publisher, exactly_once = self.running.publisher, self.kafka.exactly_once
         recommendations = [dataclasses.replace(rec, source=batch.sources[rec.user_id])
                            for rec in result.recommendations if rec.user_id in batch.sources]
@@ -271,6 +271,9 @@ class KafkaService:
                 snapshot = self.pipeline.windows.snapshot([user]) if user in self.pipeline.windows else None
                 publisher.changelog(partition, user, snapshot)
                 changelog += 1
+        for partition, user in self.running.windows.release(result.evicted, keep=lost):  # gone for good
+            publisher.changelog(partition, user, None)
+            changelog += 1
         try:
             if exactly_once:
                 publisher.commit(offsets, self.running.consumer.consumer_group_metadata())
@@ -288,13 +291,7 @@ class KafkaService:
             self._rewind()
             return
         self._aborts_in_a_row = 0
-        self.stats.batches += 1
-        self.stats.events_processed += len(batch.events)
-        self.stats.duplicates += result.duplicates
-        self.stats.too_late += result.too_late
-        self.stats.recommendations_produced += len(recommendations)
-        self.stats.dead_lettered += len(batch.bad)
-        self.stats.changelog_records += changelog
+        self.stats.count_batch(len(batch.events), result, len(recommendations), len(batch.bad), changelog)
         self._observe(batch, dataclasses.replace(result, recommendations=recommendations))
 
     def _observe(self, batch: Batch, result: BatchResult) -> None:

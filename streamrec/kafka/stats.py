@@ -13,7 +13,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamrec.pipeline import BatchResult
 
 #: The progress line's logger; ``streamrec run`` logs it at INFO whatever the log level.
 progress_log = logging.getLogger("streamrec.progress")
@@ -35,13 +38,26 @@ class ServiceStats:
     transactions_aborted: int = 0
     checkpoints: int = 0
     restored_users: int = 0
-    dropped_users: int = 0
+    dropped_users: int = 0  # their partitions went to another member
+    evicted_users: int = 0  # idle past window.idle_ttl_seconds or over window.max_users: tombstoned
     items_loaded: int = 0
     bad_items: int = 0
     partitions_assigned: int = 0
     partitions_revoked: int = 0
     partitions_lost: int = 0
     longest_batch_seconds: float = 0.0
+
+    def count_batch(self, events: int, result: BatchResult, recommendations: int, dead_lettered: int,
+                    changelog_records: int) -> None:
+        """A batch delivered and committed."""
+        self.batches += 1
+        self.events_processed += events
+        self.duplicates += result.duplicates
+        self.too_late += result.too_late
+        self.recommendations_produced += recommendations
+        self.dead_lettered += dead_lettered
+        self.changelog_records += changelog_records
+        self.evicted_users += len(result.evicted)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
