@@ -1,6 +1,8 @@
 import random
 from collections.abc import Callable
 
+import pytest
+
 from streamrec.catalog import Catalog
 from streamrec.config import DriftSettings, Settings
 from streamrec.encoder import HFEncoder
@@ -22,6 +24,7 @@ def drifts_in_replay(make_settings: Callable[..., Settings], encoder: HFEncoder,
     return telemetry.drift.detected["hit_rate"]
 
 
+@pytest.mark.slow  # over 30 s on 2 cores
 def test_adwin_fires_on_an_abrupt_change_and_stays_quiet_when_stationary(
     make_settings: Callable[..., Settings], tiny_encoder: HFEncoder
 ) -> None:

@@ -33,6 +33,7 @@ def popularity_hit_rate(events: list[Event], k: int = 10) -> float:
     return hits / scored
 
 
+@pytest.mark.slow  # over 30 s on 2 cores
 def test_head_learns_planted_structure_and_beats_popularity(
     make_settings: MakeSettings, tiny_encoder: HFEncoder
 ) -> None:

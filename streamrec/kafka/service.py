@@ -208,6 +208,7 @@ class KafkaService:
             if new:
                 self.pipeline.add_items(new)
                 self.stats.items_loaded += len(new)
+                log.info("added %d items from %s", len(new), items.topic)
             self.stats.bad_items = items.bad_records
         if time.monotonic() - self._last_checkpoint >= self.kafka.checkpoint_interval_seconds:
             self._checkpoint()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +77,7 @@ def test_end_to_end(kit: KafkaKit, tmp_path: Path, catalog_items: list[Item]) ->
     kit.wait_for(lambda: "assigned" in service.log(), "the restarted service to consume", 60, [service])
     kit.produce(items_topic, [(b"999", json.dumps({"item_id": "999", "title": "Zeppelin Lamp",
                                                    "category": "Garden"}).encode())])
-    time.sleep(2)  # the items consumer is polled between batches
+    kit.wait_for(lambda: "added 1 items from" in service.log(), "the item to reach the catalogue", 30, [service])
     newcomer = [Event("newcomer", "999", "view", second[-1].timestamp + n, f"n{n}") for n in range(1, 4)]
     kit.produce_events(topic, second + newcomer)
     events = events + newcomer
