@@ -191,9 +191,7 @@ def _deduped(batch: list[Event], store: WindowStore) -> list[tuple[list[str], li
 
 
 def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    from streamrec.encoder import HFEncoder
-    from streamrec.incremental import IncrementalWindowEncoder
-    from streamrec.window_encoder import TextWindowEncoder
+    from streamrec.encoding import HFEncoder, IncrementalWindowEncoder, TextWindowEncoder
 
     variant = VARIANTS[name]
     settings = EncoderSettings(model=str(args.model_dir), device=args.device, dtype=args.dtype,
@@ -292,7 +290,7 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def _combined_state(args: argparse.Namespace, encoder: Any, events: list[Event],
                     items: list[Item]) -> tuple[Any, WindowStore, list[Event]]:
     """A fresh combined encoder and window store, prefilled and warmed up; returns the events after."""
-    from streamrec.incremental import IncrementalWindowEncoder
+    from streamrec.encoding import IncrementalWindowEncoder
 
     window_encoder = IncrementalWindowEncoder(encoder, TextTemplate.english(), Catalog(items), max_events=N_EVENTS,
                                               slack_events=args.slack, kv_cache_bytes=args.kv_cache_bytes)
@@ -360,7 +358,7 @@ def run_adaptive(args: argparse.Namespace) -> dict[str, Any]:
     Every (load, policy) run starts from the same state: fresh caches, the same warm-up, the
     same events (resets come in waves, so runs on different stretches of the log would differ).
     """
-    from streamrec.encoder import HFEncoder
+    from streamrec.encoding import HFEncoder
 
     encoder = HFEncoder(EncoderSettings(model=str(args.model_dir), device=args.device, dtype=args.dtype,
                                         threads=args.threads, max_length=1024, batch_size=args.batch_size))
@@ -378,8 +376,7 @@ def run_adaptive(args: argparse.Namespace) -> dict[str, Any]:
 def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     """End to end: the embedded replay (Pipeline.process + prequential scoring), text vs incremental."""
     from streamrec.config import load_settings
-    from streamrec.encoder import HFEncoder
-    from streamrec.incremental import make_window_encoder
+    from streamrec.encoding import HFEncoder, make_window_encoder
     from streamrec.pipeline import Pipeline
     from streamrec.replay import replay
 
@@ -409,9 +406,8 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
 def run_quality(args: argparse.Namespace) -> dict[str, Any]:
     """Prequential replay quality on a MovieLens log: text mode (naive and incremental) vs item mode."""
     from streamrec.config import load_settings
-    from streamrec.encoder import HFEncoder
+    from streamrec.encoding import HFEncoder, IncrementalWindowEncoder, make_window_encoder
     from streamrec.events import ActionVocabulary
-    from streamrec.incremental import IncrementalWindowEncoder, make_window_encoder
     from streamrec.pipeline import Pipeline
     from streamrec.replay import replay
     from streamrec.sources import read_log

@@ -40,7 +40,7 @@ from confluent_kafka.admin import AdminClient
 
 from streamrec.catalog import Catalog
 from streamrec.config import load_settings
-from streamrec.encoder import HFEncoder
+from streamrec.encoding import HFEncoder
 from streamrec.kafka.produce import produce_events
 from streamrec.kafka.tail import decode_recommendation
 from streamrec.kafka.topics import TopicSpec, ensure_topic

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamrec.catalog import Catalog
 from streamrec.config import load_settings
-from streamrec.encoder import HFEncoder
+from streamrec.encoding import HFEncoder
 from streamrec.endpoints import Endpoints
 from streamrec.monitoring import Telemetry
 from streamrec.pipeline import Pipeline

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from streamrec.catalog import Catalog
 from streamrec.checkpoint import load_tensors, save_tensors
-from streamrec.encoder import TextEncoder
+from streamrec.encoding import TextEncoder
 from streamrec.text import TextTemplate
 
 FORMAT = "streamrec-item-vectors-1"
@@ -60,25 +61,28 @@ class ItemVectors:
             self.encoded += len(stale)
         self._seen_changes = self.catalog.changes
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, item_ids: Sequence[str]) -> None:
+        """Every item's vector with the hash of the text it was encoded from; ``item_ids``: the
+        catalogue's ids, in index order."""
         n = len(self.catalog)
         self.matrix()
         hashes = [_digest(t) for t in self._texts[:n]]
-        meta = {"item_ids": json.dumps(self.catalog.ids[:n]), "text_sha1": json.dumps(hashes)}
+        meta = {"item_ids": json.dumps(list(item_ids[:n])), "text_sha1": json.dumps(hashes)}
         save_tensors(path, {"vectors": self._vectors[:n]}, FORMAT, meta)
 
-    def load(self, path: str | Path) -> int:
-        """Reuse saved rows whose item text is unchanged; returns how many were reused."""
+    def load(self, path: str | Path, index_of: Callable[[str], int]) -> int:
+        """Reuse saved rows whose item text is unchanged; returns how many were reused.
+        ``index_of``: the catalogue's index of an item id (indexing it if new)."""
         tensors, meta = load_tensors(path, FORMAT, "item-vector cache")
         vectors = tensors["vectors"]
         ids, hashes = json.loads(meta["item_ids"]), json.loads(meta["text_sha1"])
         for item_id in ids:
-            self.catalog.index_of(item_id)
+            index_of(item_id)
         self._seen_changes = -1
         self._grow(len(self.catalog))
         reused = 0
         for row, (item_id, digest) in enumerate(zip(ids, hashes, strict=True)):
-            index = self.catalog.index_of(item_id)
+            index = index_of(item_id)
             text = self.item_text(index)
             if _digest(text) == digest:
                 self._vectors[index] = vectors[row]

@@ -27,34 +27,37 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
 from streamrec.catalog import Catalog, Item
-from streamrec.checkpoint import load_tensors, save_tensors
 from streamrec.config import Settings
 from streamrec.cooccurrence import ItemCooccurrence
-from streamrec.encoder import TextEncoder
+from streamrec.encoding import TextEncoder, WindowEncoder, make_window_encoder
 from streamrec.events import ActionVocabulary, Event
 from streamrec.head import Example, OnlineHead
-from streamrec.incremental import make_window_encoder
 from streamrec.item_vectors import ItemVectors
 from streamrec.neighbours import TextNeighbours
-from streamrec.ranker import OnlineRanker, boost_cold, standardised
+from streamrec.ranker import OnlineRanker, boost_cold
 from streamrec.recommendations import Recommendation, RecommendedItem
 from streamrec.retrieval import Retriever
+from streamrec.signals import Scores, build_signals, feature_names, score_rows
 from streamrec.text import TextTemplate
-from streamrec.window_encoder import WindowEncoder
 from streamrec.windows import Added, WindowStore
 
 HEAD_FILE = "head.safetensors"
 ITEMS_FILE = "item_vectors.safetensors"
 COOCCURRENCE_FILE = "cooccurrence.safetensors"
 RANKER_FILE = "ranker.safetensors"
-RANKER_FORMAT = "streamrec-ranker-1"
 WINDOWS_FILE = "windows.msgpack"
-RECENT_ITEMS = 3  # the short-term co-occurrence signal reads the user's last 3 items
-STAGES = ("new", "cold")  # items nobody has taken yet; fewer than retrieval.cold_below interactions
+
+
+class Checkpointed(Protocol):
+    """A component saved to and loaded from one file of the state directory."""
+
+    def save(self, path: Path, item_ids: list[str]) -> None: ...
+    def load(self, path: Path, index_of: Callable[[str], int]) -> object: ...
 
 
 @dataclass
@@ -105,15 +108,11 @@ class Pipeline:
                                               half_life=head.cooccurrence_half_life,
                                               alpha=head.cooccurrence_alpha)
                              if head.cooccurrence_history else None)
-        features = ["head"]
-        if self.cooccurrence is not None:
-            features += ["cooccurrence", "cooccurrence_recent", "popularity", *(["text"] if head.text_features else [])]
-            if head.ranker_new_items:  # per stage: an offset, the head, the text, the text neighbours
-                signals = ["items", "head", *(["text"] if head.text_features else []),
-                           *(["neighbours"] if head.text_features and head.ranker_text_neighbours else [])]
-                features += [f"{signal}_{stage}" for signal in signals for stage in STAGES]
-        self.ranker = OnlineRanker(features, settings.retrieval.k, head.ranker_learning_rate)
-        self.neighbours = TextNeighbours(head.ranker_text_neighbours) if "neighbours_new" in features else None
+        self.neighbours = (TextNeighbours(head.ranker_text_neighbours) if self.cooccurrence is not None
+                           and head.ranker_new_items and head.text_features and head.ranker_text_neighbours
+                           else None)
+        self.signals = build_signals(head, self.cooccurrence, settings.retrieval.cold_below, self.neighbours)
+        self.ranker = OnlineRanker(feature_names(self.signals), settings.retrieval.k, head.ranker_learning_rate)
         self.retriever = Retriever(settings.retrieval, catalog)
         self._window_vectors: OrderedDict[str, torch.Tensor] = OrderedDict()
 
@@ -267,46 +266,8 @@ class Pipeline:
 
     def _features(self, head: torch.Tensor, positive_recent: torch.Tensor,
                   item_text: torch.Tensor) -> list[torch.Tensor]:
-        """The signals the ranker blends, in ``ranker.features`` order: ``(users, items)`` rows,
-        and ``(1, items)`` for those that are the same for every user."""
-        rows = [head]
-        if self.cooccurrence is not None:
-            n_items = head.shape[1]
-            rows.append(self.cooccurrence.scores(positive_recent, n_items))
-            rows.append(self.cooccurrence.scores(positive_recent[:, :RECENT_ITEMS], n_items))  # the last few alone
-            rows.append(self.cooccurrence.popularity(n_items))  # (1, items): the same for everyone
-            if "text" in self.ranker.features:  # the LM's view: items that read like the user's recent ones
-                unit = torch.nn.functional.normalize(item_text, dim=1)
-                present = (positive_recent >= 0).float()
-                weights = present * self.settings.head.cooccurrence_decay ** torch.arange(
-                    positive_recent.shape[1], dtype=torch.float)
-                rows.append((weights.unsqueeze(-1) * unit[positive_recent.clamp(min=0)]).sum(dim=1) @ unit.T)
-            if "items_new" in self.ranker.features:
-                rows += self._stage_rows(rows, item_text)
-        return rows
-
-    def _stage_rows(self, rows: list[torch.Tensor], item_text: torch.Tensor) -> list[torch.Tensor]:
-        """Rows that let the ranker treat items nobody has taken yet (``new``) and cold ones apart:
-        an indicator of each stage (``items_*``: an offset), then the head's and the text's
-        standardised rows kept on that stage's items only (``head_*``, ``text_*``), and the
-        co-occurrence their text neighbours have (``neighbours_*``)."""
-        assert self.cooccurrence is not None
-        head = rows[0]
-        new = self.cooccurrence.interactions(head.shape[1]) == 0
-        cold = self._cold(head.shape[1])
-        assert cold is not None
-        masks = [stage.float().unsqueeze(0) for stage in (new, cold & ~new)]
-        out = list(masks)
-        signals = [head]
-        if "text" in self.ranker.features:
-            signals.append(rows[self.ranker.features.index("text")])
-        if self.neighbours is not None:
-            self.neighbours.update(item_text)
-            signals.append(self.neighbours.spread(rows[self.ranker.features.index("cooccurrence")]))
-        for row in signals:
-            z = standardised(row)
-            out += [z * mask for mask in masks]
-        return out
+        """The signals' rows (:mod:`streamrec.signals`), in the ranker's feature order."""
+        return score_rows(self.signals, Scores(head, positive_recent, item_text))
 
     def _observe(self, window_vectors: torch.Tensor, recent: torch.Tensor,
                  positives: list[tuple[list[int], list[int], int]], item_text: torch.Tensor) -> None:
@@ -366,16 +327,20 @@ class Pipeline:
         self._forget(restored)
         return len(restored)
 
+    def _checkpointed(self) -> dict[str, Checkpointed]:
+        """What a checkpoint holds beside the windows, by file name, in load order."""
+        parts: dict[str, Checkpointed] = {ITEMS_FILE: self.item_vectors, HEAD_FILE: self.head}
+        if self.cooccurrence is not None:
+            parts[COOCCURRENCE_FILE] = self.cooccurrence
+        parts[RANKER_FILE] = self.ranker
+        return parts
+
     def save(self, state_dir: str | Path, with_windows: bool = True) -> None:
-        """Checkpoint the head, the item-vector cache and (optionally) all windows."""
+        """Checkpoint every component (and, optionally, all windows) into ``state_dir``."""
         state = Path(state_dir)
         state.mkdir(parents=True, exist_ok=True)
-        self.item_vectors.save(state / ITEMS_FILE)
-        self.head.save(state / HEAD_FILE, self.catalog.ids)
-        if self.cooccurrence is not None:
-            self.cooccurrence.save(state / COOCCURRENCE_FILE, self.catalog.ids)
-        save_tensors(state / RANKER_FILE, self.ranker.state(), RANKER_FORMAT,
-                     {"features": ",".join(self.ranker.features)})
+        for name, part in self._checkpointed().items():
+            part.save(state / name, self.catalog.ids)
         if with_windows:
             tmp = state / (WINDOWS_FILE + ".tmp")
             tmp.write_bytes(self.windows.snapshot())
@@ -384,16 +349,9 @@ class Pipeline:
     def load(self, state_dir: str | Path) -> bool:
         """Load whatever checkpoint files exist in ``state_dir``; returns True if a head was loaded."""
         state = Path(state_dir)
-        if (state / ITEMS_FILE).exists():
-            self.item_vectors.load(state / ITEMS_FILE)
+        for name, part in self._checkpointed().items():
+            if (state / name).exists():
+                part.load(state / name, self.catalog.index_of)
         if (state / WINDOWS_FILE).exists():
             self.restore_users((state / WINDOWS_FILE).read_bytes())
-        if not (state / HEAD_FILE).exists():
-            return False
-        self.head.load(state / HEAD_FILE, self.catalog.index_of)
-        if self.cooccurrence is not None and (state / COOCCURRENCE_FILE).exists():
-            self.cooccurrence.load(state / COOCCURRENCE_FILE, self.catalog.index_of)
-        if (state / RANKER_FILE).exists():
-            tensors, metadata = load_tensors(state / RANKER_FILE, RANKER_FORMAT, "ranker checkpoint")
-            self.ranker.restore(tensors, metadata["features"].split(","))
-        return True
+        return (state / HEAD_FILE).exists()

@@ -20,11 +20,15 @@ towards the head and text; one driven by co-visitation, towards the co-occurrenc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import torch
 
+from streamrec.checkpoint import load_tensors, save_tensors
+
 INITIAL = {"head": 1.0, "cooccurrence": 1.0}
+FORMAT = "streamrec-ranker-1"
 
 
 class OnlineRanker:
@@ -89,6 +93,15 @@ class OnlineRanker:
         return {"ranker.weights": self.weights.detach().clone(),
                 **{f"ranker.adam.{k}": torch.as_tensor(v).clone() for k, v in moments.items()},
                 "ranker.counters": torch.tensor([self.hits, self.scored, float(self.observed)], dtype=torch.float64)}
+
+    def save(self, path: str | Path, item_ids: Sequence[str] = ()) -> None:
+        """A safetensors checkpoint, with the features it was learned for (the weights are per
+        feature, so ``item_ids`` is not needed: the parameter keeps the checkpoint protocol)."""
+        save_tensors(path, self.state(), FORMAT, {"features": ",".join(self.features)})
+
+    def load(self, path: str | Path, index_of: Callable[[str], int] | None = None) -> None:
+        tensors, metadata = load_tensors(path, FORMAT, "ranker checkpoint")
+        self.restore(tensors, metadata["features"].split(","))
 
     def restore(self, state: Mapping[str, torch.Tensor], features: Sequence[str]) -> None:
         """Load :meth:`state`, saved by a ranker of ``features``; with other features, start over."""

@@ -124,7 +124,7 @@ def replay_files(
     When ``settings.metrics_address`` is set, ``/metrics``, ``/healthz`` and ``/readyz`` are
     served while the replay runs (and ``linger_seconds`` after it, for a last scrape).
     """
-    from streamrec.encoder import HFEncoder
+    from streamrec.encoding import HFEncoder
     from streamrec.sources import detect_format, read_log
 
     resolved = detect_format(log_path) if log_format == "auto" else log_format

@@ -11,7 +11,7 @@ import pytest
 from transformers.utils import logging as hf_logging
 
 from streamrec.config import Settings, load_settings
-from streamrec.encoder import HFEncoder
+from streamrec.encoding import HFEncoder
 from streamrec.synthetic import SyntheticLog, generate
 from streamrec.tinymodel import build_tiny_gpt2, tokenizer_corpus
 

@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamrec.catalog import Catalog
 from streamrec.config import Settings
-from streamrec.encoder import HFEncoder
+from streamrec.encoding import HFEncoder
 from streamrec.endpoints import Endpoints, parse_address
 from streamrec.errors import ConfigError
 from streamrec.metrics import Metrics

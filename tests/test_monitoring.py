@@ -5,7 +5,7 @@ import pytest
 
 from streamrec.catalog import Catalog
 from streamrec.config import DriftSettings, Settings
-from streamrec.encoder import HFEncoder
+from streamrec.encoding import HFEncoder
 from streamrec.head import OnlineHead
 from streamrec.monitoring import DriftMonitor, OnlineQuality, Telemetry
 from streamrec.pipeline import Pipeline

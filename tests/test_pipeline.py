@@ -7,7 +7,7 @@ import torch
 
 from streamrec.catalog import Catalog, Item
 from streamrec.config import Settings
-from streamrec.encoder import HFEncoder
+from streamrec.encoding import HFEncoder
 from streamrec.events import Event
 from streamrec.pipeline import Pipeline
 from streamrec.recommendations import Recommendation

@@ -57,7 +57,7 @@ def _settings(config: Path | None, kafka: dict[str, Any], **overrides: Any) -> S
 
 def build_pipeline(settings: Settings, catalog_path: Path | None) -> Pipeline:
     from streamrec.catalog import Catalog
-    from streamrec.encoder import HFEncoder
+    from streamrec.encoding import HFEncoder
     from streamrec.pipeline import Pipeline
 
     catalog = Catalog.from_file(catalog_path) if catalog_path is not None else Catalog()

@@ -12,7 +12,7 @@ from kafkakit import KafkaKit, Record, assert_same_windows, make_log, reference_
 from rich.console import Console
 
 from streamrec.catalog import Catalog, Item
-from streamrec.encoder import HFEncoder
+from streamrec.encoding import HFEncoder
 from streamrec.errors import ConfigError
 from streamrec.events import Event
 from streamrec.kafka import KafkaService

@@ -12,7 +12,7 @@ import torch
 from kafkakit import KafkaKit, make_log
 
 from streamrec.catalog import Catalog
-from streamrec.encoder import HFEncoder
+from streamrec.encoding import HFEncoder
 from streamrec.kafka import KafkaService
 from streamrec.pipeline import Pipeline
 

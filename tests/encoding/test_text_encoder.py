@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from streamrec.config import EncoderSettings
-from streamrec.encoder import HFEncoder, resolve_dtype
+from streamrec.encoding import HFEncoder, resolve_dtype
 from streamrec.errors import ModelLoadError
 
 

@@ -2,68 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 import torch
+from encodingkit import TEMPLATE, close, item_reference, reference, user_events, view_events
 
 from streamrec.catalog import Catalog, Item
 from streamrec.config import load_settings
-from streamrec.encoder import HFEncoder
-from streamrec.errors import ConfigError
+from streamrec.encoding import HFEncoder, IncrementalWindowEncoder
+from streamrec.encoding.kv_cache import SlotPool
+from streamrec.encoding.views import event_key
 from streamrec.events import Event
-from streamrec.incremental import IncrementalWindowEncoder, event_key, make_window_encoder
-from streamrec.kv_cache import CostModel, SlotPool, plan_batches
-from streamrec.pipeline import Pipeline
 from streamrec.synthetic import SyntheticLog
-from streamrec.text import TextTemplate
-from streamrec.window_encoder import TextWindowEncoder
-
-TEMPLATE = TextTemplate.english()
-
-
-@pytest.fixture()
-def catalog(synthetic_log: SyntheticLog) -> Catalog:
-    return Catalog(synthetic_log.items)
-
-
-def user_events(log: SyntheticLog, n: int, user: str = "u", start: int = 0) -> list[Event]:
-    """``n`` events of one user with the log's items and actions, 1 s apart."""
-    return [Event(user, e.item_id, e.action, 1_000 * (start + i), f"{user}-{start + i}")
-            for i, e in enumerate(log.events[start:start + n])]
-
-
-@torch.inference_mode()
-def reference(encoder: HFEncoder, catalog: Catalog, events: Sequence[Event]) -> torch.Tensor:
-    """Plain transformers forward over the window's chunked ids; last real token's hidden state."""
-    ids: list[int] = []
-    for i in range(len(events)):
-        before = TEMPLATE.render_window(events[:i], catalog) if i else ""
-        chunk = TEMPLATE.render_window(events[:i + 1], catalog)[len(before):]
-        ids += encoder.tokenizer(chunk, add_special_tokens=i == 0)["input_ids"]
-    hidden = encoder.model(input_ids=torch.tensor([ids])).last_hidden_state
-    return hidden[0, -1].float()
-
-
-@torch.inference_mode()
-def item_reference(encoder: HFEncoder, catalog: Catalog, events: Sequence[Event]) -> torch.Tensor:
-    """Item mode by hand: mean input embedding of the item text plus of the action word, per event."""
-    wte = encoder.model.get_input_embeddings().weight
-
-    def mean(text: str) -> torch.Tensor:
-        return wte[torch.tensor(encoder.tokenizer(text, add_special_tokens=False)["input_ids"])].mean(dim=0)
-
-    rows = [mean(TEMPLATE.item_name(e.item_id, catalog)) + mean(TEMPLATE.action_word(e.action)) for e in events]
-    return encoder.model(inputs_embeds=torch.stack(rows)[None]).last_hidden_state[0, -1].float()
-
-
-def view_events(encoder: IncrementalWindowEncoder, user: str) -> list[Event]:
-    return [Event(user, item, action, ts, eid) for ts, eid, item, action in encoder.view(user)]
-
-
-def close(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_growing_window_encodes_only_new_tokens_and_matches_a_full_forward(
@@ -252,40 +203,3 @@ def test_item_mode_incremental_equals_item_mode_full(
         assert view == events[end - len(view):end] and len(view) <= 8
         close(vector, item_reference(small, catalog, view))
     assert set(encoder.stats.resets) == {"new", "positions"} and encoder.stats.appended_events > 15
-
-def test_chunked_text_is_the_rendered_window(catalog: Catalog, synthetic_log: SyntheticLog) -> None:
-    template = TextTemplate.for_language("en", time_gaps=True)
-    events = [Event("u", e.item_id, e.action, i * 7_200_000) for i, e in enumerate(synthetic_log.events[:5])]
-    from streamrec.item_mode import chunk_text
-
-    chunks = [chunk_text(template, catalog, e, events[i - 1] if i else None) for i, e in enumerate(events)]
-    assert "".join(chunks) == template.render_window(events, catalog)
-    assert chunks[1].startswith("; (2 hours later); ")
-
-
-def test_plan_batches_groups_similar_shapes_and_keeps_order_without_bucketing() -> None:
-    jobs = [(600, 0), (12, 700), (13, 690), (610, 0), (12, 20)]
-    cost = CostModel.for_device("cpu")
-    groups = plan_batches(jobs, max_users=8, max_kv_tokens=1 << 16, cost=cost)
-    assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
-    assert not any({0, 3} & set(g) and {1, 2, 4} & set(g) for g in groups)  # resets never pad the small ones
-    assert plan_batches(jobs, max_users=2, max_kv_tokens=1 << 16, cost=cost, bucketing=False) == [[0, 1], [2, 3], [4]]
-
-
-def test_factory_and_pipeline_use_the_configured_mode(
-        make_settings: Callable[..., object], tiny_encoder: HFEncoder, catalog: Catalog,
-        synthetic_log: SyntheticLog) -> None:
-    text = make_settings()
-    assert isinstance(make_window_encoder(text, tiny_encoder, TEMPLATE, catalog), TextWindowEncoder)  # type: ignore[arg-type]
-    settings = make_settings(encoder={"mode": "incremental", "slack_events": 4}, window={"max_events": 6})
-    window_encoder = make_window_encoder(settings, tiny_encoder, TEMPLATE, catalog)  # type: ignore[arg-type]
-    assert isinstance(window_encoder, IncrementalWindowEncoder) and window_encoder.slack_events == 4
-    item = make_window_encoder(make_settings(encoder={"mode": "item"}), tiny_encoder, TEMPLATE, catalog)  # type: ignore[arg-type]
-    assert isinstance(item, IncrementalWindowEncoder) and item.mode == "item"
-    with pytest.raises(ConfigError, match="transformers encoder"):
-        make_window_encoder(settings, object(), TEMPLATE, catalog)  # type: ignore[arg-type]
-    pipeline = Pipeline(settings, tiny_encoder, catalog, window_encoder=window_encoder)  # type: ignore[arg-type]
-    for start in range(0, 96, 16):
-        pipeline.process(synthetic_log.events[start:start + 16])
-    for user in {e.user_id for e in synthetic_log.events[:96]}:
-        close(pipeline._window_vectors[user], reference(tiny_encoder, catalog, view_events(window_encoder, user)))

@@ -1,4 +1,4 @@
-"""Per-user KV caches of a causal LM, and one batched forward over users of different lengths.
+"""One forward of a causal LM for many users, each on top of its own KV cache.
 
 Users whose caches differ in length share one forward: their new positions are right-padded
 into one batch with explicit ``position_ids``, so every dense layer runs once for all of them.
@@ -17,10 +17,6 @@ Where the caches live, and how attention reads them, is the *layout*:
 
 The caches plug into transformers through its ``Cache`` interface; the model code is the
 library's own.
-
->>> plan_batches([(12, 700), (12, 80), (600, 0)], max_users=8, max_kv_tokens=10_000,
-...              cost=CostModel.for_device("cpu"))
-[[1, 0], [2]]
 """
 
 from __future__ import annotations
@@ -37,157 +33,9 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from streamrec.encoding.kv_cache import KVCache, PooledKV, SlotPool, UserKV
+
 RAGGED = "streamrec_ragged"
-
-
-@dataclass(frozen=True)
-class CostModel:
-    """Rough cost of one forward, in units of one token's dense forward, used to bucket users.
-
-    ``forward``: fixed cost of a forward (reading every weight once; large on GPU, where small
-    batches are launch-bound); ``pair``: one query attending one key; ``copy``: one cached
-    position copied into the batch layout.
-    """
-
-    forward: float
-    pair: float
-    copy: float
-
-    @classmethod
-    def for_device(cls, device_type: str, layout: str = "padded") -> CostModel:
-        forward = 4096.0 if device_type == "cuda" else 32.0
-        if layout == "ragged":  # attention is per user, unpadded: only the dense layers see padding
-            return cls(forward=forward, pair=0.0, copy=0.0)
-        return cls(forward=forward, pair=2e-4, copy=0.2 if device_type == "cuda" else 0.02)
-
-    def batch(self, size: int, new: int, past: int, copies: bool) -> float:
-        keys = past + new
-        return (self.forward + size * new + self.pair * size * new * keys
-                + (self.copy * size * keys if copies else 0.0))
-
-
-def plan_batches(jobs: Sequence[tuple[int, int]], max_users: int, max_kv_tokens: int, cost: CostModel,
-                 bucketing: bool = True, max_width: int | None = None) -> list[list[int]]:
-    """Split jobs ``(new_positions, past_positions)`` into forwards.
-
-    Without bucketing: chunks of ``max_users`` in the given order. With it: jobs sorted by
-    size, then cut where :class:`CostModel` says padding would cost more than another forward
-    (an exact partition of the sorted order, by dynamic programming). ``max_width`` bounds
-    ``max(past) + max(new)`` of a forward (the pooled layout's slot width).
-    """
-    n = len(jobs)
-    if not bucketing or n > 1024:
-        order = list(range(n)) if not bucketing else sorted(range(n), key=lambda i: jobs[i])
-        if max_width is None:
-            return [order[i:i + max_users] for i in range(0, n, max_users)]
-        groups: list[list[int]] = []
-        for i in order:  # greedy, in order, within the width
-            g = groups[-1] if groups else None
-            if (g is None or len(g) >= max_users
-                    or max(jobs[j][1] for j in [*g, i]) + max(jobs[j][0] for j in [*g, i]) > max_width):
-                groups.append([i])
-            else:
-                g.append(i)
-        return groups
-    order = sorted(range(n), key=lambda i: jobs[i])
-    best = [0.0] + [float("inf")] * n
-    cut = [0] * (n + 1)
-    for end in range(1, n + 1):
-        new_max = jobs[order[end - 1]][0]
-        past_max = 0
-        for start in range(end - 1, max(-1, end - 1 - max_users), -1):
-            past_max = max(past_max, jobs[order[start]][1])
-            size = end - start
-            if size > 1 and (size * (new_max + past_max) > max_kv_tokens
-                             or (max_width is not None and past_max + new_max > max_width)):
-                break
-            total = best[start] + cost.batch(size, new_max, past_max, copies=size > 1 and past_max > 0)
-            if total < best[end]:
-                best[end], cut[end] = total, start
-    planned: list[list[int]] = []
-    end = n
-    while end > 0:
-        planned.append(order[cut[end]:end])
-        end = cut[end]
-    return planned[::-1]
-
-
-class UserKV:
-    """One user's cached keys/values: per layer ``(2, kv_heads, capacity, head_dim)``."""
-
-    def __init__(self, max_positions: int, growth: float = 1.25) -> None:
-        self.max_positions = max_positions
-        self.growth = growth  # capacity allocated = needed * growth (at most max_positions)
-        self.layers: list[torch.Tensor] = []
-        self.length = 0  # positions filled (all layers)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.layers)
-
-    def release(self) -> None:
-        self.layers = []
-
-    def ensure(self, layer: int, like: torch.Tensor, needed: int) -> torch.Tensor:
-        """The layer's buffer with room for ``needed`` positions (allocated or grown)."""
-        if layer == len(self.layers):
-            self.layers.append(self._alloc(like, needed))
-        buf = self.layers[layer]
-        if buf.shape[2] < needed:
-            grown = self._alloc(like, needed)
-            grown[:, :, :self.length] = buf[:, :, :self.length]
-            self.layers[layer] = buf = grown
-        return buf
-
-    def _alloc(self, like: torch.Tensor, needed: int) -> torch.Tensor:
-        capacity = min(max(needed, int(needed * self.growth)), max(self.max_positions, needed))
-        return torch.empty((2, like.shape[1], capacity, like.shape[3]), dtype=like.dtype, device=like.device)
-
-
-class SlotPool:
-    """Preallocated caches for the pooled layout: per layer ``(2, slots, kv_heads, width, head_dim)``."""
-
-    def __init__(self, n_layers: int, kv_heads: int, head_dim: int, width: int, dtype: torch.dtype,
-                 device: torch.device, budget_bytes: int) -> None:
-        self.width = width
-        self.slot_bytes = self.bytes_per_slot(n_layers, kv_heads, head_dim, width, dtype)
-        self.n_slots = budget_bytes // self.slot_bytes
-        # zeros: positions nobody wrote are read (masked) and must hold no NaN
-        self.layers = [torch.zeros((2, self.n_slots, kv_heads, width, head_dim), dtype=dtype, device=device)
-                       for _ in range(n_layers)] if self.n_slots else []
-        self._free = list(range(self.n_slots - 1, -1, -1))
-
-    @staticmethod
-    def bytes_per_slot(n_layers: int, kv_heads: int, head_dim: int, width: int, dtype: torch.dtype) -> int:
-        return n_layers * 2 * kv_heads * width * head_dim * torch.empty(0, dtype=dtype).element_size()
-
-    def acquire(self) -> PooledKV | None:
-        return PooledKV(self, self._free.pop()) if self._free else None
-
-    @property
-    def free_slots(self) -> int:
-        return len(self._free)
-
-
-class PooledKV:
-    """One user's slot in a :class:`SlotPool`."""
-
-    def __init__(self, pool: SlotPool, slot: int) -> None:
-        self.pool = pool
-        self.slot: int | None = slot
-        self.length = 0
-
-    @property
-    def nbytes(self) -> int:
-        return self.pool.slot_bytes if self.slot is not None else 0
-
-    def release(self) -> None:
-        if self.slot is not None:
-            self.pool._free.append(self.slot)
-            self.slot = None
-
-
-KVCache = UserKV | PooledKV
 
 
 class _CacheLayer(CacheLayerMixin):

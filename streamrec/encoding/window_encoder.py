@@ -2,7 +2,8 @@
 
 :class:`TextWindowEncoder` is the plain path: render the whole window to text and encode it
 from scratch, once per touched user per micro-batch. Faster strategies (reusing work from the
-user's previous encoding) implement the same protocol.
+user's previous encoding, :class:`~streamrec.encoding.incremental.IncrementalWindowEncoder`)
+implement the same protocol; :func:`make_window_encoder` picks the one the settings ask for.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ from typing import Protocol
 import torch
 
 from streamrec.catalog import Catalog
-from streamrec.encoder import TextEncoder
+from streamrec.config import Settings
+from streamrec.encoding.incremental import IncrementalWindowEncoder
+from streamrec.encoding.text_encoder import HFEncoder, TextEncoder
+from streamrec.errors import ConfigError
 from streamrec.events import Event
 from streamrec.text import TextTemplate
 
 
 class WindowEncoder(Protocol):
+    """What the pipeline needs to turn users' windows into vectors."""
+
     dim: int
 
     @property
@@ -50,3 +56,18 @@ class TextWindowEncoder:
 
     def forget(self, user_ids: Iterable[str]) -> None:
         return None
+
+
+def make_window_encoder(settings: Settings, encoder: TextEncoder, template: TextTemplate,
+                        catalog: Catalog) -> WindowEncoder:
+    """The window encoder ``settings.encoder.mode`` asks for."""
+    mode = settings.encoder.mode
+    if mode == "text":
+        return TextWindowEncoder(encoder, template, catalog)
+    if not isinstance(encoder, HFEncoder):
+        raise ConfigError(f"encoder.mode={mode!r} needs a transformers encoder (HFEncoder), "
+                          f"got {type(encoder).__name__}")
+    return IncrementalWindowEncoder(
+        encoder, template, catalog, max_events=settings.window.max_events,
+        slack_events=settings.encoder.slack_events, kv_cache_bytes=settings.encoder.kv_cache_bytes,
+        mode="item" if mode == "item" else "text", compile=settings.encoder.compile)

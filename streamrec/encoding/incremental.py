@@ -1,37 +1,16 @@
 """Incremental window encoding: keep each user's KV cache and run only the new events through the model.
 
-Window semantics (the *view*): the encoder keeps, per user, the sequence of events it has
-encoded since its last reset, and the user's vector is the model's reading of exactly that
-sequence (from position 0, chunked token ids, see :mod:`streamrec.item_mode`).
-
-* Events are identified by ``(timestamp, event_id, item_id, action)``. A window passed in is
-  an *extension* of the view when, after dropping up to ``S`` (``slack_events``) of the
-  view's oldest events, the rest of the view is a prefix of the window; the window's events
-  after that prefix are appended (only their positions are run through the model). A view
-  that a reset had to start after the window's oldest events (they did not fit the position
-  budget, below) is *partial*: it extends a window that holds the whole view as a run, with
-  only new events after it (older events before the run, even late ones, stay out, as a reset
-  would leave them out).
-* So the view holds the store's window (its last N events, N = ``window.max_events``) plus
-  at most S older events that already left it (by count or by horizon): between N and N+S
-  events once the user has N, fewer when N events do not fit the position budget.
-* Reset: when the window is not an extension (events dropped beyond the slack, a late event
-  inserted before the newest, more than N new events at once, a restore), when the view
-  would pass N+S events or the model's position budget P (``min(encoder.max_length,
-  n_positions)``), when an event's text changed in the catalogue, or when the user has no
-  cache (first sight, :meth:`forget`, LRU eviction). A reset keeps the newest events that fit
-  in N events and ``P * N // (N + S)`` positions (headroom for the slack; fewer than N events
-  when N do not fit), whole events only, and encodes them once from scratch; a single event
-  longer than that keeps its last tokens.
-* Without a cache (``kv_cache_bytes=0``) every call is a reset: the full re-encode.
+Which events a user's cache reads (its *view*), and when a new window extends it rather than
+resetting it, is in :mod:`streamrec.encoding.views`.
 
 Caches live on the model's device, bounded by ``kv_cache_bytes``: allocated bytes, least
 recently used users evicted after each call (a call briefly holds the caches of the users it
 encodes); the GPU's pooled layout allocates the budget up front as one slot per user and
 evicts idle users when a slot is needed. Evictions and bytes are counted in :attr:`stats`.
-Users of different cache lengths share forwards (see :mod:`streamrec.kv_cache`). A call
-encodes each user once, however many of the user's events arrived (a user passed twice is an
-error), with users bucketed by length into forwards (``bucketing``).
+Users of different cache lengths share forwards (see :mod:`streamrec.encoding.batches`). A
+call encodes each user once, however many of the user's events arrived (a user passed twice is
+an error), with users bucketed by length into forwards (``bucketing``, see
+:mod:`streamrec.encoding.batch_plan`).
 
 >>> encoder = IncrementalWindowEncoder(hf_encoder, TextTemplate.english(), catalog,  # doctest: +SKIP
 ...                                    max_events=50, slack_events=32, kv_cache_bytes=2**31)
@@ -49,23 +28,19 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from streamrec.catalog import Catalog
-from streamrec.config import Settings
-from streamrec.encoder import HFEncoder, TextEncoder
+from streamrec.encoding.batch_plan import CostModel, plan_batches
+from streamrec.encoding.event_inputs import ItemEmbeddings, TextChunks
+from streamrec.encoding.kv_cache import KVCache, SlotPool, UserKV
+from streamrec.encoding.text_encoder import HFEncoder
+from streamrec.encoding.views import EventKey, Job, View, event_key, overlap
 from streamrec.errors import ConfigError
 from streamrec.events import Event
-from streamrec.item_mode import ItemEmbeddings, TextChunks
 from streamrec.text import TextTemplate
-from streamrec.window_encoder import TextWindowEncoder, WindowEncoder
 
-if TYPE_CHECKING:  # streamrec.kv_cache imports transformers: loaded when an encoder is built, not before
-    from streamrec.kv_cache import BatchInputs, KVCache, SlotPool
+if TYPE_CHECKING:  # streamrec.encoding.batches imports transformers: loaded when an encoder is built, not before
+    from streamrec.encoding.batches import BatchInputs
 
-EventKey = tuple[int, str | None, str, str]
 LAYOUTS = ("ragged", "pooled", "padded")
-
-
-def event_key(event: Event) -> EventKey:
-    return (event.timestamp, event.event_id, event.item_id, event.action)
 
 
 @dataclass
@@ -90,49 +65,21 @@ class EncoderStats:
         return self.appended_positions + self.reset_positions
 
 
-@dataclass
-class _View:
-    keys: list[EventKey]
-    texts: list[str]  # each event's chunk text, to notice catalogue text changes
-    sizes: list[int]  # positions per event
-    kv: KVCache
-    vector: torch.Tensor
-    hidden_sum: torch.Tensor | None  # for mean pooling
-    catalog_changes: int
-    partial: bool  # a reset left the window's oldest events out for the position budget
-
-
-@dataclass
-class _Job:
-    row: int
-    user: str
-    events: list[Event]  # reset: the whole new view; append: the new events
-    texts: list[str]
-    ids: list[list[int]] | None  # text mode: token ids per event
-    view: _View | None  # append: the view extended
-    reason: str | None  # reset reason, None for an append
-    partial: bool = False  # reset: the window's oldest events did not fit
-
-    @property
-    def positions(self) -> int:
-        return sum(len(i) for i in self.ids) if self.ids is not None else len(self.events)
-
-
 class IncrementalWindowEncoder:
-    """A :class:`~streamrec.window_encoder.WindowEncoder` that reuses each user's KV cache.
+    """A :class:`~streamrec.encoding.window_encoder.WindowEncoder` that reuses each user's KV cache.
 
     ``mode="text"`` reads windows as chunked text; ``mode="item"`` as one position per event.
     ``kv_cache_bytes=0`` keeps no cache (every call re-encodes the view; the baseline);
     ``bucketing=False`` batches users in the given order instead of by length; ``layout``
-    (``ragged``, ``pooled`` or ``padded``, see :mod:`streamrec.kv_cache`) defaults to ragged on
-    CPU, pooled on GPU and padded with ``compile``.
+    (``ragged``, ``pooled`` or ``padded``, see :mod:`streamrec.encoding.batches`) defaults to
+    ragged on CPU, pooled on GPU and padded with ``compile``.
     """
 
     def __init__(self, encoder: HFEncoder, template: TextTemplate, catalog: Catalog, max_events: int = 50,
                  slack_events: int = 32, kv_cache_bytes: int = 2 << 30, mode: str = "text",
                  bucketing: bool = True, compile: bool = False, max_kv_tokens: int | None = None,
                  layout: str | None = None) -> None:
-        from streamrec.kv_cache import CostModel, use_ragged_attention
+        from streamrec.encoding.batches import use_ragged_attention
 
         if not encoder.causal:
             raise ConfigError(f"encoder.mode={mode!r} needs a causal LM (GPT-2, Llama, ...); "
@@ -167,7 +114,7 @@ class IncrementalWindowEncoder:
         self.chunks = TextChunks(encoder.tokenizer, template, catalog)
         self.items = ItemEmbeddings(encoder.tokenizer, encoder.model.get_input_embeddings(), template, catalog)
         self.stats = EncoderStats()
-        self._views: OrderedDict[str, _View] = OrderedDict()
+        self._views: OrderedDict[str, View] = OrderedDict()
         self._scratch: list[torch.Tensor] = []
         self._active: set[str] = set()
 
@@ -176,8 +123,6 @@ class IncrementalWindowEncoder:
         return self.stats.cache_bytes
 
     def _pool(self) -> SlotPool:
-        from streamrec.kv_cache import SlotPool
-
         config = self.encoder.model.config
         heads = int(config.num_attention_heads)
         kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
@@ -194,7 +139,7 @@ class IncrementalWindowEncoder:
         self.stats.users += len(user_ids)
         out = torch.zeros(len(user_ids), self.dim)
         self._active = set(user_ids)  # not evicted while this call runs
-        jobs: list[_Job] = []
+        jobs: list[Job] = []
         for row, (user, window) in enumerate(zip(user_ids, windows, strict=True)):
             recent = list(window)[-self.max_events:]
             if not recent:
@@ -230,12 +175,12 @@ class IncrementalWindowEncoder:
             previous = event
         return texts
 
-    def _plan(self, row: int, user: str, window: list[Event]) -> _Job | None:
+    def _plan(self, row: int, user: str, window: list[Event]) -> Job | None:
         state = self._views.get(user)
         if state is None:
             return self._reset(row, user, window, "new")
         keys = [event_key(e) for e in window]
-        match = _overlap(state.keys, keys, state.partial)
+        match = overlap(state.keys, keys, state.partial)
         if match is None:
             return self._reset(row, user, window, "not_extension")
         start, offset = match
@@ -254,16 +199,16 @@ class IncrementalWindowEncoder:
             return self._reset(row, user, window, "slack")
         texts = self._texts(new, window[read - 1])
         ids = self.chunks.ids(texts, [False] * len(texts)) if self.mode == "text" else None
-        job = _Job(row, user, new, texts, ids, state, None)
+        job = Job(row, user, new, texts, ids, state, None)
         if state.kv.length + job.positions > self.max_positions:
             return self._reset(row, user, window, "positions")
         return job
 
-    def _reset(self, row: int, user: str, window: list[Event], reason: str) -> _Job:
+    def _reset(self, row: int, user: str, window: list[Event], reason: str) -> Job:
         texts = self._texts(window, None)
         if self.mode == "item":
             events = window[-self.reset_positions:]
-            return _Job(row, user, events, texts[-len(events):], None, None, reason, len(events) < len(window))
+            return Job(row, user, events, texts[-len(events):], None, None, reason, len(events) < len(window))
         later = self.chunks.ids(texts[1:], [False] * (len(texts) - 1))  # chunk i+1, after event i
         start, total = len(window) - 1, 0
         while start > 0:  # grow the view backwards while the newest events fit
@@ -274,14 +219,12 @@ class IncrementalWindowEncoder:
             start -= 1
         first_text = self._texts([window[start]], None)[0]
         ids = [self.chunks.ids([first_text], [True])[0][-self.reset_positions:], *later[start:]]
-        return _Job(row, user, window[start:], [first_text, *texts[start + 1:]], ids, None, reason, start > 0)
+        return Job(row, user, window[start:], [first_text, *texts[start + 1:]], ids, None, reason, start > 0)
 
     # -- running -----------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _run(self, jobs: list[_Job], out: torch.Tensor) -> None:
-        from streamrec.kv_cache import plan_batches
-
+    def _run(self, jobs: list[Job], out: torch.Tensor) -> None:
         if not jobs:
             return
         shapes = [(job.positions, job.view.kv.length if job.view and job.view.kv else 0) for job in jobs]
@@ -290,8 +233,8 @@ class IncrementalWindowEncoder:
                                   self.bucketing, max_width=width):
             self._forward([jobs[i] for i in group], out)
 
-    def _forward(self, jobs: list[_Job], out: torch.Tensor) -> None:
-        from streamrec.kv_cache import forward_batch, make_batch
+    def _forward(self, jobs: list[Job], out: torch.Tensor) -> None:
+        from streamrec.encoding.batches import forward_batch, make_batch
 
         caches: list[KVCache | None] = []
         for job in jobs:
@@ -325,8 +268,8 @@ class IncrementalWindowEncoder:
             out[job.row] = vectors[i]
             self._record(job, kv, vectors[i], None if sums is None else sums[i])
 
-    def _inputs(self, jobs: list[_Job], width: int) -> BatchInputs:
-        from streamrec.kv_cache import BatchInputs
+    def _inputs(self, jobs: list[Job], width: int) -> BatchInputs:
+        from streamrec.encoding.batches import BatchInputs
 
         if self.mode == "text":
             pad = self.encoder.tokenizer.pad_token_id or 0
@@ -348,8 +291,6 @@ class IncrementalWindowEncoder:
         if self.kv_cache_bytes <= 0:
             return None
         if self.pool is None:
-            from streamrec.kv_cache import UserKV
-
             growth = (self.max_events + self.slack_events) / self.max_events  # room for the slack
             return UserKV(self.max_positions, growth)
         kv = self.pool.acquire()
@@ -359,7 +300,7 @@ class IncrementalWindowEncoder:
             kv = self.pool.acquire()
         return kv
 
-    def _record(self, job: _Job, kv: KVCache | None, vector: torch.Tensor, hidden_sum: torch.Tensor | None) -> None:
+    def _record(self, job: Job, kv: KVCache | None, vector: torch.Tensor, hidden_sum: torch.Tensor | None) -> None:
         sizes = [len(i) for i in job.ids] if job.ids is not None else [1] * len(job.events)
         keys = [event_key(e) for e in job.events]
         if job.view is None:
@@ -368,7 +309,7 @@ class IncrementalWindowEncoder:
             self.stats.reset_positions += sum(sizes)
             if kv is None:
                 return
-            state = _View(keys, list(job.texts), sizes, kv, vector, hidden_sum, self.catalog.changes, job.partial)
+            state = View(keys, list(job.texts), sizes, kv, vector, hidden_sum, self.catalog.changes, job.partial)
             self._views[job.user] = state
         else:
             state = job.view
@@ -397,36 +338,3 @@ class IncrementalWindowEncoder:
     def _evict(self) -> None:
         while self.stats.cache_bytes > self.kv_cache_bytes and self._views:
             self._drop(next(iter(self._views)), evicted=True)
-
-
-def _overlap(view: list[EventKey], window: list[EventKey], partial: bool = False) -> tuple[int, int] | None:
-    """``(start, offset)`` with ``view[start:]`` (not empty) equal to ``window[offset:offset + len(view) - start]``.
-
-    The smallest ``start`` with ``offset`` 0 (the rest of the view is a prefix of the window);
-    a partial view may also sit whole inside the window (``start`` 0, any ``offset``).
-    """
-    if not window or not view:
-        return None
-    if partial:
-        offset = next((i for i, key in enumerate(window) if key == view[0]), None)
-        if offset is not None and window[offset:offset + len(view)] == view:
-            return 0, offset
-    for start in range(len(view)):
-        if view[start] == window[0] and view[start:] == window[:len(view) - start]:
-            return start, 0
-    return None
-
-
-def make_window_encoder(settings: Settings, encoder: TextEncoder, template: TextTemplate,
-                        catalog: Catalog) -> WindowEncoder:
-    """The window encoder ``settings.encoder.mode`` asks for."""
-    mode = settings.encoder.mode
-    if mode == "text":
-        return TextWindowEncoder(encoder, template, catalog)
-    if not isinstance(encoder, HFEncoder):
-        raise ConfigError(f"encoder.mode={mode!r} needs a transformers encoder (HFEncoder), "
-                          f"got {type(encoder).__name__}")
-    return IncrementalWindowEncoder(
-        encoder, template, catalog, max_events=settings.window.max_events,
-        slack_events=settings.encoder.slack_events, kv_cache_bytes=settings.encoder.kv_cache_bytes,
-        mode="item" if mode == "item" else "text", compile=settings.encoder.compile)

@@ -1,0 +1,158 @@
+"""The signals the final ranker blends: each one names its score rows and computes them.
+
+A :class:`Signal` has ``names`` (its rows, in order) and ``rows(scores)``: one ``(users, items)``
+row per name, or ``(1, items)`` for a row that is the same for every user. The ranker's
+features are the signals' names in order (:func:`feature_names`), and :func:`score_rows` lays
+the rows out in that order, so a row can never be matched to another signal's weight. A signal
+may read rows computed before it by name (``scores.rows["cooccurrence"]``).
+
+=======================  ====================================================================
+:class:`HeadScores`      ``head``: the two-tower head's user · item scores
+:class:`Cooccurrence`    ``cooccurrence``, ``cooccurrence_recent``: item co-occurrence with the
+                         user's recent items, and with the last few alone (short-term intent)
+:class:`Popularity`      ``popularity``: log interactions (the same for every user)
+:class:`TextSimilarity`  ``text``: the LM's view: items whose text vectors are like the user's
+                         recent items'
+:class:`Stages`          per stage (items nobody has taken yet, cold ones): an offset
+                         (``items_*``), the head's and the text's rows on those items only
+                         (``head_*``, ``text_*``), and the co-occurrence of their text
+                         neighbours (``neighbours_*``)
+=======================  ====================================================================
+
+Adding a signal: a class here with ``names`` and ``rows``, and a line in :func:`build_signals`.
+The stateful parts behind signals (the co-occurrence index, the text neighbours) learn and are
+checkpointed by the pipeline, which owns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from streamrec.config import HeadSettings
+from streamrec.cooccurrence import ItemCooccurrence
+from streamrec.neighbours import TextNeighbours
+from streamrec.ranker import standardised
+
+RECENT_ITEMS = 3  # the short-term co-occurrence signal reads the user's last 3 items
+STAGES = ("new", "cold")  # items nobody has taken yet; fewer than retrieval.cold_below interactions
+
+
+@dataclass
+class Scores:
+    """What the signals read for one batch of users, and the rows computed so far, by name."""
+
+    head: torch.Tensor  # (users, items): the head's scores
+    positive_recent: torch.Tensor  # (users, n): the users' recent positive items, newest first, -1 padded
+    item_text: torch.Tensor  # (items, dim): the items' text vectors
+    rows: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.head.shape[1])
+
+
+class Signal(Protocol):
+    names: tuple[str, ...]
+
+    def rows(self, scores: Scores) -> list[torch.Tensor]:
+        """One row per name, in order."""
+        ...
+
+
+class HeadScores:
+    names: tuple[str, ...] = ("head",)
+
+    def rows(self, scores: Scores) -> list[torch.Tensor]:
+        return [scores.head]
+
+
+class Cooccurrence:
+    names: tuple[str, ...] = ("cooccurrence", "cooccurrence_recent")
+
+    def __init__(self, index: ItemCooccurrence) -> None:
+        self.index = index
+
+    def rows(self, scores: Scores) -> list[torch.Tensor]:
+        recent = scores.positive_recent
+        return [self.index.scores(recent, scores.n_items), self.index.scores(recent[:, :RECENT_ITEMS], scores.n_items)]
+
+
+class Popularity:
+    names: tuple[str, ...] = ("popularity",)
+
+    def __init__(self, index: ItemCooccurrence) -> None:
+        self.index = index
+
+    def rows(self, scores: Scores) -> list[torch.Tensor]:
+        return [self.index.popularity(scores.n_items)]  # (1, items): the same for everyone
+
+
+class TextSimilarity:
+    """Cosine of each item's text vector with the user's recent positive items', recency-weighted."""
+
+    names: tuple[str, ...] = ("text",)
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+
+    def rows(self, scores: Scores) -> list[torch.Tensor]:
+        unit = torch.nn.functional.normalize(scores.item_text, dim=1)
+        recent = scores.positive_recent
+        weights = (recent >= 0).float() * self.decay ** torch.arange(recent.shape[1], dtype=torch.float)
+        return [(weights.unsqueeze(-1) * unit[recent.clamp(min=0)]).sum(dim=1) @ unit.T]
+
+
+class Stages:
+    """Rows that let the ranker treat items nobody has taken yet (``new``) and cold ones apart."""
+
+    def __init__(self, index: ItemCooccurrence, cold_below: int, text: bool,
+                 neighbours: TextNeighbours | None) -> None:
+        self.index = index
+        self.cold_below = cold_below
+        self.standardised = ["head", *(["text"] if text else [])]  # rows kept on each stage's items
+        self.neighbours = neighbours
+        signals = ["items", *self.standardised, *(["neighbours"] if neighbours is not None else [])]
+        self.names = tuple(f"{signal}_{stage}" for signal in signals for stage in STAGES)
+
+    def rows(self, scores: Scores) -> list[torch.Tensor]:
+        interactions = self.index.interactions(scores.n_items)
+        new, cold = interactions == 0, interactions < self.cold_below
+        masks = [stage.float().unsqueeze(0) for stage in (new, cold & ~new)]
+        signals = [scores.rows[name] for name in self.standardised]
+        if self.neighbours is not None:
+            self.neighbours.update(scores.item_text)
+            signals.append(self.neighbours.spread(scores.rows["cooccurrence"]))
+        out = list(masks)
+        for row in signals:
+            z = standardised(row)
+            out += [z * mask for mask in masks]
+        return out
+
+
+def build_signals(head: HeadSettings, cooccurrence: ItemCooccurrence | None, cold_below: int,
+                  neighbours: TextNeighbours | None) -> list[Signal]:
+    """The signals the settings ask for, in the ranker's feature order."""
+    signals: list[Signal] = [HeadScores()]
+    if cooccurrence is None:  # head.cooccurrence_history: 0: the head alone
+        return signals
+    signals += [Cooccurrence(cooccurrence), Popularity(cooccurrence)]
+    if head.text_features:
+        signals.append(TextSimilarity(head.cooccurrence_decay))
+    if head.ranker_new_items:
+        signals.append(Stages(cooccurrence, cold_below, head.text_features, neighbours))
+    return signals
+
+
+def feature_names(signals: Sequence[Signal]) -> list[str]:
+    return [name for signal in signals for name in signal.names]
+
+
+def score_rows(signals: Sequence[Signal], scores: Scores) -> list[torch.Tensor]:
+    """Every signal's rows, in feature order; each row is also left in ``scores.rows`` by name."""
+    for signal in signals:
+        scores.rows.update(zip(signal.names, signal.rows(scores), strict=True))  # a row short: ValueError
+    return [scores.rows[name] for signal in signals for name in signal.names]
