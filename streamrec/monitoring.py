@@ -11,14 +11,13 @@ degradations count: a rising hit rate (the model learning) is not drift.
 from __future__ import annotations
 
 import logging
-import math
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from streamrec.config import DriftSettings, Settings
 from streamrec.events import ActionVocabulary, Event
 from streamrec.metrics import Metrics
+from streamrec.prequential import LatestRecommendations
 
 if TYPE_CHECKING:
     from streamrec.head import OnlineHead
@@ -28,37 +27,32 @@ log = logging.getLogger(__name__)
 
 
 class OnlineQuality:
-    """Sliding-window prequential hit@k and ndcg@k from live traffic, bounded in users."""
+    """Sliding-window prequential hit@k and ndcg@k from live traffic, bounded in users; the
+    replay's scoring (:class:`~streamrec.prequential.LatestRecommendations`), rolling means."""
 
     def __init__(self, k: int = 10, window: int = 1000, max_users: int = 200_000) -> None:
         self.k = k
         from river import stats, utils  # imported here: river takes a second to import
 
-        self.max_users = max_users
-        self._latest: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self._latest = LatestRecommendations(k, max_users)
         self.hit = utils.Rolling(stats.Mean, window_size=window)
         self.ndcg = utils.Rolling(stats.Mean, window_size=window)
 
     def observe(self, user_id: str, item_id: str) -> float | None:
         """Score an event before it is learned; None when the user has no recommendation yet."""
-        ranks = self._latest.get(user_id)
-        if ranks is None:
+        gain = self._latest.gain(user_id, item_id)
+        if gain is None:
             return None
-        rank = ranks.get(item_id)
-        hit = 0.0 if rank is None else 1.0
-        self.hit.update(hit)
-        self.ndcg.update(0.0 if rank is None else 1.0 / math.log2(rank + 2))
-        return hit
+        self.hit.update(gain.hit)
+        self.ndcg.update(gain.ndcg)
+        return gain.hit
 
     def values(self) -> tuple[float, float]:
         """The current sliding-window (hit@k, ndcg@k)."""
         return float(self.hit.get()), float(self.ndcg.get())  # type: ignore[operator]
 
     def publish(self, user_id: str, item_ids: Sequence[str]) -> None:
-        self._latest[user_id] = {item: rank for rank, item in enumerate(item_ids[: self.k])}
-        self._latest.move_to_end(user_id)
-        while len(self._latest) > self.max_users:
-            self._latest.popitem(last=False)
+        self._latest.publish(user_id, item_ids)
 
 
 class DriftMonitor:

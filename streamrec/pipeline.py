@@ -76,10 +76,19 @@ class BatchResult:
 class Pipeline:
     """Windows, encoder, head and retrieval wired together.
 
-    >>> pipeline = Pipeline(settings, encoder, catalog)  # doctest: +SKIP
-    >>> result = pipeline.process([Event("u1", "42", "view", 1_700_000_000_000)])  # doctest: +SKIP
-    >>> result.recommendations[0].text  # doctest: +SKIP
-    'Recommended for you: Heat (Crime), ...'
+    >>> import tempfile
+    >>> from streamrec.config import load_settings
+    >>> from streamrec.encoding import HFEncoder
+    >>> from streamrec.tinymodel import build_tiny_gpt2, tokenizer_corpus
+    >>> items = [Item("1", "Toy Story", "Animation"), Item("2", "Heat", "Crime"), Item("3", "Up", "Animation")]
+    >>> model = build_tiny_gpt2(tokenizer_corpus(items), tempfile.mkdtemp(), n_layer=1, n_embd=16, n_head=2)
+    >>> settings = load_settings(encoder={"model": str(model)}, retrieval={"k": 2})
+    >>> pipeline = Pipeline(settings, HFEncoder(settings.encoder), Catalog(items))
+    >>> [rec] = pipeline.process([Event("u1", "1", "view", 1_700_000_000_000)]).recommendations
+    >>> rec.user_id, len(rec.items), "1" in [item.item_id for item in rec.items]  # seen items are left out
+    ('u1', 2, False)
+    >>> rec.text.startswith("Recommended for you: "), rec.items[0].reason
+    (True, 'because you viewed Toy Story (Animation)')
     """
 
     def __init__(self, settings: Settings, encoder: TextEncoder, catalog: Catalog,

@@ -14,15 +14,67 @@ counted but not scored; so are events whose action is not a positive signal (a s
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
+@dataclass(frozen=True)
+class Gain:
+    """What one scored event earns: hit, ndcg and reciprocal rank at k (all 0 for a miss)."""
+
+    hit: float
+    ndcg: float
+    rr: float
+
+    @classmethod
+    def at(cls, rank: int | None) -> Gain:
+        """The gain of the event's item at 0-based ``rank`` in the list (None: not in it).
+
+        >>> Gain.at(0), Gain.at(None).hit
+        (Gain(hit=1.0, ndcg=1.0, rr=1.0), 0.0)
+        """
+        if rank is None:
+            return MISS
+        return cls(1.0, 1.0 / math.log2(rank + 2), 1.0 / (rank + 1))
+
+
+MISS = Gain(0.0, 0.0, 0.0)
+
+
+class LatestRecommendations:
+    """Each user's most recently published top-k, as item -> rank, for the ``max_users`` most
+    recently served users; :meth:`gain` scores an event against it (test-then-train)."""
+
+    def __init__(self, k: int, max_users: int | None = None) -> None:
+        self.k = k
+        self.max_users = max_users
+        self._ranks: OrderedDict[str, dict[str, int]] = OrderedDict()
+
+    def publish(self, user_id: str, item_ids: Sequence[str]) -> list[str]:
+        """Remember the user's new list; returns its top k."""
+        top = list(item_ids[: self.k])
+        self._ranks[user_id] = {item: rank for rank, item in enumerate(top)}
+        if self.max_users is not None:
+            self._ranks.move_to_end(user_id)
+            while len(self._ranks) > self.max_users:
+                self._ranks.popitem(last=False)
+        return top
+
+    def gain(self, user_id: str, item_id: str) -> Gain | None:
+        """The event's gain against the user's latest list; None when the user has none yet."""
+        ranks = self._ranks.get(user_id)
+        return None if ranks is None else Gain.at(ranks.get(item_id))
+
+
 class PrequentialScore:
+    """Totals over a whole replay: hit, ndcg and mrr at k, coverage, events and users."""
+
     def __init__(self, k: int, n_items: Callable[[], int]) -> None:
         self.k = k
         self.n_items = n_items
-        self._latest: dict[str, dict[str, int]] = {}  # user -> item -> rank
+        self._latest = LatestRecommendations(k)
         self._recommended: set[str] = set()
         self.events = 0
         self.scored_events = 0
@@ -35,22 +87,18 @@ class PrequentialScore:
         """Score one event against the user's latest recommendation; returns the hit (or None)."""
         self.events += 1
         self.users.add(user_id)
-        latest = self._latest.get(user_id)
-        if latest is None or not scored:
+        gain = self._latest.gain(user_id, item_id) if scored else None
+        if gain is None:
             return None
         self.scored_events += 1
-        rank = latest.get(item_id)
-        if rank is None:
-            return 0.0
-        self.hits += 1
-        self.ndcg += 1.0 / math.log2(rank + 2)
-        self.mrr += 1.0 / (rank + 1)
-        return 1.0
+        if gain.hit:
+            self.hits += 1
+            self.ndcg += gain.ndcg
+            self.mrr += gain.rr
+        return gain.hit
 
     def publish(self, user_id: str, item_ids: Sequence[str]) -> None:
-        top = item_ids[: self.k]
-        self._latest[user_id] = {item: rank for rank, item in enumerate(top)}
-        self._recommended.update(top)
+        self._recommended.update(self._latest.publish(user_id, item_ids))
 
     def summary(self) -> dict[str, Any]:
         n = max(self.scored_events, 1)
