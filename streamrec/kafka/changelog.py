@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from streamrec.config import Settings
 from streamrec.errors import CheckpointError
 from streamrec.kafka.clients import KafkaServiceError, consumer_config
+from streamrec.retry import retry
 from streamrec.windows import SNAPSHOT_VERSION
 
 if TYPE_CHECKING:
@@ -130,16 +131,15 @@ class ChangelogReader:
         return latest
 
     def _watermarks(self, partition: int) -> tuple[int, int]:
-        for attempt in range(3):  # a just-created changelog may not have a leader yet
-            try:
-                low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition),
-                                                                 timeout=WATERMARK_TIMEOUT_S)
-                return int(low), int(high)
-            except KafkaException as exc:
-                if attempt == 2:
-                    raise KafkaServiceError(f"cannot read the end of {self.topic}[{partition}]: {exc}") from exc
-                time.sleep(1.0)
-        raise AssertionError("unreachable")
+        def ask() -> tuple[int, int]:
+            low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition),
+                                                             timeout=WATERMARK_TIMEOUT_S)
+            return int(low), int(high)
+
+        try:  # a just-created changelog may not have a leader yet
+            return retry(ask, retriable=lambda exc: isinstance(exc, KafkaException), attempts=3, first_s=1.0)
+        except KafkaException as exc:
+            raise KafkaServiceError(f"cannot read the end of {self.topic}[{partition}]: {exc}") from exc
 
     def _read_to_end(self, ends: dict[int, int], latest: dict[int, dict[str, bytes]]) -> None:
         deadline = time.monotonic() + self.timeout_s

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamrec.kafka.clients import KafkaServiceError
+from streamrec.retry import retry
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +55,20 @@ def rewind(consumer: Consumer, topic: str, partitions: Sequence[int], auto_offse
 
 def committed_offsets(consumer: Consumer, partitions: Sequence[TopicPartition], timeout_s: float,
                       backoff_s: float = 0.5) -> list[TopicPartition]:
-    """``consumer.committed(partitions)``, asked again while the group coordinator is moving or
-    loading (or librdkafka marks the error retriable), for up to ``timeout_s`` in all; any
-    other error, or the same one past the deadline, is raised."""
+    """``consumer.committed(partitions)``, asked again (first after about ``backoff_s``, then
+    backing off, :mod:`streamrec.retry`) while the group coordinator is moving or loading (or
+    librdkafka marks the error retriable), for up to ``timeout_s`` in all; any other error, or
+    the same one past the deadline, is raised."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            found: list[TopicPartition] = consumer.committed(
-                list(partitions), timeout=max(deadline - time.monotonic(), 0.1))
-            return found
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            transient = isinstance(error, KafkaError) and (error.code() in COORDINATOR_CHANGING
-                                                           or error.retriable())
-            if not transient or time.monotonic() + backoff_s >= deadline:
-                raise
-            time.sleep(backoff_s)
+
+    def ask() -> list[TopicPartition]:
+        found: list[TopicPartition] = consumer.committed(list(partitions),
+                                                         timeout=max(deadline - time.monotonic(), 0.1))
+        return found
+
+    return retry(ask, retriable=_coordinator_changing, timeout_s=timeout_s, first_s=backoff_s)
+
+
+def _coordinator_changing(exc: Exception) -> bool:
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return isinstance(error, KafkaError) and (error.code() in COORDINATOR_CHANGING or error.retriable())

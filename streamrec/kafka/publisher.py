@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer, Topic
 from streamrec.kafka.clients import KafkaServiceError
 from streamrec.kafka.messages import DeadLetter
 from streamrec.recommendations import Recommendation
+from streamrec.retry import retry
 
 log = logging.getLogger(__name__)
 
@@ -115,22 +116,18 @@ class Publisher:
         if failures:  # commit_transaction fails when a record fails, so this is belt and braces
             raise KafkaServiceError(f"transaction committed with {len(failures)} failed record(s): {failures[0]}")
 
-    def _transactional(self, what: str, call: Any) -> None:
-        for _attempt in range(5):
-            try:
-                call()
-                return
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if error.txn_requires_abort():
-                    log.warning("%s needs an abort: %s", what, error)
-                    self.abort()
-                    raise TransactionAborted(str(error)) from exc
-                if error.retriable():
-                    log.warning("%s failed, retrying: %s", what, error)
-                    continue
-                raise KafkaServiceError(f"{what} failed{' (fatal)' if error.fatal() else ''}: {error}") from exc
-        raise KafkaServiceError(f"{what} kept failing with retriable errors")
+    def _transactional(self, what: str, call: Callable[[], object]) -> None:
+        """``call()``, retried with backoff on retriable errors (5 attempts); an error that needs an
+        abort aborts and raises :class:`TransactionAborted`; any other raises."""
+        try:
+            retry(call, retriable=_retriable, attempts=5, first_s=0.1, what=what)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.txn_requires_abort():
+                log.warning("%s needs an abort: %s", what, error)
+                self.abort()
+                raise TransactionAborted(str(error)) from exc
+            raise KafkaServiceError(f"{what} failed{' (fatal)' if error.fatal() else ''}: {error}") from exc
 
     def abort(self) -> None:
         try:
@@ -140,3 +137,8 @@ class Publisher:
         finally:
             with self._lock:
                 self._failures = []
+
+
+def _retriable(exc: Exception) -> bool:
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return isinstance(error, KafkaError) and error.retriable() and not error.txn_requires_abort()

@@ -32,6 +32,7 @@ from streamrec.events import Event, encode_event
 from streamrec.kafka.changelog import merge_snapshots
 from streamrec.kafka.tail import decode_recommendation
 from streamrec.recommendations import Recommendation
+from streamrec.retry import retry
 from streamrec.synthetic import generate
 from streamrec.windows import WindowStore
 
@@ -366,14 +367,7 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def _retrying(read: Callable[[], dict[int, int]], attempts: int = 40) -> dict[int, int]:
+def _retrying(read: Callable[[], dict[int, int]]) -> dict[int, int]:
     """``read()``, retried on Kafka errors for about 10 s: a just-created topic may not have
     leaders everywhere yet, and a fresh broker's group coordinator may still be loading."""
-    for attempt in range(attempts):
-        try:
-            return read()
-        except KafkaException:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.25)
-    raise AssertionError("unreachable")
+    return retry(read, retriable=lambda exc: isinstance(exc, KafkaException), timeout_s=10, first_s=0.1, max_s=1.0)
