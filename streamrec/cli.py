@@ -129,7 +129,10 @@ def generate(
     from streamrec.synthetic import write_events, write_items
 
     log = make_log(n_users=users, n_items=items, seed=seed, language=language, drift_at=drift_at)
-    events = write_events(log.events, out_dir / f"events.{log_format}")
+    try:
+        events = write_events(log.events, out_dir / f"events.{log_format}")
+    except StreamrecError as exc:
+        raise _fail(exc) from exc
     catalog = write_items(log.items, out_dir / "items.csv")
     console.print(f"wrote {len(log.events)} events to {events} and {len(log.items)} items to {catalog}")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import msgpack
 
 from streamrec.catalog import Item
+from streamrec.errors import ConfigError
 from streamrec.events import Event
 
 CATEGORIES = {
@@ -133,7 +134,7 @@ def write_events(events: Sequence[Event], path: str | Path) -> Path:
             for e in events:
                 fh.write(msgpack.packb(e.to_dict(), use_bin_type=True))
     else:
-        raise ValueError(f"unknown log extension {suffix!r}: use .csv, .jsonl or .msgpack")
+        raise ConfigError(f"unknown log extension {suffix!r}: use .csv, .jsonl or .msgpack")
     return path
 
 
