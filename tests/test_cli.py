@@ -53,3 +53,8 @@ def test_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     for command in ("replay", "demo", "generate", "tiny-model", "run", "produce", "tail"):
         assert command in result.output
+
+
+def test_generate_rejects_an_unknown_format_with_a_message(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["generate", str(tmp_path), "--users", "5", "--items", "5", "--format", "xml"])
+    assert result.exit_code == 2 and "unknown log extension '.xml'" in result.output
