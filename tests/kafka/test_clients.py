@@ -6,14 +6,12 @@ import socket
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from streamrec.config import Settings, load_settings
 from streamrec.errors import ConfigError
 from streamrec.kafka import commands
 from streamrec.kafka.client_logs import RepeatFilter
 from streamrec.kafka.clients import admin_config, consumer_config, default_transactional_id, producer_config
-from streamrec.kafka.offsets import committed_offsets
 
 
 def _settings_from_flags(config: Path, flags: dict[str, object]) -> Settings:
@@ -118,36 +116,3 @@ def test_flags_override_environment_which_overrides_the_config_file(tmp_path: Pa
         ("from-flag", "env-recs", "file-events")
     assert consumer_config(settings)["security.protocol"] == "SSL"
     assert _settings_from_flags(config, {}).kafka.group == "from-env"
-
-
-class _Consumer:
-    """Answers ``committed()`` with the queued errors first, then the offsets."""
-
-    def __init__(self, *errors: int) -> None:
-        self.errors = list(errors)
-        self.calls = 0
-
-    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
-        self.calls += 1
-        if self.errors:
-            raise KafkaException(KafkaError(self.errors.pop(0)))
-        return [TopicPartition(tp.topic, tp.partition, 7) for tp in partitions]
-
-
-def test_committed_offsets_asks_again_while_the_coordinator_moves() -> None:
-    consumer = _Consumer(KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS)
-    found = committed_offsets(consumer, [TopicPartition("t", 0), TopicPartition("t", 1)],  # type: ignore[arg-type]
-                              timeout_s=5, backoff_s=0.01)
-    assert [(tp.partition, tp.offset) for tp in found] == [(0, 7), (1, 7)]
-    assert consumer.calls == 3
-
-
-def test_committed_offsets_raises_other_errors_at_once_and_gives_up_at_the_deadline() -> None:
-    denied = _Consumer(KafkaError.GROUP_AUTHORIZATION_FAILED)
-    with pytest.raises(KafkaException):
-        committed_offsets(denied, [TopicPartition("t", 0)], timeout_s=5, backoff_s=0.01)  # type: ignore[arg-type]
-    assert denied.calls == 1
-    stuck = _Consumer(*[KafkaError.NOT_COORDINATOR] * 1000)
-    with pytest.raises(KafkaException):
-        committed_offsets(stuck, [TopicPartition("t", 0)], timeout_s=0.2, backoff_s=0.05)  # type: ignore[arg-type]
-    assert 2 <= stuck.calls <= 5
