@@ -27,13 +27,13 @@ from typing import Any, get_origin
 import numpy as np
 import yaml
 
+from harness.pipeline_model import CachedEncoder, PipelineModel
+from harness.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
+from harness.protocols import ProtocolResult
+from harness.report import command_line, interval, machine_info
+from harness.suite import pipeline_encoder, prepare_run, prequential_pass
 from streamrec.catalog import Catalog
 from streamrec.config import Settings
-from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel
-from streamrec.evaluation.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
-from streamrec.evaluation.protocols import ProtocolResult
-from streamrec.evaluation.report import command_line, interval, machine_info
-from streamrec.evaluation.suite import pipeline_encoder, prepare_run, prequential_pass
 from streamrec.events import Event
 from streamrec.pipeline import Pipeline
 

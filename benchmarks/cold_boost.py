@@ -25,23 +25,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.baselines import CooccurrenceKNN
+from harness.datasets import Dataset
+from harness.metrics import COLD_ITEM_INTERACTIONS
+from harness.models import StreamingModel
+from harness.pipeline_model import CachedEncoder, PipelineModel
+from harness.pretrained import DEFAULT_CACHE
+from harness.protocols import ProtocolResult
+from harness.report import command_line, interval, machine_info
+from harness.suite import prepare_run, prequential_pass
 from streamrec.catalog import Catalog
 from streamrec.config import Settings
-from streamrec.encoder import HFEncoder
-from streamrec.evaluation.baselines import CooccurrenceKNN
-from streamrec.evaluation.datasets import Dataset
-from streamrec.evaluation.metrics import COLD_ITEM_INTERACTIONS
-from streamrec.evaluation.models import StreamingModel
-from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel
-from streamrec.evaluation.pretrained import DEFAULT_CACHE
-from streamrec.evaluation.protocols import ProtocolResult
-from streamrec.evaluation.report import command_line, interval, machine_info
-from streamrec.evaluation.suite import prepare_run, prequential_pass
+from streamrec.encoding import HFEncoder
 from streamrec.events import ActionVocabulary
 from streamrec.pipeline import Pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: the harness's co-occurrence kNNs (streamrec.evaluation.suite.BASELINES), by name
+#: the harness's co-occurrence kNNs (harness.suite.BASELINES), by name
 KNNS: dict[str, dict[str, Any]] = {
     "cooccurrence-knn": {},
     "cooccurrence-knn-30": {"history": 30, "decay": 0.85},

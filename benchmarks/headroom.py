@@ -38,12 +38,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from harness import load_dataset
+from harness.baselines import CooccurrenceKNN
+from harness.models import ScoringModel
+from harness.protocols import run_prequential
+from harness.report import machine_info
 from streamrec.config import HeadSettings
-from streamrec.evaluation import load_dataset
-from streamrec.evaluation.baselines import CooccurrenceKNN
-from streamrec.evaluation.models import ScoringModel
-from streamrec.evaluation.protocols import run_prequential
-from streamrec.evaluation.report import machine_info
 from streamrec.events import ActionVocabulary, Event
 
 RESULTS = Path(__file__).resolve().parent / "results"

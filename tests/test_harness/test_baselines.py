@@ -3,9 +3,9 @@ import pickle
 import numpy as np
 import pytest
 
-from streamrec.evaluation.baselines import CooccurrenceKNN, Markov, Popularity, RecentPopularity
-from streamrec.evaluation.models import StreamingModel, top_k
-from streamrec.evaluation.river_mf import BiasedMF
+from harness.baselines import CooccurrenceKNN, Markov, Popularity, RecentPopularity
+from harness.models import StreamingModel, top_k
+from harness.river_mf import BiasedMF
 from streamrec.events import Event
 from streamrec.synthetic import generate
 

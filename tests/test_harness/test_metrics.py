@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from streamrec.evaluation.metrics import (
+from harness.metrics import (
     head_threshold,
     paired_bootstrap,
     per_event,
@@ -11,7 +11,7 @@ from streamrec.evaluation.metrics import (
     rolling_hit_rate,
     sliced_metrics,
 )
-from streamrec.evaluation.stream import StreamState
+from harness.stream import StreamState
 from streamrec.events import Event
 
 

@@ -3,11 +3,11 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from harness.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
+from harness.protocols import run_prequential
 from streamrec.catalog import Catalog
 from streamrec.config import Settings
-from streamrec.encoder import HFEncoder
-from streamrec.evaluation.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
-from streamrec.evaluation.protocols import run_prequential
+from streamrec.encoding import HFEncoder
 from streamrec.events import ActionVocabulary
 from streamrec.pipeline import Pipeline
 from streamrec.replay import replay

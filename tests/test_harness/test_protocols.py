@@ -3,8 +3,8 @@ from collections.abc import Collection, Sequence
 import numpy as np
 import pytest
 
-from streamrec.evaluation.baselines import Markov, Popularity
-from streamrec.evaluation.protocols import run_leave_last_out, run_prequential, split_leave_last_out
+from harness.baselines import Markov, Popularity
+from harness.protocols import run_leave_last_out, run_prequential, split_leave_last_out
 from streamrec.events import Event
 from streamrec.synthetic import generate
 

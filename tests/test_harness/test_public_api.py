@@ -1,9 +1,9 @@
-import streamrec.evaluation as evaluation
-from streamrec.evaluation import MODEL_NAMES, StreamingModel, build_models, load_dataset
+import harness
+from harness import MODEL_NAMES, StreamingModel, build_models, load_dataset
 
 
 def test_exported_names() -> None:
-    assert set(evaluation.__all__) == {
+    assert set(harness.__all__) == {
         "MODEL_NAMES", "PACKAGED_LOGS", "PRETRAINED", "PROTOCOLS", "BiasedMF", "CachedEncoder", "CooccurrenceKNN",
         "Dataset",
         "LeaveLastOutSplit", "Markov", "PipelineModel", "Popularity", "ProtocolResult", "RecentPopularity",
@@ -12,8 +12,8 @@ def test_exported_names() -> None:
         "run_leave_last_out", "run_prequential", "run_suite", "sliced_metrics", "split_leave_last_out", "top_k",
         "write_report",
     }
-    for name in evaluation.__all__:
-        assert getattr(evaluation, name) is not None
+    for name in harness.__all__:
+        assert getattr(harness, name) is not None
 
 
 def test_every_baseline_obeys_the_model_protocol() -> None:

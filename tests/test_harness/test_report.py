@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from streamrec.evaluation.metrics import SLICES
-from streamrec.evaluation.protocols import ProtocolResult
-from streamrec.evaluation.report import markdown, targets
+from harness.metrics import SLICES
+from harness.protocols import ProtocolResult
+from harness.report import DEFAULT_TARGETS, RatioTarget, Targets, check_targets, markdown
 
 
 def result_with(ranks: dict[str, list[int]], users: int = 200) -> ProtocolResult:
@@ -27,18 +27,18 @@ def test_text_beats_ids_only_only_when_the_interval_clears_zero() -> None:
     slight[np.flatnonzero(ids < 0)[0]] = 0  # one more hit in 4,000 events
     for streamrec, expected in ((clear, True), (slight, False)):
         result = result_with({"popularity": ids, "streamrec": streamrec, "streamrec-ids-only": ids})
-        target = targets(report_of(result), result)["text beats ids-only"]
+        target = check_targets(report_of(result), result)["text beats ids-only"]
         assert target["streamrec"] > target["ids_only"] and target["met"] is expected
         assert (target["ci"]["difference_low"] > 0) is expected
 
 
 def test_ratio_targets_carry_their_interval_into_the_markdown() -> None:
     result = result_with({"popularity": [0, -1] * 100, "streamrec": [0, 0] * 100})
-    found = targets(report_of(result), result)
+    found = check_targets(report_of(result), result)
     hit = found["all hit@10"]
     assert hit["ratio"] == 2.0 and hit["met"] and hit["best_baseline"] == "popularity"
     assert hit["ci"]["ratio_low"] <= 2.0 <= hit["ci"]["ratio_high"] and hit["ci"]["groups"] == 200
-    assert "ci" not in targets(report_of(result))["all hit@10"]  # no ranks, no interval
+    assert "ci" not in check_targets(report_of(result))["all hit@10"]  # no ranks, no interval
     lines = markdown(minimal_report(found)).splitlines()
     assert any(line.startswith("- all hit@10: streamrec 1.0000 vs popularity 0.5000 = 2.00x; 95% CI ")
                for line in lines)
@@ -48,13 +48,27 @@ def test_ratio_targets_carry_their_interval_into_the_markdown() -> None:
 def test_the_replay_budget_is_30_minutes_for_ml_100k_and_as_long_per_event_for_a_longer_log() -> None:
     result = result_with({"popularity": [0, -1] * 100, "streamrec": [0, 0] * 100})
     result.seconds["streamrec"] = 2900.0  # ml-1m took 2,902 s on the project's machine
-    short = targets(report_of(result, events=100_000), result)["replay within 30 min"]
+    short = check_targets(report_of(result, events=100_000), result)["replay within 30 min"]
     assert short["budget_seconds"] == 1800 and not short["met"] and "budget" not in short["note"]
-    small = targets(report_of(result, events=2_000), result)["replay within 30 min"]
+    small = check_targets(report_of(result, events=2_000), result)["replay within 30 min"]
     assert small["budget_seconds"] == 1800 and not small["met"]  # never less than 30 minutes
-    long = targets(report_of(result, events=1_000_209), result)["replay within 30 min"]
+    long = check_targets(report_of(result, events=1_000_209), result)["replay within 30 min"]
     assert long["budget_seconds"] == pytest.approx(18003.762) and long["met"]
     assert long["note"].endswith("1,000,209 events: budget 18,004 s, 30 min per 100,000 events")
+
+
+def test_the_targets_are_parameters_and_the_defaults_are_the_documented_ones() -> None:
+    assert DEFAULT_TARGETS.ratios == (RatioTarget("hit@10", "all", 1.2), RatioTarget("ndcg@10", "all", 1.2),
+                                      RatioTarget("hit@10", "cold_item", 1.5))
+    result = result_with({"popularity": [0, -1] * 100, "streamrec": [0, 0] * 100})
+    stricter = Targets(ratios=(RatioTarget("hit@10", "all", 2.5),), replay_seconds=3600.0, replay_events=50_000)
+    found = check_targets(report_of(result, events=100_000), result, stricter)
+    assert set(found) == {"all hit@10", "replay within 60 min"}
+    assert found["all hit@10"]["ratio"] == 2.0 and found["all hit@10"]["target_ratio"] == 2.5
+    assert not found["all hit@10"]["met"]
+    replay = found["replay within 60 min"]
+    assert replay["budget_seconds"] == 7200 and replay["met"]
+    assert replay["note"].endswith("100,000 events: budget 7,200 s, 60 min per 50,000 events")
 
 
 def minimal_report(found: dict) -> dict:

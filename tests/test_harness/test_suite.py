@@ -6,13 +6,11 @@ from types import ModuleType
 
 import pytest
 
-from streamrec.config import Settings
-from streamrec.encoder import HFEncoder
-from streamrec.evaluation.datasets import load_dataset
-from streamrec.evaluation.metrics import SLICES
-from streamrec.evaluation.pipeline_model import ZeroEncoder
-from streamrec.evaluation.report import build_report, markdown, write_report
-from streamrec.evaluation.suite import (
+from harness.datasets import load_dataset
+from harness.metrics import SLICES
+from harness.pipeline_model import ZeroEncoder
+from harness.report import build_report, markdown, write_report
+from harness.suite import (
     MODEL_NAMES,
     PROTOCOLS,
     build_models,
@@ -20,6 +18,8 @@ from streamrec.evaluation.suite import (
     pipeline_encoder,
     run_suite,
 )
+from streamrec.config import Settings
+from streamrec.encoding import HFEncoder
 
 MakeSettings = Callable[..., Settings]
 
