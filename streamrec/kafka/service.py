@@ -123,9 +123,12 @@ class KafkaService:
         self._last_checkpoint = time.monotonic()
         self._run: _Running | None = None
         self._partitions = 0  # of the input topic, hence of the changelog
+        self._processed_at_stop = 0
 
     def stop(self) -> None:
         """Ask for a graceful stop; safe from signal handlers and other threads."""
+        if not self._stop.is_set():
+            self._processed_at_stop = self.stats.events_processed
         self._stop.set()
 
     @property
@@ -149,7 +152,8 @@ class KafkaService:
                 received = fetcher.collect()
                 if received and not self._stop.is_set():  # after a stop, left for redelivery
                     self._process(received)
-            log.info("stopping: %d messages read ahead are left uncommitted for redelivery", len(fetcher.pending))
+            log.info("stopping: %d events processed after the stop was asked, %d read ahead left for redelivery",
+                     self.stats.events_processed - self._processed_at_stop, len(fetcher.pending))
             self._checkpoint()
             self.progress.log(self.stats, self.health.lag, self.pipeline.head.version)
         except BaseException:
@@ -163,8 +167,7 @@ class KafkaService:
         kafka, settings = self.kafka, self.settings
         topics = ensure_service_topics(settings, self.changelog_topic)
         self._partitions = topics.partitions
-        log.info("input %s has %d partitions; changelog %s", kafka.input_topic, topics.partitions,
-                 self.changelog_topic)
+        log.info("input %s has %d partitions; changelog %s", kafka.input_topic, topics.partitions, self.changelog_topic)
         transactional_id = default_transactional_id(settings) if kafka.exactly_once else None
         producer_settings = producer_config(settings, transactional_id, keyed=True)
         dead_letter_room(kafka.max_event_bytes, int(producer_settings.get("message.max.bytes", PRODUCER_MAX_BYTES)),
