@@ -62,13 +62,40 @@ def item_from_mapping(row: Mapping[str, Any], column_map: Mapping[str, str] | No
                 attributes)
 
 
+class ItemIds:
+    """Item ids interned to dense indices 0, 1, 2, ... in the order they are first seen.
+
+    >>> ids = ItemIds()
+    >>> ids.add("b"), ids.add("a"), ids.add("b"), ids.find("c"), ids.ids
+    (0, 1, 0, None, ['b', 'a'])
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def find(self, item_id: str) -> int | None:
+        """The item's index, or None if it has none (never adds)."""
+        return self._index.get(item_id)
+
+    def add(self, item_id: str) -> int:
+        """The item's index, a new one if it is first seen."""
+        index = self._index.get(item_id)
+        if index is None:
+            index = self._index[item_id] = len(self.ids)
+            self.ids.append(item_id)
+        return index
+
+
 class Catalog:
     """A growing item catalogue with dense indices and per-item revisions."""
 
     def __init__(self, items: Iterable[Item] = ()) -> None:
         self._items: dict[str, Item] = {}
-        self._index: dict[str, int] = {}
-        self._ids: list[str] = []
+        self._ids = ItemIds()
         self._revision: list[int] = []
         self._known: list[bool] = []
         self.unknown_lookups = 0
@@ -88,7 +115,7 @@ class Catalog:
     @property
     def ids(self) -> list[str]:
         """Item ids in index order (the row order of item matrices)."""
-        return self._ids
+        return self._ids.ids
 
     def get(self, item_id: str) -> Item | None:
         return self._items.get(item_id)
@@ -107,12 +134,12 @@ class Catalog:
 
     def index_of(self, item_id: str) -> int:
         """The item's dense index, registering an unknown item (fallback text) if needed."""
-        index = self._index.get(item_id)
+        index = self._ids.find(item_id)
         return index if index is not None else self._ensure_index(item_id)
 
     def find_index(self, item_id: str) -> int | None:
         """The item's index if it has one; never registers."""
-        return self._index.get(item_id)
+        return self._ids.find(item_id)
 
     def revision(self, index: int) -> int:
         return self._revision[index]
@@ -133,11 +160,9 @@ class Catalog:
         return item.category if item else ""
 
     def _ensure_index(self, item_id: str) -> int:
-        index = self._index.get(item_id)
-        if index is None:
-            index = len(self._ids)
-            self._index[item_id] = index
-            self._ids.append(item_id)
+        known = len(self._ids)
+        index = self._ids.add(item_id)
+        if index == known:  # new
             self._revision.append(0)
             self._known.append(False)
             self.changes += 1

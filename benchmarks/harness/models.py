@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from streamrec.catalog import ItemIds
 from streamrec.events import Event
 
 
@@ -74,24 +75,25 @@ class ScoringModel(ABC):
 
     def __init__(self, catalogue: Iterable[str] = (), weights: Mapping[str, float] | None = None) -> None:
         self.weights = weights
-        self._index: dict[str, int] = {}
-        self.ids: list[str] = []
+        self._ids = ItemIds()
         self._capacity = 0
         for item_id in catalogue:
             self.index_of(item_id)
 
     @property
     def n_items(self) -> int:
-        return len(self.ids)
+        return len(self._ids)
+
+    @property
+    def ids(self) -> list[str]:
+        """Item ids in index order."""
+        return self._ids.ids
 
     def index_of(self, item_id: str) -> int:
-        index = self._index.get(item_id)
-        if index is None:
-            index = self._index[item_id] = len(self.ids)
-            self.ids.append(item_id)
-            if index >= self._capacity:
-                self._capacity = max(1024, 2 * self._capacity, index + 1)
-                self._grow(self._capacity)
+        index = self._ids.add(item_id)
+        if index >= self._capacity:  # a new item past the room
+            self._capacity = max(1024, 2 * self._capacity, index + 1)
+            self._grow(self._capacity)
         return index
 
     def weight(self, event: Event) -> float:
@@ -114,7 +116,7 @@ class ScoringModel(ABC):
         rows = self.scores(user_ids)
         lists = []
         for row, seen in zip(rows, exclude, strict=True):
-            excluded = [i for i in map(self._index.get, seen) if i is not None]
+            excluded = [i for i in map(self._ids.find, seen) if i is not None]
             lists.append([self.ids[i] for i in top_k(row, k, excluded)])
         return lists
 

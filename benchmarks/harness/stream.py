@@ -19,6 +19,7 @@ from collections.abc import Collection, Iterable, Sequence
 import numpy as np
 
 from harness.metrics import COLD_ITEM_INTERACTIONS, HEAD_SHARE, NEW_USER_EVENTS, head_threshold
+from streamrec.catalog import ItemIds
 from streamrec.events import Event
 
 
@@ -31,8 +32,7 @@ class StreamState:
 
     def __init__(self, catalogue: Iterable[str] = (), exclude_actions: Collection[str] | None = None) -> None:
         self.exclude_actions = None if exclude_actions is None else frozenset(exclude_actions)
-        self._index: dict[str, int] = {}
-        self.ids: list[str] = []
+        self._ids = ItemIds()
         self._item_counts = np.zeros(1024, dtype=np.int64)
         self._user_counts: defaultdict[str, int] = defaultdict(int)
         self._seen: defaultdict[str, set[str]] = defaultdict(set)
@@ -42,15 +42,17 @@ class StreamState:
 
     @property
     def n_items(self) -> int:
-        return len(self.ids)
+        return len(self._ids)
+
+    @property
+    def ids(self) -> list[str]:
+        """Item ids in index order."""
+        return self._ids.ids
 
     def index_of(self, item_id: str) -> int:
-        index = self._index.get(item_id)
-        if index is None:
-            index = self._index[item_id] = len(self.ids)
-            self.ids.append(item_id)
-            if index >= len(self._item_counts):
-                self._item_counts = np.concatenate([self._item_counts, np.zeros_like(self._item_counts)])
+        index = self._ids.add(item_id)
+        if index >= len(self._item_counts):  # a new item past the room
+            self._item_counts = np.concatenate([self._item_counts, np.zeros_like(self._item_counts)])
         return index
 
     def learn(self, events: Sequence[Event]) -> None:
@@ -62,7 +64,7 @@ class StreamState:
         self._head_at = None
 
     def item_count(self, item_id: str) -> int:
-        index = self._index.get(item_id)
+        index = self._ids.find(item_id)
         return 0 if index is None else int(self._item_counts[index])
 
     def user_count(self, user_id: str) -> int:
