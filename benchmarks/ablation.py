@@ -27,10 +27,11 @@ from typing import Any, get_origin
 import numpy as np
 import yaml
 
+from harness.machine import machine_info
 from harness.pipeline_model import CachedEncoder, PipelineModel
 from harness.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
 from harness.protocols import ProtocolResult
-from harness.report import command_line, interval, machine_info
+from harness.report import command_line, interval
 from harness.suite import pipeline_encoder, prepare_run, prequential_pass
 from streamrec.catalog import Catalog
 from streamrec.config import Settings

@@ -27,12 +27,13 @@ from typing import Any
 
 from harness.baselines import CooccurrenceKNN
 from harness.datasets import Dataset
-from harness.metrics import COLD_ITEM_INTERACTIONS
+from harness.machine import machine_info
 from harness.models import StreamingModel
 from harness.pipeline_model import CachedEncoder, PipelineModel
 from harness.pretrained import DEFAULT_CACHE
 from harness.protocols import ProtocolResult
-from harness.report import command_line, interval, machine_info
+from harness.quality import COLD_ITEM_INTERACTIONS
+from harness.report import command_line, interval
 from harness.suite import prepare_run, prequential_pass
 from streamrec.catalog import Catalog
 from streamrec.config import Settings

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import resource
 import subprocess
@@ -41,6 +39,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from harness.machine import current_load_average, load_average, machine_info, version
 from streamrec.catalog import Catalog, Item
 from streamrec.config import EncoderSettings
 from streamrec.events import Event
@@ -127,27 +126,6 @@ def build_model(model_dir: Path, items: list[Item]) -> Path:
     GPT2Model(config).save_pretrained(model_dir)
     marker.write_text(json.dumps({"config": "GPT2Config()", "tokenizer_vocab": 1000}))
     return model_dir
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-        "platform": platform.platform(), "load_average_at_start": os.getloadavg(),
-    }
-    import transformers
-
-    info["transformers"] = transformers.__version__
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 # -- one variant (in a child process) ------------------------------------------------------------
@@ -497,11 +475,11 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     lines = [
         "# Window encoding: naive vs incremental", "",
         f"Machine: {info['cpu']}, {info['cores']} cores"
-        + (f", GPU {info['gpu']}" if "gpu" in info else "")
-        + f"; torch {info['torch']}, transformers {info['transformers']}; "
+        + (f", GPU {info['gpu']}" if info.get("gpu") else "")
+        + f"; torch {version(info, 'torch')}, transformers {version(info, 'transformers')}; "
         f"device `{cfg['device']}`, dtype `{cfg['dtype']}`, {cfg['threads'] or 'all'} threads. "
-        f"Load average at start {tuple(round(x, 1) for x in info['load_average_at_start'])}, "
-        f"at end {tuple(round(x, 1) for x in report['load_average_at_end'])} (a shared machine).", "",
+        f"Load average at start {tuple(round(x, 1) for x in load_average(info) or ())}, "
+        f"at end {tuple(round(x, 1) for x in report['load_average_at_end'] or ())} (a shared machine).", "",
         f"Model: GPT-2 small shape (`GPT2Config()`, random weights), BPE tokenizer with a vocabulary of 1000 "
         f"trained on the catalogue. Log: synthetic titles, {cfg['pool']} users active at a time; "
         f"N = {N_EVENTS} events per window, slack S = {cfg['slack']}, micro-batches of {cfg['micro_batch']} "
@@ -672,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         existing.setdefault("commands", []).append("python benchmarks/encoding.py " + " ".join(argv))
         console.print(f"wrote {write_report(existing, args.out_dir)}")
         return 0
-    info = machine()
+    info = machine_info()
     _, items = build_log(args.prefill + args.warmup + args.events, args.pool, args.seed)
     with console.status("building the GPT-2 small model (random weights) ..."):
         build_model(args.model_dir, items)
@@ -700,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quality is not None:
         console.rule("[bold]quality: text vs item mode")
         report["quality"] = _child("quality", args, argv, [])
-    report["load_average_at_end"] = os.getloadavg()
+    report["load_average_at_end"] = current_load_average()
     path = write_report(report, args.out_dir)
     console.print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0

@@ -40,9 +40,9 @@ from tqdm import tqdm
 
 from harness import load_dataset
 from harness.baselines import CooccurrenceKNN
+from harness.machine import machine_info
 from harness.models import ScoringModel
 from harness.protocols import run_prequential
-from harness.report import machine_info
 from streamrec.config import HeadSettings
 from streamrec.events import ActionVocabulary, Event
 

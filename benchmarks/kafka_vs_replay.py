@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from harness.machine import load_average, machine_info, mark_end, version
 from streamrec.catalog import Catalog
 from streamrec.config import load_settings
 from streamrec.encoding import HFEncoder
@@ -52,16 +52,7 @@ from streamrec.tinymodel import build_tiny_gpt2, tokenizer_corpus
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RATIO = 0.8
-
-
-def machine() -> dict[str, Any]:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    import confluent_kafka
-    import torch
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "confluent_kafka": confluent_kafka.version(), "librdkafka": confluent_kafka.libversion()[0],
-            "load_average_at_start": os.getloadavg()}
+KAFKA_PACKAGES = ("confluent_kafka", "librdkafka")
 
 
 def read_recommendations(bootstrap: str, topic: str) -> list[tuple[int, int, int, Recommendation]]:
@@ -118,6 +109,7 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    machine = machine_info(extra_packages=KAFKA_PACKAGES)
     work = Path(tempfile.mkdtemp(prefix="kafka-vs-replay-"))
     total = args.events + args.latency_events
     log = generate(n_users=max(10, total // 24), n_items=args.items, events_per_user=(10, 40), seed=0)
@@ -188,7 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from_consume.append(cover[0] - cover[1])
     embedded_eps = float(embedded["events_per_second"])
     return {
-        "machine": machine() | {"load_average_at_end": os.getloadavg()},
+        "machine": mark_end(machine),
         "settings": {"events": len(backlog), "latency_events": len(live), "partitions": args.partitions,
                      "batch_max_size": settings.batch.max_size, "batch_max_wait_ms": settings.batch.max_wait_ms,
                      "batch_adaptive": settings.batch.adaptive,
@@ -208,15 +200,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _one_minute(load: list[float] | None) -> str:
+    return f"{load[0]:.1f}" if load else "n/a"
+
+
 def markdown(result: dict[str, Any]) -> str:
     m, s, k = result["machine"], result["settings"], result["kafka"]
     lp, lc = k["latency_ms_from_produce"], k["latency_ms_from_consume"]
     return "\n".join([
         "# Kafka service vs embedded replay",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {m['torch']}, "
-        f"confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}); load average "
-        f"{m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end. "
+        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {version(m, 'torch')}, "
+        f"confluent-kafka {version(m, 'confluent_kafka')} (librdkafka {version(m, 'librdkafka')}); load average "
+        f"{_one_minute(load_average(m))} at start, {_one_minute(load_average(m, end=True))} at end. "
         "Broker on the same machine.",
         "",
         f"Workload: {s['events']} synthetic events ({s['users']} users, {s['items']} items), "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,8 +30,9 @@ from harness import (
     run_suite,
     write_report,
 )
+from harness.machine import machine_info, mark_end
 from harness.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
-from harness.report import command_line, machine_info
+from harness.report import command_line
 from harness.suite import PIPELINES
 from streamrec.config import load_settings
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder_info = {"shortcut": args.encoder if needs_encoder else None, "model": model,
                     "description": description, "dim": encoder.dim if encoder is not None else None,
                     "pooling": getattr(encoder, "pooling", None)}
-    machine["load_average_end"] = list(os.getloadavg())
+    mark_end(machine)
     report = build_report(suite, encoder_info, command=command_line(argv), machine=machine)
     report["wall_seconds"] = time.perf_counter() - started
     report["cpu_seconds"] = time.process_time() - cpu_started

@@ -1,8 +1,9 @@
 """streamrec: fresh recommendations from a behaviour stream, read by a language model.
 
 The core is transport-agnostic: :class:`Pipeline` takes a micro-batch of :class:`Event` and
-returns :class:`Recommendation` objects. The file replay (:func:`replay_files`) and the Kafka
-service (``streamrec run``) are thin adapters around it.
+returns :class:`Recommendation` objects. :class:`Runner` drives it from a :class:`Source` into a
+:class:`Sink`: the file replay (:func:`replay_files`, a :class:`ListSource`) and the Kafka service
+(``streamrec run``) are both such a pair; :mod:`streamrec.testing` has the pieces to test your own.
 
 Names are imported on first use, so ``import streamrec`` (and every CLI start) does not pay
 for torch until something needs it.
@@ -20,6 +21,7 @@ _EXPORTS = {
     "BatchResult": "pipeline", "Pipeline": "pipeline",
     "Catalog": "catalog", "Item": "catalog",
     "MicroBatcher": "batching",
+    "EventBatch": "runner", "ListSource": "runner", "Runner": "runner", "Sink": "runner", "Source": "runner",
     "Recommendation": "recommendations", "RecommendedItem": "recommendations",
     "Settings": "config", "load_settings": "config",
     "TextTemplate": "text",
@@ -27,7 +29,7 @@ _EXPORTS = {
     "replay": "replay", "replay_files": "replay",
     "StreamrecError": "errors", "CatalogError": "errors", "CheckpointError": "errors", "ConfigError": "errors",
     "DecodeError": "errors", "EventError": "errors", "ModelLoadError": "errors", "SchemaError": "errors",
-    "SourceError": "errors", "UnknownActionError": "errors",
+    "SourceError": "errors", "UnknownActionError": "errors", "RecommendationError": "errors", "UsageError": "errors",
 }
 
 __all__ = [
@@ -39,19 +41,26 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "Event",
+    "EventBatch",
     "EventError",
     "Item",
+    "ListSource",
     "MicroBatcher",
     "ModelLoadError",
     "Pipeline",
     "Recommendation",
+    "RecommendationError",
     "RecommendedItem",
+    "Runner",
     "SchemaError",
     "Settings",
+    "Sink",
+    "Source",
     "SourceError",
     "StreamrecError",
     "TextTemplate",
     "UnknownActionError",
+    "UsageError",
     "WindowStore",
     "__version__",
     "decode_event",
@@ -86,14 +95,17 @@ if TYPE_CHECKING:
         DecodeError,
         EventError,
         ModelLoadError,
+        RecommendationError,
         SchemaError,
         SourceError,
         StreamrecError,
         UnknownActionError,
+        UsageError,
     )
     from streamrec.events import ActionVocabulary, Event, decode_event, encode_event
     from streamrec.pipeline import BatchResult, Pipeline
     from streamrec.recommendations import Recommendation, RecommendedItem
     from streamrec.replay import replay, replay_files
+    from streamrec.runner import EventBatch, ListSource, Runner, Sink, Source
     from streamrec.text import TextTemplate
     from streamrec.windows import WindowStore

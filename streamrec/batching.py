@@ -1,6 +1,8 @@
 """Micro-batches that close on size or on a deadline, whichever comes first.
 
-The clock is injectable, so tests advance it by hand.
+:class:`MicroBatcher` is the one batcher: the Kafka fetcher's waiting messages are one (it reads
+ahead, so more than a batch may wait); a recorded log is cut into batches of the same size by
+:class:`~streamrec.runner.ListSource`. The clock is injectable, so tests advance it by hand.
 
 >>> now = [0.0]
 >>> batcher = MicroBatcher(max_size=3, max_wait_ms=100, clock=lambda: now[0])
@@ -11,55 +13,76 @@ The clock is injectable, so tests advance it by hand.
 ['a', 'b']
 >>> batcher.add("c"), batcher.add("d"), batcher.add("e")
 (None, None, ['c', 'd', 'e'])
+>>> batcher.extend(["f", "g", "h", "i"]); batcher.take(), len(batcher)  # read ahead: the rest waits
+(['f', 'g', 'h'], 1)
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class MicroBatcher(Generic[T]):
-    def __init__(self, max_size: int, max_wait_ms: int, clock: Callable[[], float] = time.monotonic) -> None:
+    """Items wait until a batch closes: ``max_size`` of them wait, or ``max_wait_ms`` has passed
+    since the first of them arrived. :meth:`take` hands out at most ``max_size``; the deadline of
+    those left starts again then."""
+
+    def __init__(self, max_size: int, max_wait_ms: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_size = max_size
         self.max_wait = max_wait_ms / 1000
         self.clock = clock
-        self._items: list[T] = []
+        self.items: list[T] = []
         self._opened_at = 0.0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.items)
 
     def add(self, item: T) -> list[T] | None:
         """Add one item; returns the closed batch when this item filled it."""
-        if not self._items:
-            self._opened_at = self.clock()
-        self._items.append(item)
-        return self._close() if len(self._items) >= self.max_size else None
+        self.extend((item,))
+        return self.take() if self.full() else None
+
+    def extend(self, items: Iterable[T]) -> None:
+        """Add items without closing a batch (a reader reading ahead)."""
+        for item in items:
+            if not self.items:
+                self._opened_at = self.clock()
+            self.items.append(item)
+
+    def full(self) -> bool:
+        return len(self.items) >= self.max_size
 
     def poll(self) -> list[T] | None:
         """The open batch if its deadline has passed, else None."""
-        if self._items and self.clock() - self._opened_at >= self.max_wait:
-            return self._close()
+        if self.items and self.clock() - self._opened_at >= self.max_wait:
+            return self.take()
         return None
 
     def time_left(self) -> float:
         """Seconds until the open batch's deadline (the full wait when none is open)."""
-        if not self._items:
+        if not self.items:
             return self.max_wait
         return max(0.0, self.max_wait - (self.clock() - self._opened_at))
 
-    def flush(self) -> list[T]:
-        """Close the open batch now, whatever its size (possibly empty)."""
-        return self._close()
-
-    def _close(self) -> list[T]:
-        batch, self._items = self._items, []
+    def take(self) -> list[T]:
+        """Close the batch now: up to ``max_size`` items, the oldest first (possibly none)."""
+        batch, self.items = self.items[:self.max_size], self.items[self.max_size:]
+        self._opened_at = self.clock()
         return batch
+
+    def flush(self) -> list[T]:
+        """Everything waiting, whatever its size (possibly nothing)."""
+        batch, self.items = self.items, []
+        return batch
+
+    def keep(self, wanted: Callable[[T], bool]) -> None:
+        """Drop the waiting items that are not ``wanted``."""
+        self.items = [item for item in self.items if wanted(item)]
 
 
 class AdaptiveBatchPolicy:

@@ -54,10 +54,11 @@ def item_from_mapping(row: Mapping[str, Any], column_map: Mapping[str, str] | No
     if title is None or str(title).strip() == "":
         raise CatalogError(f"item {item_id!r} has no {names['title']!r}")
     used = set(names.values())
-    attributes = {k: str(v) for k, v in row.items() if k not in used and v not in (None, "")}
+    # keys as text: a msgpack record may carry integer keys, and attributes are sorted by key
+    attributes = {str(k): str(v) for k, v in row.items() if k not in used and v not in (None, "")}
     if isinstance(row.get("attributes"), Mapping):
         attributes.pop("attributes", None)
-        attributes.update({k: str(v) for k, v in row["attributes"].items()})
+        attributes.update({str(k): str(v) for k, v in row["attributes"].items()})
     return Item(str(item_id), str(title).strip(), str(row.get(names["category"]) or "").strip(),
                 attributes)
 

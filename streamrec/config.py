@@ -193,6 +193,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _known_domain(self) -> Settings:
+        # pydantic turns a validator's ValueError into a ValidationError; load_settings, into a ConfigError
         if not (self.head.text_features or self.head.id_features):
             raise ValueError("head.text_features and head.id_features cannot both be off")
         if self.retrieval.cold_boost and not self.head.cooccurrence_history:

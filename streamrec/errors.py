@@ -4,12 +4,15 @@
     ├── ConfigError              settings that cannot work together
     ├── EventError               one behaviour event is bad (the rest of the batch is unaffected)
     │   ├── DecodeError          bytes that are not msgpack/JSON, or too large
-    │   ├── SchemaError          a field is missing or has the wrong type/value
-    │   └── UnknownActionError   the action is not in the domain's vocabulary
+    │   └── SchemaError          a field is missing or has the wrong type/value
+    │       └── UnknownActionError   the action is not in the domain's vocabulary
     ├── CatalogError             an item file or item record is unusable
     ├── SourceError              a recorded log cannot be read
     ├── ModelLoadError           the encoder model or tokenizer cannot be found/loaded
-    └── CheckpointError          a head or window checkpoint cannot be written or read
+    ├── CheckpointError          a head or window checkpoint cannot be written or read
+    ├── RecommendationError      bytes on the output topic that are not a recommendation
+    └── UsageError               an API called with arguments that cannot work (a caller's bug;
+                                 also a ValueError)
 
 Each error carries ``reason``, a short machine-readable slug used as the dead-letter
 reason and as a metric label.
@@ -67,3 +70,11 @@ class ModelLoadError(StreamrecError):
 
 class CheckpointError(StreamrecError):
     reason = "checkpoint"
+
+
+class RecommendationError(StreamrecError):
+    reason = "recommendation"
+
+
+class UsageError(StreamrecError, ValueError):
+    reason = "usage"

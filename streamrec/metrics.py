@@ -55,6 +55,11 @@ class Metrics:
                                     namespace=ns, registry=r)
         self.consumer_lag = Gauge("consumer_lag", "Messages behind the partition end (librdkafka statistics).",
                                   ["topic", "partition"], namespace=ns, registry=r)
+        self.partition_assigned = Gauge("partition_assigned", "1 for each input partition this instance holds "
+                                        "(a revoked or lost one's series is removed).", ["topic", "partition"],
+                                        namespace=ns, registry=r)
+        self.partition_changes = Counter("partition_changes", "Input partitions assigned, revoked or lost "
+                                         "(change) in rebalances.", ["topic", "change"], namespace=ns, registry=r)
         self.dead_letter_ratio = Gauge("dead_letter_ratio", "Share of the partition's last 200 messages that "
                                        "were dead-lettered (1: every message rejected).", ["topic", "partition"],
                                        namespace=ns, registry=r)

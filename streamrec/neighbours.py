@@ -22,13 +22,15 @@ import warnings
 
 import torch
 
+from streamrec.errors import ConfigError, UsageError
+
 CHUNK = 1024  # rows per similarity block: bounds memory to CHUNK x items floats
 
 
 class TextNeighbours:
     def __init__(self, k: int) -> None:
         if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+            raise ConfigError(f"text neighbours: k must be at least 1, got {k}")
         self.k = k
         self._unit = torch.zeros(0, 0)  # the unit vectors the lists were computed from
         self.indices = torch.zeros(0, 0, dtype=torch.long)  # (items, k'): neighbours, most alike first
@@ -70,7 +72,7 @@ class TextNeighbours:
         how alike they read (neighbours with a cosine of zero or less weigh nothing)."""
         n = self.indices.shape[0]
         if scores.shape[-1] != n:
-            raise ValueError(f"scores for {scores.shape[-1]} items, neighbours of {n}")
+            raise UsageError(f"scores for {scores.shape[-1]} items, neighbours of {n}")
         if self._matrix is None:  # (items, items), k entries a row: one sparse product per call
             indices, order = self.indices.sort(dim=1)
             weights = self.similarities.gather(1, order).clamp(min=0)

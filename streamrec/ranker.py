@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from streamrec.checkpoint import load_tensors, save_tensors
+from streamrec.errors import UsageError
 
 INITIAL = {"head": 1.0, "cooccurrence": 1.0}
 FORMAT = "streamrec-ranker-1"
@@ -63,7 +64,7 @@ class OnlineRanker:
 
     def _scores(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(features) != len(self.features):
-            raise ValueError(f"{len(features)} score rows for {len(self.features)} ranker features")
+            raise UsageError(f"{len(features)} score rows for {len(self.features)} ranker features")
         terms = (weight * standardised(row) for weight, row in zip(self.weights, features, strict=True))
         return sum(terms, torch.zeros(()))  # shared rows broadcast over the users
 

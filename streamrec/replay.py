@@ -1,8 +1,9 @@
 """The embedded default: replay a recorded log through the pipeline, without Kafka.
 
-Events are fed in timestamp order in micro-batches of ``batch.max_size``, through exactly the
-code the Kafka service runs (:meth:`Pipeline.process`). Recommendations go to a JSONL file;
-quality is scored prequentially (see :mod:`streamrec.prequential`).
+Events are fed in timestamp order in micro-batches of ``batch.max_size``, through the loop the
+Kafka service runs too (:class:`~streamrec.runner.Runner`, with a
+:class:`~streamrec.runner.ListSource`). Recommendations go to a JSONL file; quality is scored
+prequentially (see :mod:`streamrec.prequential`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -24,6 +25,7 @@ from streamrec.events import ActionVocabulary, Event
 from streamrec.monitoring import Telemetry
 from streamrec.pipeline import BatchResult, Pipeline
 from streamrec.prequential import PrequentialScore
+from streamrec.runner import EventBatch, ListSource, Runner
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,47 @@ REPLAY_TOPIC = "replay"  # the topic label of replay metrics
 LOG_DOMAINS = {"movielens": "video", "amazon": "ecommerce"}
 
 
-def batches(events: Sequence[Event], size: int) -> Iterable[Sequence[Event]]:
-    for start in range(0, len(events), size):
-        yield events[start:start + size]
+class ReplaySink:
+    """Where a replay's batches go: scored prequentially, written to JSONL, fed to the telemetry."""
+
+    def __init__(self, pipeline: Pipeline, out: IO[str] | None, bar: tqdm[Any],
+                 on_batch: Callable[[BatchResult], None] | None, telemetry: Telemetry | None) -> None:
+        self.pipeline = pipeline
+        self.out = out
+        self.bar = bar
+        self.on_batch = on_batch
+        self.telemetry = telemetry
+        self.score = PrequentialScore(METRIC_K, lambda: len(pipeline.catalog))
+        self.totals = {"duplicates": 0, "too_late": 0, "examples": 0, "recommendations": 0}
+        self.seconds = {"encode": 0.0, "train": 0.0, "rank": 0.0}
+        self._consumed_at = 0.0
+
+    def before(self, batch: EventBatch) -> None:
+        for event in batch.events:
+            self.score.observe(event.user_id, event.item_id, self.pipeline.vocab.is_positive(event.action))
+        self._consumed_at = time.time()
+        if self.telemetry is not None:
+            self.telemetry.before_batch(batch.events)
+
+    def write(self, batch: EventBatch, result: BatchResult, lost: Collection[int]) -> None:
+        if self.telemetry is not None:
+            self.telemetry.after_batch(self.pipeline, result, batch.size, REPLAY_TOPIC, self._consumed_at,
+                                       event_time_latency=False)
+            self.telemetry.metrics.events_consumed.labels(topic=REPLAY_TOPIC, partition="0").inc(batch.size)
+        for rec in result.recommendations:
+            self.score.publish(rec.user_id, [item.item_id for item in rec.items])
+            if self.out is not None:
+                self.out.write(rec.to_json() + "\n")
+        for key in self.totals:
+            self.totals[key] += len(result.recommendations) if key == "recommendations" else getattr(result, key)
+        for stage, value in result.seconds.items():
+            self.seconds[stage] += value
+        if self.on_batch is not None:
+            self.on_batch(result)
+        self.bar.update(batch.size)
+        if result.loss is not None:
+            self.bar.set_postfix(hit10=f"{self.score.summary()['hit@10']:.3f}", loss=f"{result.loss:.2f}",
+                                 refresh=False)
 
 
 def replay(
@@ -49,44 +89,18 @@ def replay(
 
     With ``telemetry``, each batch also feeds the Prometheus metrics, online quality and drift.
     """
-    score = PrequentialScore(METRIC_K, lambda: len(pipeline.catalog))
-    totals = {"duplicates": 0, "too_late": 0, "examples": 0, "recommendations": 0}
-    seconds = {"encode": 0.0, "train": 0.0, "rank": 0.0}
     started = time.perf_counter()
     with ExitStack() as stack:
-        sink: IO[str] | None = None
+        out: IO[str] | None = None
         if out_path is not None:
             Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-            sink = stack.enter_context(Path(out_path).open("w", encoding="utf-8"))
+            out = stack.enter_context(Path(out_path).open("w", encoding="utf-8"))
         bar = stack.enter_context(tqdm(total=len(events), unit="ev", disable=not progress,
                                        desc="replay", dynamic_ncols=True))
-        for batch in batches(events, pipeline.settings.batch.max_size):
-            for event in batch:
-                score.observe(event.user_id, event.item_id, pipeline.vocab.is_positive(event.action))
-            consumed_at = time.time()
-            if telemetry is not None:
-                telemetry.before_batch(batch)
-            result = pipeline.process(batch)
-            if telemetry is not None:
-                telemetry.after_batch(pipeline, result, len(batch), REPLAY_TOPIC, consumed_at,
-                                      event_time_latency=False)
-                telemetry.metrics.events_consumed.labels(topic=REPLAY_TOPIC, partition="0").inc(len(batch))
-            for rec in result.recommendations:
-                score.publish(rec.user_id, [item.item_id for item in rec.items])
-                if sink is not None:
-                    sink.write(rec.to_json() + "\n")
-            for key in totals:
-                totals[key] += len(result.recommendations) if key == "recommendations" else getattr(result, key)
-            for stage, value in result.seconds.items():
-                seconds[stage] += value
-            if on_batch is not None:
-                on_batch(result)
-            bar.update(len(batch))
-            if result.loss is not None:
-                bar.set_postfix(hit10=f"{score.summary()['hit@10']:.3f}", loss=f"{result.loss:.2f}",
-                                refresh=False)
+        sink = ReplaySink(pipeline, out, bar, on_batch, telemetry)
+        Runner(pipeline, ListSource(events, pipeline.settings.batch.max_size), sink, before=sink.before).run()
     wall = time.perf_counter() - started
-    metrics = score.summary()
+    metrics = sink.score.summary()
     metrics.update(
         items=len(pipeline.catalog),
         events_per_second=len(events) / wall if wall > 0 else 0.0,
@@ -94,8 +108,8 @@ def replay(
         model_version=pipeline.head.version,
         unknown_item_lookups=pipeline.catalog.unknown_lookups,
         evicted_users=pipeline.windows.stats.evicted_users,
-        seconds=seconds,
-        **totals,
+        seconds=sink.seconds,
+        **sink.totals,
     )
     return metrics
 

@@ -61,3 +61,12 @@ def test_items_added_while_running_bump_revision_and_changes() -> None:
     assert catalog.upsert(Item("7", "Heat", "Crime")) is False  # unchanged text
     assert catalog.upsert(Item("7", "Heat (1995)", "Crime")) is True
     assert catalog.revision(index) == 2 and catalog.index_of("7") == index
+
+
+def test_an_item_record_with_non_text_keys_renders() -> None:
+    from streamrec.catalog import item_from_mapping
+    from streamrec.text import TextTemplate
+
+    item = item_from_mapping({"item_id": "3", "title": "Kite", 1: "x", "brand": "A"})  # type: ignore[dict-item]
+    assert item.attributes == {"1": "x", "brand": "A"}
+    assert "Kite" in TextTemplate.english().render_item(item)

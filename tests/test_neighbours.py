@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from streamrec.errors import ConfigError, UsageError
 from streamrec.neighbours import TextNeighbours
 
 
@@ -39,7 +40,7 @@ def test_spread_gives_each_item_its_neighbours_scores_weighted_by_positive_simil
     spread = neighbours.spread(scores)
     torch.testing.assert_close(spread[0], torch.tensor(by_hand))
     torch.testing.assert_close(spread[1], torch.tensor([0.0, 0.0, 0.0, cos(75) / (cos(70) + cos(75)), 0.0]))
-    with pytest.raises(ValueError, match="scores for 4 items, neighbours of 5"):
+    with pytest.raises(UsageError, match="scores for 4 items, neighbours of 5"):
         neighbours.spread(scores[:, :4])
 
 
@@ -76,5 +77,5 @@ def test_small_catalogues_list_every_other_item_and_grow_into_k() -> None:
     assert as_sets(neighbours) == [{1, 2}, {0, 2}, {0, 1}]
     neighbours.update(angles(0, 40, 90, 45, 20))
     assert neighbours.indices.shape == (5, 3) and as_sets(neighbours)[0] == {1, 3, 4}
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ConfigError, match="at least 1"):
         TextNeighbours(k=0)

@@ -7,7 +7,8 @@ def test_exported_names() -> None:
         "DecodeError", "Event", "EventError", "Item", "MicroBatcher", "ModelLoadError", "Pipeline",
         "Recommendation", "RecommendedItem", "SchemaError", "Settings", "SourceError", "StreamrecError",
         "TextTemplate", "UnknownActionError", "WindowStore", "__version__", "decode_event", "encode_event",
-        "load_settings", "replay", "replay_files",
+        "load_settings", "replay", "replay_files", "EventBatch", "ListSource", "Runner", "Sink", "Source",
+        "RecommendationError", "UsageError",
     }
     for name in streamrec.__all__:
         assert getattr(streamrec, name) is not None
@@ -15,6 +16,7 @@ def test_exported_names() -> None:
 
 def test_every_error_is_a_streamrec_error_with_a_reason() -> None:
     for name in ("CatalogError", "CheckpointError", "ConfigError", "DecodeError", "EventError",
-                 "ModelLoadError", "SchemaError", "SourceError", "UnknownActionError"):
+                 "ModelLoadError", "RecommendationError", "SchemaError", "SourceError", "UnknownActionError",
+                 "UsageError"):
         error = getattr(streamrec, name)
         assert issubclass(error, streamrec.StreamrecError) and error.reason

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from streamrec.errors import UsageError
 from streamrec.ranker import OnlineRanker, boost_cold, standardised
 
 N_ITEMS = 50
@@ -73,7 +74,7 @@ def test_a_row_shared_by_every_user_blends_and_learns_as_if_repeated_per_user() 
     assert torch.allclose(shared.weights, repeated.weights, atol=1e-6)
     assert torch.allclose(shared.combine([head, popularity]),
                           repeated.combine(torch.stack([head, popularity.expand_as(head)])), atol=1e-5)
-    with pytest.raises(ValueError, match="1 score rows for 2 ranker features"):
+    with pytest.raises(UsageError, match="1 score rows for 2 ranker features"):
         shared.combine([head])
 
 

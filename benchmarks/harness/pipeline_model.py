@@ -22,6 +22,7 @@ from collections.abc import Collection, Sequence
 import torch
 
 from streamrec.encoding import TextEncoder
+from streamrec.errors import ConfigError
 from streamrec.events import Event
 from streamrec.pipeline import Pipeline
 
@@ -48,8 +49,8 @@ class PipelineModel:
 
     def recommend(self, user_ids: Sequence[str], k: int, exclude: Sequence[Collection[str]]) -> list[list[str]]:
         if k > self.pipeline.settings.retrieval.k:
-            raise ValueError(f"the pipeline publishes {self.pipeline.settings.retrieval.k} items, not {k}: "
-                             "set retrieval.k")
+            raise ConfigError(f"the pipeline publishes {self.pipeline.settings.retrieval.k} items, not {k}: "
+                              "set retrieval.k")
         missing = [u for u in user_ids if u not in self._fresh]
         for start in range(0, len(missing), self.rank_chunk):
             started = time.perf_counter()

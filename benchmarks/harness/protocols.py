@@ -15,7 +15,7 @@ ranks the whole catalogue for every held-out user, excluding the items seen in t
 Both record, per model, the 0-based rank of each scored event's item (``-1``: not in the
 top ``k``) and the same slice masks, so models are compared on identical events; and the user
 of each scored event, so comparisons can be bootstrapped over users
-(:func:`~harness.metrics.paired_bootstrap`).
+(:func:`~harness.quality.paired_bootstrap`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics import SLICES, sliced_metrics
 from harness.models import StreamingModel
+from harness.quality import SLICES, sliced_metrics
 from harness.stream import StreamState
 from streamrec.events import Event
 

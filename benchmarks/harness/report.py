@@ -3,25 +3,23 @@
 The markdown puts every protocol, model and slice in one table, then checks the quality
 targets (:class:`Targets`; :data:`DEFAULT_TARGETS` unless :func:`build_report` is given others)
 against the best baseline of the same run, each comparison with a 95% confidence interval from
-a bootstrap over users (:func:`~harness.metrics.paired_bootstrap`).
+a bootstrap over users (:func:`~harness.quality.paired_bootstrap`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
-import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from harness.metrics import SLICES, paired_bootstrap, per_event, rolling_hit_rate
+from harness.machine import load_average, machine_info
 from harness.protocols import ProtocolResult
+from harness.quality import SLICES, paired_bootstrap, per_event, rolling_hit_rate
 from harness.suite import BASELINES, SuiteResult
 
 SLICE_TITLES = {"cold_item": "cold items", "new_user": "new users", "long_tail": "long tail",
@@ -52,30 +50,6 @@ class Targets:
 
 
 DEFAULT_TARGETS = Targets()
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions: dict[str, str | None] = {}
-    for package in ("torch", "transformers", "river", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    import torch
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "platform": platform.platform(), "python": sys.version.split()[0], "versions": versions,
-            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
 def curve(result: ProtocolResult, points: int = CURVE_POINTS) -> dict[str, Any]:
@@ -233,7 +207,7 @@ def markdown(report: dict[str, Any], png: Path | None = None) -> str:
         f"- encoder: {encoder.get('description')} (`{encoder.get('model')}`){_encoder_mode(report)}",
         f"- machine: {machine['cpu']}, {machine['cores']} cores, torch threads {machine['torch_threads']}, "
         f"GPU {machine['gpu'] or 'none'}; {machine['date']}; load average (1/5/15 min) at start "
-        f"{machine.get('load_average')}, at end {machine.get('load_average_end', 'n/a')}",
+        f"{load_average(machine)}, at end {load_average(machine, end=True) or 'n/a'}",
         f"- command: `{' '.join(report['command'] or [])}`",
         "",
         "Metrics are @10 over the full catalogue, seen items excluded. Slices: cold items have fewer than "

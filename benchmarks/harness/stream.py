@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 
-from harness.metrics import COLD_ITEM_INTERACTIONS, HEAD_SHARE, NEW_USER_EVENTS, head_threshold
+from harness.quality import COLD_ITEM_INTERACTIONS, HEAD_SHARE, NEW_USER_EVENTS, head_threshold
 from streamrec.catalog import ItemIds
 from streamrec.events import Event
 
@@ -78,7 +78,7 @@ class StreamState:
 
     def flags(self, event: Event) -> tuple[bool, bool, bool, bool]:
         """(cold item, new user, long-tail item, unseen item) for ``event`` against what was
-        learned so far (the order of :data:`~harness.metrics.SLICES`)."""
+        learned so far (the order of :data:`~harness.quality.SLICES`)."""
         if self._head_at is None:
             self._head_at = head_threshold(self._item_counts[: self.n_items], HEAD_SHARE)
         count = self.item_count(event.item_id)

@@ -49,6 +49,7 @@ from harness.river_mf import BiasedMF
 from streamrec.catalog import Catalog
 from streamrec.config import Settings, load_settings
 from streamrec.encoding import HFEncoder, TextEncoder
+from streamrec.errors import ConfigError
 from streamrec.events import ActionVocabulary
 from streamrec.pipeline import Pipeline
 from streamrec.replay import METRIC_K
@@ -114,10 +115,11 @@ def harness_settings(settings: Settings, dataset: Dataset, k: int = METRIC_K) ->
 def build_models(names: Sequence[str], dataset: Dataset, settings: Settings,
                  encoder: TextEncoder | None) -> list[StreamingModel]:
     """Fresh models, in the order given. Pipelines need ``encoder`` (in text mode, pass one CachedEncoder
-    for all of them)."""
+    for all of them). An unknown name, or a pipeline without an encoder, is a
+    :class:`~streamrec.errors.ConfigError`."""
     unknown = [n for n in names if n not in MODEL_NAMES]
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}")
+        raise ConfigError(f"unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}")
     weights = ActionVocabulary.for_domain(settings.domain, settings.actions).weights
     models: list[StreamingModel] = []
     for name in names:
@@ -127,7 +129,7 @@ def build_models(names: Sequence[str], dataset: Dataset, settings: Settings,
             models.append(model)
             continue
         if encoder is None:
-            raise ValueError(f"model {name!r} needs an encoder")
+            raise ConfigError(f"model {name!r} needs an encoder")
         head = settings.head.model_copy(update=PIPELINES[name])
         variant, variant_encoder = pipeline_encoder(settings.model_copy(update={"head": head}), encoder)
         models.append(PipelineModel(Pipeline(variant, variant_encoder, Catalog(dataset.items)), name))
@@ -153,10 +155,11 @@ def run_suite(
     progress: Progress | None = None,
     pipelines_per_event: bool = False,
 ) -> SuiteResult:
-    """Run ``protocols`` over ``dataset`` for ``model_names``; see the module docstring."""
+    """Run ``protocols`` over ``dataset`` for ``model_names``; see the module docstring. An unknown
+    protocol or model is a :class:`~streamrec.errors.ConfigError`."""
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
-        raise ValueError(f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}")
+        raise ConfigError(f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}")
     settings = harness_settings(settings, dataset, k)
     # text mode re-encodes whole window texts, which the variants share through one cache;
     # the incremental and item modes keep their own per-user caches inside each pipeline

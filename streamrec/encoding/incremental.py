@@ -33,7 +33,7 @@ from streamrec.encoding.event_inputs import ItemEmbeddings, TextChunks
 from streamrec.encoding.kv_cache import KVCache, SlotPool, UserKV
 from streamrec.encoding.text_encoder import HFEncoder
 from streamrec.encoding.views import EventKey, Job, View, event_key, overlap
-from streamrec.errors import ConfigError
+from streamrec.errors import ConfigError, UsageError
 from streamrec.events import Event
 from streamrec.text import TextTemplate
 
@@ -134,7 +134,7 @@ class IncrementalWindowEncoder:
 
     def encode_windows(self, user_ids: Sequence[str], windows: Sequence[Sequence[Event]]) -> torch.Tensor:
         if len(set(user_ids)) != len(user_ids):
-            raise ValueError("encode_windows got a user twice in one call; pass each user's latest window once")
+            raise UsageError("encode_windows got a user twice in one call; pass each user's latest window once")
         self.stats.calls += 1
         self.stats.users += len(user_ids)
         out = torch.zeros(len(user_ids), self.dim)

@@ -36,6 +36,7 @@ class BadMessage:
 @dataclass
 class Batch:
     events: list[Event] = field(default_factory=list)
+    origins: list[dict[str, Any]] = field(default_factory=list)  # each event's: topic, partition, offset...
     bad: list[BadMessage] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)  # partition -> last offset + 1
     users: dict[int, set[str]] = field(default_factory=dict)  # partition -> users with events in it
@@ -56,23 +57,24 @@ class Batch:
             except EventError as error:
                 batch.bad.append(BadMessage(message, error))
                 continue
+            origin = {"topic": message.topic(), "partition": partition, "offset": offset,
+                      "timestamp": message.timestamp()[1], "consumed_at": item.consumed_at}
             batch.events.append(event)
+            batch.origins.append(origin)
             batch.good[partition] += 1
             batch.users.setdefault(partition, set()).add(event.user_id)
-            batch.sources[event.user_id] = {"topic": message.topic(), "partition": partition, "offset": offset,
-                                            "timestamp": message.timestamp()[1], "consumed_at": item.consumed_at}
+            batch.sources[event.user_id] = origin
         return batch
 
     def without(self, partitions: Collection[int]) -> Batch:
         """This batch minus what came from ``partitions`` (lost ones: nothing of theirs is written)."""
         if not partitions:
             return self
-        users = {p: u for p, u in self.users.items() if p not in partitions}
-        kept_users = set().union(*users.values()) if users else set()
-        return Batch(events=[e for e in self.events if e.user_id in kept_users],
+        kept = [(e, o) for e, o in zip(self.events, self.origins, strict=True) if o["partition"] not in partitions]
+        return Batch(events=[e for e, _ in kept], origins=[o for _, o in kept],
                      bad=[b for b in self.bad if b.message.partition() not in partitions],
                      next_offsets={p: o for p, o in self.next_offsets.items() if p not in partitions},
-                     users=users,
-                     sources={u: s for u, s in self.sources.items() if u in kept_users},
+                     users={p: u for p, u in self.users.items() if p not in partitions},
+                     sources={e.user_id: o for e, o in kept},  # each user's newest kept event
                      good=Counter({p: n for p, n in self.good.items() if p not in partitions}),
                      size=self.size)

@@ -1,7 +1,8 @@
 """Micro-batches from the consumer, with a bounded read-ahead and slow-batch protection.
 
 :meth:`Fetcher.collect` returns up to ``batch.max_size`` messages, closing the batch
-``batch.max_wait_ms`` after its first message arrived. With ``batch.adaptive`` an
+``batch.max_wait_ms`` after its first message arrived (a :class:`~streamrec.batching.MicroBatcher`
+holds what waits). With ``batch.adaptive`` an
 :class:`~streamrec.batching.AdaptiveBatchPolicy` picks each batch's size and deadline from the
 arrival rate and the measured batch cost (the caller reports each batch's cost): light traffic
 gets batches of one closed at once, and messages already waiting go together, up to
@@ -27,7 +28,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from streamrec.batching import AdaptiveBatchPolicy
+from streamrec.batching import AdaptiveBatchPolicy, MicroBatcher
 from streamrec.kafka.batch import Received
 from streamrec.kafka.clients import KafkaServiceError
 
@@ -46,44 +47,42 @@ class Fetcher:
         self.consumer = consumer
         self.topic = topic
         self.limit = max_size  # read-ahead bound, and the largest batch
-        self.max_size = max_size  # this batch's size (the policy may lower it)
-        self.max_wait_s = max_wait_ms / 1000
         self.policy = policy
         self.stop = stop
         self.assigned: set[int] = set()
-        self.pending: list[Received] = []  # consumed, not yet processed (never committed)
-        self._pending_since = 0.0
+        self.waiting: MicroBatcher[Received] = MicroBatcher(max_size, max_wait_ms)  # the policy may resize it
         self._paused: list[TopicPartition] = []
+
+    @property
+    def pending(self) -> list[Received]:
+        """Consumed, not yet processed (never committed)."""
+        return self.waiting.items
 
     def collect(self) -> list[Received]:
         """The next micro-batch; [] after an idle poll (so the caller can do housekeeping)."""
+        waiting = self.waiting
         if self.policy is not None:  # what waits already goes together; else what the load asks for
-            self.max_size = min(self.limit, max(self.policy.size, len(self.pending)))
-            self.max_wait_s = self.policy.wait_ms / 1000
-        while len(self.pending) < self.max_size and not self.stop.is_set():
-            if self.pending:
-                remaining = self._pending_since + self.max_wait_s - time.monotonic()
+            waiting.max_size = min(self.limit, max(self.policy.size, len(waiting)))
+            waiting.max_wait = self.policy.wait_ms / 1000
+        while not waiting.full() and not self.stop.is_set():
+            if waiting.items:
+                remaining = waiting.time_left()
                 if remaining <= 0:
                     break
                 timeout = min(remaining, IDLE_POLL_S)
             else:
                 timeout = IDLE_POLL_S
-            self.receive(self.consumer.consume(num_messages=self.max_size - len(self.pending), timeout=timeout))
-            if not self.pending:
+            self.receive(self.consumer.consume(num_messages=waiting.max_size - len(waiting), timeout=timeout))
+            if not waiting.items:
                 return []
-        return self.take()
-
-    def take(self) -> list[Received]:
-        batch, self.pending = self.pending[:self.max_size], self.pending[self.max_size:]
-        self._pending_since = time.monotonic()
-        return batch
+        return waiting.take()
 
     def receive(self, messages: Iterable[Message]) -> None:
         now_ms = int(time.time() * 1000)
-        before = len(self.pending)
+        before = len(self.waiting)
         self._receive(messages, now_ms)
-        if self.policy is not None and len(self.pending) > before:
-            self.policy.observe_arrivals(len(self.pending) - before)
+        if self.policy is not None and len(self.waiting) > before:
+            self.policy.observe_arrivals(len(self.waiting) - before)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         """A batch of ``size`` messages took ``seconds`` from start to commit."""
@@ -101,14 +100,12 @@ class Fetcher:
                 continue
             if message.partition() not in self.assigned:  # fetched before a revoke: not ours now
                 continue
-            if not self.pending:
-                self._pending_since = time.monotonic()
-            self.pending.append(Received(message, now_ms))
+            self.waiting.extend((Received(message, now_ms),))
 
     def read_ahead(self, future: Future[Any], started: float) -> None:
         """One step of waiting for ``future`` (the batch started at ``started``, monotonic); after a
         stop nothing more is read, so a stop waits for this batch only."""
-        room = 0 if self.stop.is_set() else self.limit - len(self.pending)
+        room = 0 if self.stop.is_set() else self.limit - len(self.waiting)
         if room > 0:
             self.receive(self.consumer.consume(num_messages=room, timeout=BUSY_POLL_S))
             return
@@ -133,7 +130,7 @@ class Fetcher:
 
     def discard(self, partitions: Collection[int]) -> None:
         """Drop unprocessed messages of ``partitions``; they are redelivered from the committed offset."""
-        self.pending = [r for r in self.pending if r.message.partition() not in partitions]
+        self.waiting.keep(lambda received: received.message.partition() not in partitions)
 
     def forget(self, partitions: Collection[int]) -> None:
         self.discard(partitions)

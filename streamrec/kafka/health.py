@@ -88,13 +88,24 @@ class Health:
                 self._restoring -= 1
             self.tick()
 
-    def assigned(self, partitions: set[int]) -> None:
-        """The partitions this instance now holds; lag series of the others are removed."""
+    def assigned(self, partitions: set[int], lost: bool = False) -> None:
+        """The partitions this instance now holds (those gone were revoked, or ``lost``); their
+        ``partition_assigned`` series follow, and lag series of the others are removed."""
         with self._lock:
-            for gone in self._partitions - partitions:
-                if self.lag.pop(gone, None) is not None and self.metrics is not None:
-                    self.metrics.consumer_lag.remove(self.topic, str(gone))
+            gained, gone = partitions - self._partitions, self._partitions - partitions
             self._partitions = set(partitions)
+            lags = {p for p in gone if self.lag.pop(p, None) is not None}
+        if self.metrics is None:
+            return
+        metrics = self.metrics
+        for partition in gained:
+            metrics.partition_assigned.labels(topic=self.topic, partition=str(partition)).set(1)
+        for partition in gone:
+            metrics.partition_assigned.remove(self.topic, str(partition))
+            if partition in lags:
+                metrics.consumer_lag.remove(self.topic, str(partition))
+        metrics.partition_changes.labels(topic=self.topic, change="assigned").inc(len(gained))
+        metrics.partition_changes.labels(topic=self.topic, change="lost" if lost else "revoked").inc(len(gone))
 
     def broker_down(self, why: str) -> None:
         if self._broker_down is None:

@@ -20,8 +20,10 @@ Guarantees (in full, with their tests: the README's Guarantees section):
   rebalancing: windows are restored before an assigned partition is consumed; on revoke the
   in-flight batch is finished and committed, then the partition's users dropped; on lost
   nothing of theirs is written or committed.
-* **Slow batches** run in a worker thread while the main thread reads at most one batch ahead
-  and, after a second, pauses and keeps polling (:mod:`streamrec.kafka.fetcher`).
+* **The loop** is :class:`~streamrec.runner.Runner`'s, the replay's too: the service is its
+  source (the consumer) and its sink (the producer and the commits). Slow batches run in a
+  worker thread while the main thread reads at most one batch ahead and, after a second, pauses
+  and keeps polling (:mod:`streamrec.kafka.fetcher`).
 * **Bad messages** go to the dead-letter topic (:mod:`streamrec.kafka.messages`); their offsets
   are committed with the batch.
 * **Shutdown.** :meth:`KafkaService.stop` (SIGTERM/SIGINT) stops reading at once, finishes,
@@ -42,7 +44,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Collection
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,7 +54,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from streamrec.batching import AdaptiveBatchPolicy
 from streamrec.config import Settings
 from streamrec.errors import ConfigError
-from streamrec.kafka.batch import Batch, Received
+from streamrec.kafka.batch import Batch
 from streamrec.kafka.changelog import ChangelogReader, PartitionWindows, changelog_topic
 from streamrec.kafka.client_logs import flush_repeats
 from streamrec.kafka.clients import KafkaServiceError, consumer_config, default_transactional_id, producer_config
@@ -65,6 +68,7 @@ from streamrec.kafka.publisher import Publisher, TransactionAborted
 from streamrec.kafka.stats import Progress, ServiceStats
 from streamrec.kafka.topics import ensure_service_topics
 from streamrec.monitoring import Telemetry
+from streamrec.runner import Runner
 
 if TYPE_CHECKING:
     from streamrec.pipeline import BatchResult, Pipeline
@@ -77,16 +81,7 @@ PRODUCER_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
 
 
 @dataclass
-class InFlight:
-    batch: Batch
-    future: Future[BatchResult]
-    started: float  # monotonic
-
-
-@dataclass
-class _Running:
-    """The clients of one run, made by :meth:`KafkaService._open`."""
-
+class _Running:  # the clients of one run, made by KafkaService._open
     consumer: Consumer
     fetcher: Fetcher
     publisher: Publisher
@@ -117,9 +112,11 @@ class KafkaService:
         self.changelog_topic = changelog_topic(settings)
         self._stop = threading.Event()
         self._failed = False
-        self._in_flight: InFlight | None = None
+        self._runner = Runner(pipeline, self, self, before=self._before, between=self._between_batches,
+                              threaded=True, stopped=self._stop)
+        self._deadline: float | None = None  # monotonic, from run's max_runtime_s
+        self._batch_started = 0.0  # monotonic
         self._aborts_in_a_row = 0
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="pipeline")
         self._last_checkpoint = time.monotonic()
         self._run: _Running | None = None
         self._partitions = 0  # of the input topic, hence of the changelog
@@ -139,21 +136,12 @@ class KafkaService:
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, max_runtime_s: float | None = None) -> ServiceStats:
-        deadline = None if max_runtime_s is None else time.monotonic() + max_runtime_s
+        self._deadline = None if max_runtime_s is None else time.monotonic() + max_runtime_s
         try:
             self._open()
-            fetcher = self.running.fetcher
-            while not self._stop.is_set():
-                self.health.tick()
-                if deadline is not None and time.monotonic() > deadline:
-                    log.info("max runtime of %.0fs reached, stopping", max_runtime_s)
-                    break
-                self._between_batches()
-                received = fetcher.collect()
-                if received and not self._stop.is_set():  # after a stop, left for redelivery
-                    self._process(received)
+            self._runner.run()
             log.info("stopping: %d events processed after the stop was asked, %d read ahead left for redelivery",
-                     self.stats.events_processed - self._processed_at_stop, len(fetcher.pending))
+                     self.stats.events_processed - self._processed_at_stop, len(self.running.fetcher.pending))
             self._checkpoint()
             self.progress.log(self.stats, self.health.lag, self.pipeline.head.version)
         except BaseException:
@@ -205,6 +193,11 @@ class KafkaService:
                            on_lost=self._on_lost)
 
     def _between_batches(self) -> None:
+        self.health.tick()
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            log.info("max runtime reached, stopping")
+            self.stop()
+            return
         items = self.running.items
         if items is not None:
             new = items.poll()
@@ -219,9 +212,14 @@ class KafkaService:
             self.progress.log(self.stats, self.health.lag, self.pipeline.head.version)
         flush_repeats()
 
-    # -- one batch ---------------------------------------------------------------------------
+    # -- one batch: the runner's source and sink ---------------------------------------------
 
-    def _process(self, received: list[Received]) -> None:
+    def next_batch(self) -> Batch:
+        """The consumer's next micro-batch; empty after an idle poll or a stop (what was read ahead
+        is left for redelivery)."""
+        received = self.running.fetcher.collect()
+        if not received or self._stop.is_set():
+            return Batch()
         kafka = self.kafka
         self.health.broker_up()  # messages arrived
         batch = Batch.assemble(received, self.pipeline.vocab, kafka.input_format, kafka.max_event_bytes)
@@ -229,26 +227,25 @@ class KafkaService:
         consumed = self.telemetry.metrics.events_consumed
         for partition, count in Counter(int(r.message.partition() or 0) for r in received).items():
             consumed.labels(topic=kafka.input_topic, partition=str(partition)).inc(count)
+        return batch
+
+    def _before(self, batch: Batch) -> None:
         self.telemetry.before_batch(batch.events)  # prequential: score before the pipeline learns
         for partition, users in batch.users.items():
             for user in users:
                 self.running.windows.owners.add(partition, user)
-        future = self._executor.submit(self.pipeline.process, batch.events)
-        flight = self._in_flight = InFlight(batch, future, time.monotonic())
+        self._batch_started = time.monotonic()
         self.health.batch_started()
-        while self._in_flight is not None and not future.done():  # a rebalance callback may finish it
-            self.running.fetcher.read_ahead(future, flight.started)
-            self.health.tick()
-        self._finish_in_flight()
 
-    def _finish_in_flight(self, lost: set[int] | None = None) -> None:
-        flight, self._in_flight = self._in_flight, None
-        if flight is None:
-            return
-        result = flight.future.result()
-        self.stats.longest_batch_seconds = max(self.stats.longest_batch_seconds, time.monotonic() - flight.started)
-        self._publish(flight.batch.without(lost or set()), result, lost or set())
-        self.running.fetcher.observe_batch(flight.batch.size, time.monotonic() - flight.started)
+    def wait(self, running: Future[BatchResult]) -> None:
+        self.running.fetcher.read_ahead(running, self._batch_started)
+        self.health.tick()
+
+    def write(self, batch: Batch, result: BatchResult, lost: Collection[int]) -> None:
+        self._publish(batch.without(lost), result, set(lost))
+        elapsed = time.monotonic() - self._batch_started  # from start to commit
+        self.stats.longest_batch_seconds = max(self.stats.longest_batch_seconds, elapsed)
+        self.running.fetcher.observe_batch(batch.size, elapsed)
         self.running.fetcher.resume()
         self.health.batch_finished()
 
@@ -345,7 +342,7 @@ class KafkaService:
                               f"changelog {self.changelog_topic} has {self._partitions}: grow the changelog to "
                               "match (users keyed to the new partitions start with empty windows)")
         if mine and not self._failed:
-            self._finish_in_flight()  # the pipeline is not thread-safe: no batch while restoring
+            self._runner.finish()  # the pipeline is not thread-safe: no batch while restoring
             with self.health.restoring():
                 restored = self.running.windows.restore(mine)
             self.stats.restored_users += restored
@@ -358,8 +355,8 @@ class KafkaService:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         mine = self._mine(partitions)
         if mine and not self._failed:
-            self._finish_in_flight()  # delivered and committed before the partitions go
-        self._forget(mine)
+            self._runner.finish()  # delivered and committed before the partitions go
+        self._forget(mine, lost=False)
         self.stats.partitions_revoked += len(mine)
         log.info("revoked %s partitions %s", self.kafka.input_topic, mine)
         consumer.incremental_unassign(partitions)
@@ -367,16 +364,16 @@ class KafkaService:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         mine = self._mine(partitions)
         if mine and not self._failed:
-            self._finish_in_flight(lost=set(mine))  # the rest of the batch is still ours
-        self._forget(mine)
+            self._runner.finish(lost=set(mine))  # the rest of the batch is still ours
+        self._forget(mine, lost=True)
         self.stats.partitions_lost += len(mine)
         log.warning("lost %s partitions %s: nothing of theirs committed, their windows dropped",
                     self.kafka.input_topic, mine)
         consumer.incremental_unassign(partitions)
 
-    def _forget(self, partitions: list[int]) -> None:
+    def _forget(self, partitions: list[int], lost: bool) -> None:
         self.running.fetcher.forget(partitions)
-        self.health.assigned(self.running.fetcher.assigned)  # their lag series go
+        self.health.assigned(self.running.fetcher.assigned, lost)  # their lag series go
         self.dead_letter_rate.forget(partitions)
         self.stats.dropped_users += self.running.windows.drop(partitions)
 
@@ -395,6 +392,6 @@ class KafkaService:
                 run.windows.close()
                 if run.items is not None:
                     run.items.close()
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._runner.close()
             flush_repeats(force=True)
         log.info("closed in %.1fs; stats %s", time.monotonic() - started, self.stats.as_dict())

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from streamrec.config import Settings
+from streamrec.errors import RecommendationError
 from streamrec.events import detect_format
 from streamrec.kafka.clients import KafkaServiceError, consumer_config
 from streamrec.kafka.topics import ADMIN_TIMEOUT_S
@@ -25,12 +26,12 @@ from streamrec.recommendations import Recommendation
 
 
 def decode_recommendation(value: bytes) -> Recommendation:
-    """A recommendation from msgpack or JSON; raises ValueError if it is neither."""
+    """A recommendation from msgpack or JSON; raises RecommendationError if it is neither."""
     try:
         data = json.loads(value) if detect_format(value) == "json" else msgpack.unpackb(value, raw=False)
         return Recommendation.from_dict(data)
     except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
-        raise ValueError(f"not a recommendation: {exc}") from exc
+        raise RecommendationError(f"not a recommendation: {exc}") from exc
 
 
 def render(rec: Recommendation, top: int = 5) -> Text:
@@ -87,7 +88,7 @@ def tail(settings: Settings, topic: str, max_count: int | None = None, from_begi
     for value in follow(settings, topic, from_beginning, idle_timeout_s):
         try:
             rec = decode_recommendation(value)
-        except ValueError as exc:
+        except RecommendationError as exc:
             console.print(f"[dim]skipped a record: {exc}[/]")
             continue
         if as_json:

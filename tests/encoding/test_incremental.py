@@ -13,6 +13,7 @@ from streamrec.config import load_settings
 from streamrec.encoding import HFEncoder, IncrementalWindowEncoder
 from streamrec.encoding.kv_cache import SlotPool
 from streamrec.encoding.views import event_key
+from streamrec.errors import UsageError
 from streamrec.events import Event
 from streamrec.synthetic import SyntheticLog
 
@@ -38,7 +39,7 @@ def test_several_new_events_of_one_user_are_one_append(
     vector = encoder.encode_windows(["u"], [events])[0]  # five events arrived in one micro-batch
     close(vector, reference(tiny_encoder, catalog, events))
     assert encoder.stats.forwards == 2 and encoder.stats.appended_events == 5
-    with pytest.raises(ValueError, match="twice"):
+    with pytest.raises(UsageError, match="twice"):
         encoder.encode_windows(["u", "u"], [events, events])
 
 

@@ -99,3 +99,21 @@ def test_lag_is_exported_for_held_partitions_only() -> None:
     assert exported == {"0": 7} and health.lag == {0: 7}
     health.on_statistics(_stats({"0": 1, "1": 9}))  # librdkafka still reports the revoked partition
     assert {s.labels["partition"] for s in metrics.consumer_lag.collect()[0].samples} == {"0"}
+
+
+def test_the_assignment_is_exported() -> None:
+    metrics = Metrics()
+    health = _health(Clock(), metrics)  # {0, 1} assigned
+
+    def held() -> set[str]:
+        return {s.labels["partition"] for s in metrics.partition_assigned.collect()[0].samples if s.value == 1}
+
+    def changes() -> dict[str, float]:
+        return {s.labels["change"]: s.value for s in metrics.partition_changes.collect()[0].samples
+                if s.name.endswith("_total")}
+
+    assert held() == {"0", "1"} and changes() == {"assigned": 2, "revoked": 0}
+    health.assigned({0, 2})  # 1 revoked, 2 assigned
+    assert held() == {"0", "2"} and changes() == {"assigned": 3, "revoked": 1}
+    health.assigned(set(), lost=True)
+    assert held() == set() and changes() == {"assigned": 3, "revoked": 1, "lost": 2}

@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
-from kafkakit import KafkaKit, ServiceProcess, assert_same_windows, make_log, reference_windows
+from kafkakit import KafkaKit, assert_same_windows, make_log, probe, reference_windows
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.kafka
 
 
-def _assignments(service: ServiceProcess) -> list[tuple[str, list[int]]]:
-    """('assigned' | 'revoked' | 'lost', partitions) in log order."""
-    found = re.findall(r"(assigned|revoked|lost) \S+ partitions \[([\d, ]*)\]", service.log())
-    return [(kind, [int(p) for p in parts.split(",") if p.strip()]) for kind, parts in found]
+class Member:
+    """One instance of the group, asked what it holds through its own /metrics (the
+    ``streamrec_partition_assigned`` gauge and ``streamrec_partition_changes_total`` counter)."""
 
+    def __init__(self, kit: KafkaKit, config: Path, name: str) -> None:
+        self.port = kit.free_port()
+        self.process = kit.start(config, "--metrics-address", f"127.0.0.1:{self.port}", name=name)
 
-def _owned(service: ServiceProcess) -> set[int]:
-    owned: set[int] = set()
-    for kind, partitions in _assignments(service):
-        owned = owned | set(partitions) if kind == "assigned" else owned - set(partitions)
-    return owned
+    def _samples(self, name: str) -> dict[str, float]:
+        status, text = probe(self.port, "/metrics")
+        if status != 200:  # not serving yet
+            return {}
+        label = "partition" if name == "streamrec_partition_assigned" else "change"
+        return {s.labels[label]: s.value for family in text_string_to_metric_families(text)
+                for s in family.samples if s.name == name}
+
+    def owned(self) -> set[int]:
+        return {int(p) for p, value in self._samples("streamrec_partition_assigned").items() if value == 1}
+
+    def changes(self) -> dict[str, float]:
+        """Partitions assigned, revoked and lost so far."""
+        return self._samples("streamrec_partition_changes_total")
 
 
 def test_partitions_and_windows_move_on_sigterm(kit: KafkaKit) -> None:
@@ -37,24 +49,25 @@ def test_partitions_and_windows_move_on_sigterm(kit: KafkaKit) -> None:
     config, settings = kit.write_config(values)
     where = kit.produce_events(topic, before)
 
-    first = kit.start(config, name="first")
-    kit.wait_for(lambda: len(_owned(first)) == 4, "the first instance to own all 4 partitions", 60, [first])
-    second = kit.start(config, name="second")
-    kit.wait_for(lambda: bool(_owned(second)) and len(_owned(first) | _owned(second)) == 4
-                 and not _owned(first) & _owned(second), "a cooperative split of the partitions", 90,
-                 [first, second])
-    kit.wait_caught_up(group, topic, [first, second])
-    moving = _owned(first)
-    assert moving and _owned(second), "both instances must be consuming before one stops"
+    first = Member(kit, config, "first")
+    kit.wait_for(lambda: len(first.owned()) == 4, "the first instance to own all 4 partitions", 60, [first.process])
+    second = Member(kit, config, "second")
+    both = [first.process, second.process]
+    kit.wait_for(lambda: bool(second.owned()) and len(first.owned() | second.owned()) == 4
+                 and not first.owned() & second.owned(), "a cooperative split of the partitions", 90, both)
+    kit.wait_caught_up(group, topic, both)
+    kept, given = first.owned(), second.owned()
+    assert kept and given, "both instances must be consuming before one stops"
     # Cooperative: the first instance gave up partitions without revoking the ones it kept.
-    assert not any(kind == "revoked" and set(p) & moving for kind, p in _assignments(first))
+    assert first.changes() == {"assigned": 4, "revoked": len(given)}
 
-    assert first.stop() == 0, first.log()[-3000:]
-    kit.wait_for(lambda: _owned(second) == {0, 1, 2, 3}, "the survivor to take over", 60, [second])
-    assert not re.search(r"^\S+ \S+ WARNING .*lost", second.log(), re.M)
+    assert first.process.stop() == 0, first.process.log()[-3000:]
+    kit.wait_for(lambda: second.owned() == {0, 1, 2, 3}, "the survivor to take over", 60, [second.process])
+    assert "lost" not in second.changes()
     where += kit.produce_events(topic, after)
-    kit.wait_caught_up(group, topic, [second])
-    assert second.stop() == 0, second.log()[-3000:]
+    kit.wait_caught_up(group, topic, [second.process])
+    assert second.process.stop() == 0, second.process.log()[-3000:]
+    moving = kept
 
     # Users of the moved partitions whose windows hold events from before the move (processed by
     # the first instance) and after it (by the survivor): without restoring from the changelog the
@@ -85,25 +98,25 @@ def test_a_member_that_lost_its_partitions_drops_them_and_rejoins(kit: KafkaKit)
     values["window"]["max_events"] = 40
     config, settings = kit.write_config(values)
     kit.produce_events(topic, thirds[0])
-    paused = kit.start(config, name="paused")
-    kit.wait_caught_up(group, topic, [paused])
+    paused = Member(kit, config, "paused")
+    kit.wait_caught_up(group, topic, [paused.process])
 
-    paused.proc.send_signal(signal.SIGSTOP)
+    paused.process.proc.send_signal(signal.SIGSTOP)  # its endpoint too: not asked until SIGCONT
     try:
-        other = kit.start(config, name="other")
-        kit.wait_for(lambda: _owned(other) == {0, 1}, "the other instance to get both partitions", 60, [other])
+        other = Member(kit, config, "other")
+        kit.wait_for(lambda: other.owned() == {0, 1}, "the other instance to get both partitions", 60,
+                     [other.process])
         kit.produce_events(topic, thirds[1])
-        kit.wait_caught_up(group, topic, [other])
+        kit.wait_caught_up(group, topic, [other.process])
     finally:
-        paused.proc.send_signal(signal.SIGCONT)
-    kit.wait_for(lambda: any(kind == "lost" for kind, _ in _assignments(paused)), "the paused one to see the loss",
-                 60, [paused, other])
-    kit.wait_for(lambda: bool(_owned(paused)) and bool(_owned(other)), "both to own partitions again", 60,
-                 [paused, other])
+        paused.process.proc.send_signal(signal.SIGCONT)
+    both = [paused.process, other.process]
+    kit.wait_for(lambda: paused.changes().get("lost") == 2, "the paused one to see the loss", 60, both)
+    kit.wait_for(lambda: bool(paused.owned()) and bool(other.owned()), "both to own partitions again", 60, both)
     kit.produce_events(topic, thirds[2])
-    kit.wait_caught_up(group, topic, [paused, other])
-    assert paused.stop() == 0 and other.stop() == 0
-    stats = json.loads(paused.log().splitlines()[-1])["stats"]
+    kit.wait_caught_up(group, topic, both)
+    assert paused.process.stop() == 0 and other.process.stop() == 0
+    stats = json.loads(paused.process.log().splitlines()[-1])["stats"]
     assert stats["partitions_lost"] == 2 and stats["commit_failures"] == 0
     assert_same_windows(kit.changelog_windows(f"{group}-windows-changelog", settings),
                         reference_windows(settings, events))

@@ -8,6 +8,7 @@ from harness.protocols import run_prequential
 from streamrec.catalog import Catalog
 from streamrec.config import Settings
 from streamrec.encoding import HFEncoder
+from streamrec.errors import ConfigError
 from streamrec.events import ActionVocabulary
 from streamrec.pipeline import Pipeline
 from streamrec.replay import replay
@@ -60,7 +61,7 @@ def test_adapter_ranks_users_outside_the_batch_and_enforces_exclusions(
     assert len(ranked) == 10
     (kept,) = model.recommend([old_user], 10, [{ranked[0]}])
     assert kept == ranked[1:] and model.exclusion_mismatches == 1
-    with pytest.raises(ValueError, match=r"retrieval\.k"):
+    with pytest.raises(ConfigError, match=r"retrieval\.k"):
         model.recommend([old_user], 20, [()])
 
 

@@ -122,6 +122,17 @@ def test_duplicate_model_names_are_refused() -> None:
         run_prequential([ev("u", "a", 1)], [Popularity(), Popularity()], batch_size=1)
 
 
+def test_a_model_must_return_one_list_per_user() -> None:
+    class Short(Silent):
+        name = "short"
+
+        def recommend(self, user_ids: Sequence[str], k: int, exclude: Sequence[Collection[str]]) -> list[list[str]]:
+            return []
+
+    with pytest.raises(ValueError, match="returned 0 lists for 1 users"):
+        run_prequential([ev("u", "a", 1), ev("u", "b", 2)], [Short()], batch_size=1)
+
+
 def test_prequential_ranks_line_up_with_positions() -> None:
     log = generate(n_users=20, n_items=15, seed=1).events
     result = run_prequential(log, [Popularity()], batch_size=4)

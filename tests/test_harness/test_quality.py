@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.metrics import (
+from harness.quality import (
     head_threshold,
     paired_bootstrap,
     per_event,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from harness.metrics import SLICES
 from harness.protocols import ProtocolResult
+from harness.quality import SLICES
 from harness.report import DEFAULT_TARGETS, RatioTarget, Targets, check_targets, markdown
 
 

@@ -7,8 +7,8 @@ from types import ModuleType
 import pytest
 
 from harness.datasets import load_dataset
-from harness.metrics import SLICES
 from harness.pipeline_model import ZeroEncoder
+from harness.quality import SLICES
 from harness.report import build_report, markdown, write_report
 from harness.suite import (
     MODEL_NAMES,
@@ -20,6 +20,7 @@ from harness.suite import (
 )
 from streamrec.config import Settings
 from streamrec.encoding import HFEncoder
+from streamrec.errors import ConfigError
 
 MakeSettings = Callable[..., Settings]
 
@@ -91,11 +92,11 @@ def test_ablations_flip_the_head_switches_and_unknown_names_fail(
                           tiny_encoder)
     heads = [m.pipeline.head.settings for m in models]  # type: ignore[attr-defined]
     assert [(h.text_features, h.id_features) for h in heads] == [(True, True), (False, True), (True, False)]
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ConfigError, match="unknown model"):
         build_models(["sasrec"], dataset, make_settings(), tiny_encoder)
-    with pytest.raises(ValueError, match="needs an encoder"):
+    with pytest.raises(ConfigError, match="needs an encoder"):
         build_models(["streamrec"], dataset, make_settings(), None)
-    with pytest.raises(ValueError, match="unknown protocol"):
+    with pytest.raises(ConfigError, match="unknown protocol"):
         run_suite(dataset, make_settings(), None, ["popularity"], ["offline"])
 
 
