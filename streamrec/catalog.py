@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,7 @@ class Catalog:
         self._known: list[bool] = []
         self.unknown_lookups = 0
         self.changes = 0  # bumped on every new index or changed text; caches compare against it
+        self.changed = array("q")  # the index of each such change, in order (readers keep a position)
         for item in items:
             self.upsert(item)
 
@@ -131,6 +133,7 @@ class Catalog:
             return False
         self._revision[index] += 1
         self.changes += 1
+        self.changed.append(index)
         return True
 
     def index_of(self, item_id: str) -> int:
@@ -167,6 +170,7 @@ class Catalog:
             self._revision.append(0)
             self._known.append(False)
             self.changes += 1
+            self.changed.append(index)
         return index
 
     # -- loading -----------------------------------------------------------------------------

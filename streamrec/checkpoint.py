@@ -29,6 +29,15 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], fmt: str,
     tmp.replace(path)
 
 
+def format_of(path: str | Path) -> str | None:
+    """The ``format`` a file written by :func:`save_tensors` declares (None: unreadable or none)."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get("format")
+    except (OSError, ValueError, RuntimeError, SafetensorError):
+        return None
+
+
 def load_tensors(path: str | Path, fmt: str, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a file written by :func:`save_tensors` with format ``fmt``;
     a :class:`CheckpointError` naming ``what`` if it cannot be read or is something else."""

@@ -85,8 +85,15 @@ class HeadSettings(_Section):
     cooccurrence_alpha: float = Field(0.5, ge=0, le=1, description="similarity c(i, j) / (n(i)**alpha n(j)**(1 - "
                                       "alpha)) of a recent item i and a candidate j (0.5: cosine; higher favours "
                                       "popular candidates)")
+    cooccurrence_index: Literal["auto", "dense", "sparse"] = Field("auto", description="dense: an item x "
+                                                                    "item matrix (exact; 4 bytes x items^2); sparse: "
+                                                                    "each item's top cooccurrence_slots neighbours "
+                                                                    "(memory linear in items); auto: dense up to "
+                                                                    "cooccurrence_max_items, then sparse")
     cooccurrence_max_items: int = Field(20_000, ge=1, description="items the dense co-occurrence index "
-                                        "holds (4 bytes x items^2); later items beyond it get no co-occurrence")
+                                        "holds; auto moves to the sparse index when the catalogue outgrows it")
+    cooccurrence_slots: int = Field(64, ge=1, description="sparse index: neighbours kept per item "
+                                    "(Space-Saving: the heaviest stay), 12 bytes each")
     cooccurrence_half_life: float | None = Field(None, gt=0, description="positive events after which a "
                                                  "co-occurrence counts half (None: never forgotten)")
     ranker_learning_rate: float = Field(0.05, gt=0, description="Adam step of the final ranker's "
@@ -114,6 +121,20 @@ class RetrievalSettings(_Section):
                               "interactions so far have their score raised by cold_boost times its "
                               "standardised value where that is above the user's mean (0: off)")
     cold_below: int = Field(5, ge=1, description="interactions under which an item counts as cold")
+    mode: Literal["auto", "full", "candidates"] = Field("auto", description="full: rank the whole "
+                                                         "catalogue; candidates: rank each user's candidates "
+                                                         "only (streamrec.candidates); auto: full up to "
+                                                         "full_max_items items at start, else candidates")
+    full_max_items: int = Field(20_000, ge=1, description="auto mode: the largest catalogue ranked whole")
+    candidates_cooccurrence: int = Field(150, ge=0, description="candidates from co-occurrence per user")
+    candidates_text: int = Field(100, ge=0, description="candidates nearest by text per user (HNSW graph)")
+    candidates_popular: int = Field(30, ge=0, description="candidates from the most taken items")
+    candidates_trending: int = Field(20, ge=0, description="candidates from the most taken items lately")
+    candidates_new: int = Field(20, ge=0, description="candidates from the newest items nobody has taken")
+    trending_half_life: float = Field(5000.0, gt=0, description="positive events after which a take "
+                                      "counts half for the trending candidates")
+    item_encode_budget: int = Field(256, ge=0, description="candidates mode: items encoded per batch in "
+                                    "the background (items a batch needs are encoded at once)")
 
 
 class BatchSettings(_Section):

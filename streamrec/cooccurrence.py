@@ -8,10 +8,12 @@ baseline; streamrec keeps it as a feature that the ranker blends with the head
 (:mod:`streamrec.ranker`), so the language model adds to it instead of competing with it.
 
 The matrix is dense (``capacity x capacity`` float32, grown by doubling): 20k items take
-1.6 GB. It never grows past ``max_items`` (``head.cooccurrence_max_items``): a catalogue that
-starts larger is a configuration error, and items that arrive later beyond the cap get no
-co-occurrence (they score 0 on it; counted in :attr:`ignored`, logged once) while the head
-still ranks them. Catalogues that large need a sparse index, which streamrec does not have yet.
+1.6 GB. It never grows past ``max_items`` (``head.cooccurrence_max_items``). Larger catalogues
+use :class:`~streamrec.sparse_cooccurrence.SparseCooccurrence` (each item's top neighbours,
+memory linear in items): :func:`make_index` picks one by ``head.cooccurrence_index``, and with
+``auto`` the pipeline moves a dense index that the catalogue outgrew to a sparse one
+(:func:`outgrown`). A dense index forced past its cap ignores later items (they score 0 on it;
+counted in :attr:`ignored`, logged once) while the head still ranks them.
 
 >>> index = ItemCooccurrence(history=2, decay=0.5)
 >>> index.learn([], 0); index.learn([0], 1)           # one user: item 0, then item 1
@@ -30,7 +32,9 @@ from pathlib import Path
 import torch
 
 from streamrec.checkpoint import load_tensors, save_tensors
+from streamrec.config import HeadSettings
 from streamrec.errors import ConfigError
+from streamrec.sparse_cooccurrence import SparseCooccurrence
 
 log = logging.getLogger(__name__)
 FORMAT = "streamrec-cooccurrence-1"
@@ -118,6 +122,30 @@ class ItemCooccurrence:
         scores = torch.einsum("uh,uhn->un", weights, rows) / counts ** (1.0 - self.alpha)
         return torch.nn.functional.pad(scores, (0, n_items - n))
 
+    def scores_for(self, recent: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """:meth:`scores` of ``candidates`` only, ``(users, candidates)`` (``-1``: 0)."""
+        n = int(candidates.max()) + 1 if candidates.numel() else 0
+        scores = self.scores(recent, max(n, 1))
+        return scores.gather(1, candidates.clamp(min=0)) * (candidates >= 0)
+
+    def neighbours(self, recent: torch.Tensor, n: int) -> torch.Tensor:
+        """Each user's ``n`` best co-occurrence items, best first (``-1`` where none co-occur)."""
+        scores = self.scores(recent, self.capacity)
+        top, items = torch.topk(scores, min(n, scores.shape[1]), dim=1)
+        out = torch.full((recent.shape[0], n), -1, dtype=torch.long)
+        out[:, : items.shape[1]] = torch.where(top > 0, items, torch.full_like(items, -1))
+        return out
+
+    def interactions_of(self, items: torch.Tensor) -> torch.Tensor:
+        """The (decayed) positive events of ``items`` (any shape; ``-1`` and beyond the cap: 0)."""
+        inside = (items >= 0) & (items < self.capacity)
+        return self.counts[items.clamp(min=0, max=max(self.capacity - 1, 0))] / self.increment * inside
+
+    def most_popular(self, n: int, n_items: int) -> torch.Tensor:
+        """The ``n`` items with the most (decayed) positive events, most first."""
+        counts = self.interactions(n_items)
+        return torch.topk(counts, min(n, len(counts))).indices
+
     def interactions(self, n_items: int) -> torch.Tensor:
         """Each item's (decayed) positive events so far, ``(n_items,)``; 0 beyond the cap."""
         self.grow(n_items)
@@ -144,3 +172,31 @@ class ItemCooccurrence:
         self.matrix.zero_()
         self.counts[rows[kept]] = tensors["counts"][kept]
         self.matrix[rows[kept].unsqueeze(1), rows[kept].unsqueeze(0)] = tensors["matrix"][kept][:, kept]
+
+
+def make_index(head: HeadSettings, n_items: int) -> ItemCooccurrence | SparseCooccurrence | None:
+    """The co-occurrence index ``head`` asks for, for a catalogue of ``n_items`` (None: off)."""
+    if not head.cooccurrence_history:
+        return None
+    kind = head.cooccurrence_index
+    if kind == "sparse" or (kind == "auto" and n_items > head.cooccurrence_max_items):
+        return SparseCooccurrence(head.cooccurrence_history, head.cooccurrence_decay, head.cooccurrence_slots,
+                                  capacity=max(1024, n_items), half_life=head.cooccurrence_half_life,
+                                  alpha=head.cooccurrence_alpha)
+    return ItemCooccurrence(head.cooccurrence_history, head.cooccurrence_decay,
+                            capacity=max(min(1024, head.cooccurrence_max_items), n_items),
+                            max_items=head.cooccurrence_max_items, half_life=head.cooccurrence_half_life,
+                            alpha=head.cooccurrence_alpha)
+
+
+def outgrown(index: ItemCooccurrence | SparseCooccurrence | None, head: HeadSettings,
+             n_items: int) -> SparseCooccurrence | None:
+    """With ``head.cooccurrence_index: auto``, the sparse index that replaces a dense one the
+    catalogue has outgrown (each row's top neighbours carried over); else None."""
+    if not isinstance(index, ItemCooccurrence) or head.cooccurrence_index != "auto" or n_items <= index.max_items:
+        return None
+    log.warning("the catalogue has %d items, more than head.cooccurrence_max_items=%d: the co-occurrence index "
+                "becomes sparse (the top %d neighbours of each item)", n_items, index.max_items,
+                head.cooccurrence_slots)
+    return SparseCooccurrence.from_dense(index.counts, index.matrix, index.increment, index.history, index.decay,
+                                         head.cooccurrence_slots, head.cooccurrence_half_life, index.alpha)

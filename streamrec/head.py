@@ -12,7 +12,10 @@ Training: every positive event is an example (the user's window before the event
 item). The loss is sampled softmax over the batch's positive items (in-batch negatives) plus
 ``negatives`` items drawn uniformly from the catalogue; with a catalogue smaller than that it
 is the full softmax. Each update mixes in examples from a replay buffer of recent events and
-takes ``steps_per_batch`` Adam steps. Every update bumps ``version``.
+takes ``steps_per_batch`` Adam steps. Every update bumps ``version``. For a large catalogue
+(``sparse_ids``), the id tables get sparse gradients and lazy Adam (SparseAdam: only the rows a
+batch touched move, each with its own moments), so a step costs the batch, not the catalogue;
+the sampled softmax is the same.
 
 Checkpoints are safetensors (weights, Adam moments, replay buffer) with the model version and
 item ids in the metadata; never pickle.
@@ -38,18 +41,18 @@ _GROWABLE = ("item_ids.weight", "item_bias.weight", "context_ids.weight")
 
 class TwoTower(nn.Module):
     def __init__(self, enc_dim: int, dim: int, capacity: int, context_items: int,
-                 text_features: bool = True, id_features: bool = True) -> None:
+                 text_features: bool = True, id_features: bool = True, sparse_ids: bool = False) -> None:
         super().__init__()
         self.text_features = text_features
         self.id_features = id_features
         self.user_tower = nn.Sequential(nn.LayerNorm(enc_dim), nn.Linear(enc_dim, 2 * dim), nn.GELU(),
                                         nn.Linear(2 * dim, dim))
         self.item_text = nn.Sequential(nn.LayerNorm(enc_dim), nn.Linear(enc_dim, dim))
-        self.item_ids = nn.Embedding(capacity, dim)
-        self.item_bias = nn.Embedding(capacity, 1)
+        self.item_ids = nn.Embedding(capacity, dim, sparse=sparse_ids)
+        self.item_bias = nn.Embedding(capacity, 1, sparse=sparse_ids)
         # the user's most recent items, as context: their text and a separate id embedding
         self.context_text = nn.Sequential(nn.LayerNorm(enc_dim), nn.Linear(enc_dim, dim))
-        self.context_ids = nn.Embedding(capacity, dim)
+        self.context_ids = nn.Embedding(capacity, dim, sparse=sparse_ids)
         self.context_weight = nn.Parameter(1.0 / torch.arange(1, context_items + 1, dtype=torch.float))
         nn.init.zeros_(self.item_ids.weight)
         nn.init.zeros_(self.item_bias.weight)
@@ -132,16 +135,70 @@ class Example:
         return Example(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Example)))
 
 
+class HeadOptimizer:
+    """Adam on every weight; with ``sparse_ids``, Adam on the dense weights and SparseAdam on the
+    id tables (which then have sparse gradients). One interface over both for the head."""
+
+    def __init__(self, model: TwoTower, learning_rate: float, sparse_ids: bool) -> None:
+        tables = [getattr(model, name.split(".")[0]).weight for name in _GROWABLE]
+        if sparse_ids:
+            dense = [p for p in model.parameters() if all(p is not t for t in tables)]
+            self.parts: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=learning_rate),
+                                                       torch.optim.SparseAdam(tables, lr=learning_rate)]
+        else:
+            self.parts = [torch.optim.Adam(model.parameters(), lr=learning_rate)]
+
+    @property
+    def state(self) -> dict[torch.Tensor, dict[str, object]]:
+        """Every parameter's optimizer state (read-only view; :meth:`set_state` writes)."""
+        return {param: state for part in self.parts for param, state in part.state.items()}
+
+    def _owner(self, param: torch.Tensor) -> torch.optim.Optimizer:
+        return next(part for part in self.parts if any(p is param for g in part.param_groups for p in g["params"]))
+
+    def set_state(self, param: torch.Tensor, state: dict[str, object]) -> None:
+        owner = self._owner(param)
+        if isinstance(owner, torch.optim.SparseAdam) and "step" in state:
+            state["step"] = int(torch.as_tensor(state["step"]))  # SparseAdam counts in a plain int
+        owner.state[param] = state
+
+    def replace(self, old: torch.Tensor, new: torch.Tensor) -> None:
+        """``new`` takes ``old``'s place and state (a grown table)."""
+        owner = self._owner(old)
+        state = owner.state.pop(old, {})
+        for group in owner.param_groups:
+            group["params"] = [new if p is old else p for p in group["params"]]
+        if state:
+            self.set_state(new, state)
+
+    def clear_state(self) -> None:
+        for part in self.parts:
+            part.state.clear()
+
+    def set_lr(self, learning_rate: float) -> None:
+        for part in self.parts:
+            for group in part.param_groups:
+                group["lr"] = learning_rate
+
+    def zero_grad(self) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for part in self.parts:
+            part.step()
+
+
 class OnlineHead:
     """The two-tower model plus its optimizer, replay buffer and version."""
 
-    def __init__(self, enc_dim: int, settings: HeadSettings, capacity: int = 1024) -> None:
+    def __init__(self, enc_dim: int, settings: HeadSettings, capacity: int = 1024, sparse_ids: bool = False) -> None:
         self.settings = settings
         self.enc_dim = enc_dim
         torch.manual_seed(settings.seed)
         self.model = TwoTower(enc_dim, settings.dim, capacity, settings.context_items,
-                              settings.text_features, settings.id_features)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.learning_rate)
+                              settings.text_features, settings.id_features, sparse_ids)
+        self.optimizer = HeadOptimizer(self.model, settings.learning_rate, sparse_ids)
         self.replay = ReplayBuffer(settings.replay_size, enc_dim, settings.context_items)
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.version = 0
@@ -162,16 +219,13 @@ class OnlineHead:
             old = module.weight
             grown = nn.Parameter(torch.zeros(new_capacity, old.shape[1]))
             grown.data[: old.shape[0]] = old.data
-            state = self.optimizer.state.pop(old, {})
+            state = self.optimizer.state.get(old, {})
             for key, value in state.items():
                 if torch.is_tensor(value) and value.shape == old.shape:
                     padded = torch.zeros_like(grown.data)
                     padded[: old.shape[0]] = value
                     state[key] = padded
-            if state:
-                self.optimizer.state[grown] = state
-            for group in self.optimizer.param_groups:
-                group["params"] = [grown if p is old else p for p in group["params"]]
+            self.optimizer.replace(old, grown)
             module.weight = grown
             module.num_embeddings = new_capacity
 
@@ -181,8 +235,7 @@ class OnlineHead:
         self.ensure_capacity(n_items)
         settings = self.settings
         losses = []
-        for group in self.optimizer.param_groups:
-            group["lr"] = settings.learning_rate * self.lr_scale
+        self.optimizer.set_lr(settings.learning_rate * self.lr_scale)
         for _ in range(settings.steps_per_batch):
             old = self.replay.sample(settings.replay_sample, self.generator)
             batch = Example.concat([new, old]) if old is not None else new
@@ -197,7 +250,7 @@ class OnlineHead:
             logits = users @ item_vectors.T + bias
             loss_each = nn.functional.cross_entropy(logits, target, reduction="none")
             loss = (loss_each * batch.weights).sum() / batch.weights.sum().clamp(min=1e-6)
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
             losses.append(loss.item())
@@ -261,7 +314,8 @@ class OnlineHead:
             else:
                 value.copy_(saved)
         params = dict(self.model.named_parameters())
-        self.optimizer.state.clear()
+        self.optimizer.clear_state()
+        loaded: dict[torch.Tensor, dict[str, object]] = {}
         for key, value in tensors.items():
             if not key.startswith("adam."):
                 continue
@@ -271,7 +325,9 @@ class OnlineHead:
                 placed = torch.zeros_like(param.data)
                 placed[rows] = value[: len(rows)]
                 value = placed
-            self.optimizer.state[param][slot] = value
+            loaded.setdefault(param, {})[slot] = value
+        for weight, state in loaded.items():
+            self.optimizer.set_state(weight, state)
         filled = min(len(tensors["replay.items"]), self.replay.size)
         self.replay.count = int(metadata["replay_count"])
         remap = torch.cat([rows, torch.tensor([-1])])  # index -1 (no item) stays -1

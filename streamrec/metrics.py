@@ -63,6 +63,11 @@ class Metrics:
         self.dead_letter_ratio = Gauge("dead_letter_ratio", "Share of the partition's last 200 messages that "
                                        "were dead-lettered (1: every message rejected).", ["topic", "partition"],
                                        namespace=ns, registry=r)
+        self.candidates = Counter("candidates", "Candidates contributed by each source (retrieval.mode "
+                                  "candidates), after de-duplication.", ["source"], namespace=ns, registry=r)
+        self.candidate_recall = Gauge("candidate_recall", "Share of recent positive events whose item was "
+                                      "among the user's candidates (decayed over about the last quality_window "
+                                      "events): the ceiling of the final hit rate.", namespace=ns, registry=r)
         self.users_in_memory = Gauge("users_in_memory", "User windows held in memory.", namespace=ns, registry=r)
         self.kv_cache_bytes = Gauge("kv_cache_bytes", "Bytes held by per-user encoder KV caches.",
                                     namespace=ns, registry=r)

@@ -112,6 +112,8 @@ class Telemetry:
         self.quality = OnlineQuality(window=settings.drift.quality_window, max_users=settings.window.max_users)
         self.drift = DriftMonitor(settings.drift, self.metrics)
         self._evictions_seen = 0
+        self._recall_decay = 1.0 - 1.0 / settings.drift.quality_window  # per positive event
+        self._recall = [0.0, 0.0]  # decayed (found, scored) of the candidate stage
 
     def before_batch(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -146,6 +148,13 @@ class Telemetry:
             if consumed_s is not None:
                 m.event_to_recommendation.labels(stage="consume_time").observe(
                     max(0.0, rec.produced_at / 1000 - consumed_s))
+        for source, count in result.candidates.items():
+            m.candidates.labels(source=source).inc(count)
+        scored, found = result.candidate_targets
+        if scored:
+            decay = self._recall_decay ** scored
+            self._recall = [self._recall[0] * decay + found, self._recall[1] * decay + scored]
+            m.candidate_recall.set(self._recall[0] / self._recall[1])
         evicted = pipeline.windows.stats.evicted_users
         m.evictions.inc(evicted - self._evictions_seen)
         self._evictions_seen = evicted

@@ -11,11 +11,13 @@ For each micro-batch:
    item co-occurrence index learns the events and the head takes one update (plus replay);
 4. every user touched by the batch has their new window rendered to text and re-encoded,
    once per user however many of their events arrived;
-5. those users get a fresh top-K over the whole catalogue, each item with a reason: the
-   ranker's blend of the head, co-occurrence (the last 30 items, and the last 3 alone),
-   popularity and text-similarity scores, with weights of their own for the head and the text
-   on items nobody has taken yet and on cold ones (``head.ranker_new_items``), and for the
-   co-occurrence of the items those read like (:mod:`streamrec.neighbours`).
+5. those users get a fresh top-K, each item with a reason: the ranker's blend of the head,
+   co-occurrence (the last 30 items, and the last 3 alone), popularity and text-similarity
+   scores, with weights of their own for the head and the text on items nobody has taken yet
+   and on cold ones (``head.ranker_new_items``), and for the co-occurrence of the items those
+   read like (:mod:`streamrec.neighbours`). A small catalogue is ranked whole; a large one
+   (``retrieval.mode``) on each user's candidates (:mod:`streamrec.scoring`), its items
+   encoded as batches need them and in the background, and its co-occurrence index sparse.
 
 The Kafka service and the file replay both call :meth:`Pipeline.process`.
 """
@@ -27,13 +29,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
+from streamrec.ann import TextIndex
+from streamrec.candidates import CandidateGenerator, Trending
 from streamrec.catalog import Catalog, Item
 from streamrec.config import Settings
-from streamrec.cooccurrence import ItemCooccurrence
+from streamrec.cooccurrence import ItemCooccurrence, make_index, outgrown
 from streamrec.encoding import TextEncoder, WindowEncoder, make_window_encoder
 from streamrec.events import ActionVocabulary, Event
 from streamrec.head import Example, OnlineHead
@@ -42,22 +45,12 @@ from streamrec.neighbours import TextNeighbours
 from streamrec.ranker import OnlineRanker, boost_cold
 from streamrec.recommendations import Recommendation, RecommendedItem
 from streamrec.retrieval import Retriever
-from streamrec.signals import Scores, build_signals, feature_names, score_rows
+from streamrec.scoring import Rows, Scorer
+from streamrec.signals import build_signals, feature_names
+from streamrec.sparse_cooccurrence import SparseCooccurrence
+from streamrec.state import load_state, save_state
 from streamrec.text import TextTemplate
 from streamrec.windows import Added, WindowStore
-
-HEAD_FILE = "head.safetensors"
-ITEMS_FILE = "item_vectors.safetensors"
-COOCCURRENCE_FILE = "cooccurrence.safetensors"
-RANKER_FILE = "ranker.safetensors"
-WINDOWS_FILE = "windows.msgpack"
-
-
-class Checkpointed(Protocol):
-    """A component saved to and loaded from one file of the state directory."""
-
-    def save(self, path: Path, item_ids: list[str]) -> None: ...
-    def load(self, path: Path, index_of: Callable[[str], int]) -> object: ...
 
 
 @dataclass
@@ -70,6 +63,8 @@ class BatchResult:
     loss: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # encode / train / rank
     cold_items: int = 0  # recommended items with fewer than retrieval.cold_below interactions
+    candidates: dict[str, int] = field(default_factory=dict)  # candidates mode: contributed, by source
+    candidate_targets: tuple[int, int] = (0, 0)  # candidates mode: positive events scored, their item found
     evicted: list[str] = field(default_factory=list)  # users whose windows this batch evicted (TTL, cap)
 
 
@@ -109,27 +104,42 @@ class Pipeline:
             remember_actions=settings.retrieval.exclude_actions)
         self.item_vectors = ItemVectors(encoder, catalog, self.template)
         self.window_encoder = window_encoder or make_window_encoder(settings, encoder, self.template, catalog)
-        head = settings.head
-        self.head = OnlineHead(encoder.dim, head, capacity=max(1024, len(catalog)))
-        self.cooccurrence = (ItemCooccurrence(head.cooccurrence_history, head.cooccurrence_decay,
-                                              capacity=max(min(1024, head.cooccurrence_max_items), len(catalog)),
-                                              max_items=head.cooccurrence_max_items,
-                                              half_life=head.cooccurrence_half_life,
-                                              alpha=head.cooccurrence_alpha)
-                             if head.cooccurrence_history else None)
-        self.neighbours = (TextNeighbours(head.ranker_text_neighbours) if self.cooccurrence is not None
+        head, retrieval = settings.head, settings.retrieval
+        lazy = retrieval.mode == "candidates" or (retrieval.mode == "auto" and len(catalog) > retrieval.full_max_items)
+        self.head = OnlineHead(encoder.dim, head, capacity=max(1024, len(catalog)), sparse_ids=lazy)
+        self.cooccurrence = make_index(head, len(catalog))
+        self.text_index = TextIndex(encoder.dim) if lazy and head.text_features else None
+        self.trending = Trending(retrieval.trending_half_life) if lazy else None
+        self.item_vectors.lazy = lazy
+        if self.text_index is not None:
+            self.item_vectors.on_encoded = self.text_index.put
+        self.neighbours = (TextNeighbours(head.ranker_text_neighbours) if self.cooccurrence is not None and not lazy
                            and head.ranker_new_items and head.text_features and head.ranker_text_neighbours
                            else None)
-        self.signals = build_signals(head, self.cooccurrence, settings.retrieval.cold_below, self.neighbours)
+        self._wire_signals()
         self.ranker = OnlineRanker(feature_names(self.signals), settings.retrieval.k, head.ranker_learning_rate)
         self.retriever = Retriever(settings.retrieval, catalog)
         self._window_vectors: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def _wire_signals(self) -> None:
+        """The signals and the scorer, on the current co-occurrence index."""
+        head, retrieval = self.settings.head, self.settings.retrieval
+        self.signals = build_signals(head, self.cooccurrence, retrieval.cold_below, self.neighbours)
+        candidates = (CandidateGenerator(retrieval, self.cooccurrence, self.text_index, self.trending)
+                      if self.item_vectors.lazy else None)
+        self.scorer = Scorer(self.head, self.signals, candidates, head.cooccurrence_decay, self._encode_candidates)
+
+    def _encode_candidates(self, columns: torch.Tensor) -> None:
+        """Candidates whose text is not encoded yet (new items, mostly): up to the budget now."""
+        self.item_vectors.ensure(columns[columns >= 0].tolist(), self.settings.retrieval.item_encode_budget)
 
     # -- the batch path ----------------------------------------------------------------------
 
     def process(self, events: Sequence[Event]) -> BatchResult:
         result = BatchResult([], seconds=(seconds := {"encode": 0.0, "train": 0.0, "rank": 0.0}))
         started = time.perf_counter()
+        stats = self.scorer.candidates.stats if self.scorer.candidates is not None else None
+        before_stats = (dict(stats.contributed), stats.targets, stats.targets_found) if stats is not None else None
         self._ensure_window_vectors({e.user_id for e in events})
         vectors, recents, items, weights = [], [], [], []
         positives: list[tuple[list[int], list[int], int]] = []  # (co-occurrence recent, seen, item)
@@ -165,14 +175,17 @@ class Pipeline:
         self._forget(evicted)
         result.evicted = [user for user in evicted if user not in self.windows]  # some came back
         touched = {user: t for user, t in touched.items() if user in self.windows}
-        item_text = self.item_vectors.matrix()
+        self._outgrow_cooccurrence()
+        item_text = self._item_text(touched)
         seconds["encode"] += time.perf_counter() - started
         started = time.perf_counter()
         if positives:
             self._observe(torch.stack(vectors), torch.tensor(recents), positives, item_text)
-        if self.cooccurrence is not None:
-            for positive_recent, item_index in learned:
+        for positive_recent, item_index in learned:
+            if self.cooccurrence is not None:
                 self.cooccurrence.learn(positive_recent, item_index)
+            if self.trending is not None:
+                self.trending.learn(item_index)
         seconds["train"] += time.perf_counter() - started
         if items:
             started = time.perf_counter()
@@ -188,7 +201,30 @@ class Pipeline:
         result.recommendations = self.recommend(list(touched), touched, item_text)
         result.cold_items = self._cold_items(result.recommendations)
         seconds["rank"] = time.perf_counter() - started
+        if stats is not None and before_stats is not None:
+            result.candidates = {k: v - before_stats[0].get(k, 0) for k, v in stats.contributed.items()}
+            result.candidate_targets = (stats.targets - before_stats[1], stats.targets_found - before_stats[2])
         return result
+
+    def _item_text(self, users: Iterable[str]) -> torch.Tensor:
+        """The item text matrix for a batch: every item encoded (full mode), or the items of
+        ``users``' windows now and ``retrieval.item_encode_budget`` more in the background."""
+        if not self.item_vectors.lazy:
+            return self.item_vectors.matrix()
+        self.item_vectors.ensure(self.catalog.index_of(e.item_id) for u in users for e in self.windows.window(u))
+        self.item_vectors.encode_pending(self.settings.retrieval.item_encode_budget)
+        return self.item_vectors.current()
+
+    def _outgrow_cooccurrence(self) -> None:
+        """``head.cooccurrence_index: auto``: a dense index the catalogue outgrew becomes sparse."""
+        sparse = outgrown(self.cooccurrence, self.settings.head, len(self.catalog))
+        if sparse is not None:
+            self.use_cooccurrence(sparse)
+
+    def use_cooccurrence(self, index: ItemCooccurrence | SparseCooccurrence) -> None:
+        """Swap the co-occurrence index (the signals follow; the ranker's weights stay)."""
+        self.cooccurrence = index
+        self._wire_signals()
 
     def recommend(self, user_ids: Sequence[str], event_times: dict[str, int] | None = None,
                   item_text: torch.Tensor | None = None) -> list[Recommendation]:
@@ -197,21 +233,24 @@ class Pipeline:
         if not users:
             return []
         self._ensure_window_vectors(set(users))
-        item_text = self.item_vectors.matrix() if item_text is None else item_text
-        item_vecs, bias = self.head.item_vectors(item_text)
+        item_text = self._item_text(users) if item_text is None else item_text
+        self.head.ensure_capacity(item_text.shape[0])
         user_vecs = self.head.user_vectors(torch.stack([self._window_vectors[u] for u in users]),
                                            torch.tensor([self._recent_items(u) for u in users]), item_text)
         positive_recent = torch.tensor([self._positive_recent(u) for u in users])
-        scores = self.ranker.combine(self._features(user_vecs @ item_vecs.T + bias, positive_recent, item_text))
+        excluded = [set(self._seen_index(u)) for u in users] if self.item_vectors.lazy else [set() for _ in users]
+        rows = self.scorer.rows(user_vecs, positive_recent, item_text, excluded, self.retriever.blocked_mask())
+        scores = self.ranker.combine(rows.features)
         boost = self.settings.retrieval.cold_boost
-        if boost and (cold := self._cold(scores.shape[1])) is not None:
-            scores = boost_cold(scores, cold, boost)
-        ranked = self.retriever.rank(scores, [self.windows.seen_items(u) for u in users])
+        if boost and (cold := self._cold(item_text.shape[0])) is not None:
+            scores = boost_cold(scores, cold if rows.columns is None else cold[rows.columns.clamp(min=0)], boost)
+        ranked = self.retriever.rank(scores, [self.windows.seen_items(u) for u in users], rows.columns)
         produced_at = int(self.clock() * 1000)
         recommendations = []
         for user, pairs in zip(users, ranked, strict=True):
             window = self.windows.window(user)
-            reasons = self._reasons(window, [i for i, _ in pairs], item_vecs, item_text)
+            picks = [i for i, _ in pairs]
+            reasons = self._reasons(window, picks, self._pick_vectors(rows, picks, item_text), item_text)
             names = [self.template.item_name(self.catalog.ids[i], self.catalog) for i, _ in pairs]
             recommended = [RecommendedItem(self.catalog.ids[i], round(s, 5), reason, name)
                            for (i, s), reason, name in zip(pairs, reasons, names, strict=True)]
@@ -233,7 +272,14 @@ class Pipeline:
             return 0
         return sum(int(cold[self.catalog.index_of(item.item_id)]) for rec in recommendations for item in rec.items)
 
-    def _reasons(self, window: Sequence[Event], picks: list[int], item_vecs: torch.Tensor,
+    def _pick_vectors(self, rows: Rows, picks: list[int], item_text: torch.Tensor) -> torch.Tensor:
+        """The head's vectors of the recommended items (as the full ranking computed them)."""
+        if rows.columns is None and rows.item_vectors is not None:
+            return rows.item_vectors[picks]
+        with torch.no_grad():
+            return self.head.model.items(item_text[picks], torch.tensor(picks, dtype=torch.long))[0]
+
+    def _reasons(self, window: Sequence[Event], picks: list[int], pick_vecs: torch.Tensor,
                  item_text: torch.Tensor) -> list[str]:
         """For each pick, the window event whose item supports it most: the one taken most often
         together with it (co-occurrence), else the one whose learned affinity as context is
@@ -241,7 +287,7 @@ class Pipeline:
         if not window or not picks:
             return [self.template.render_reason(None, self.catalog)] * len(picks)
         window_index = torch.tensor([self.catalog.index_of(e.item_id) for e in window])
-        affinity = item_vecs[picks] @ self.head.context_vectors(item_text, window_index).T  # (picks, window)
+        affinity = pick_vecs @ self.head.context_vectors(item_text, window_index).T  # (picks, window)
         support = torch.softmax(affinity, dim=1)  # in (0, 1): breaks ties among co-occurrence counts
         if self.cooccurrence is not None:
             support = support + self.cooccurrence.pairs(torch.tensor(picks), window_index)
@@ -273,25 +319,24 @@ class Pipeline:
     def _seen_index(self, user_id: str) -> list[int]:
         return [i for i in map(self.catalog.find_index, self.windows.seen_items(user_id)) if i is not None]
 
-    def _features(self, head: torch.Tensor, positive_recent: torch.Tensor,
-                  item_text: torch.Tensor) -> list[torch.Tensor]:
-        """The signals' rows (:mod:`streamrec.signals`), in the ranker's feature order."""
-        return score_rows(self.signals, Scores(head, positive_recent, item_text))
-
     def _observe(self, window_vectors: torch.Tensor, recent: torch.Tensor,
                  positives: list[tuple[list[int], list[int], int]], item_text: torch.Tensor) -> None:
         """Score each positive event with the signals as they were before this batch, then let
         the ranker learn from them (test-then-train)."""
-        n_items = item_text.shape[0]
-        item_vecs, bias = self.head.item_vectors(item_text)
-        head = self.head.user_vectors(window_vectors, recent, item_text) @ item_vecs.T + bias
+        self.head.ensure_capacity(item_text.shape[0])
+        users = self.head.user_vectors(window_vectors, recent, item_text)
         positive_recent = torch.tensor([p[0] for p in positives])
-        features = self._features(head, positive_recent, item_text)
-        excluded = torch.zeros(len(positives), n_items, dtype=torch.bool)
+        targets = torch.tensor([p[2] for p in positives])
+        blocked = self.retriever.blocked_mask()
+        rows = self.scorer.rows(users, positive_recent, item_text, [set(p[1]) for p in positives], blocked, targets)
+        if rows.columns is not None and rows.targets is not None:  # candidates: seen items were left out
+            self.ranker.observe(rows.features, rows.targets, rows.columns < 0)
+            return
+        excluded = torch.zeros(len(positives), item_text.shape[0], dtype=torch.bool)
         for row, (_, seen, _) in enumerate(positives):
             excluded[row, seen] = True
-        excluded[:, self.retriever.blocked_mask()] = True
-        self.ranker.observe(features, torch.tensor([p[2] for p in positives]), excluded)
+        excluded[:, blocked] = True
+        self.ranker.observe(rows.features, targets, excluded)
 
     def _ensure_window_vectors(self, user_ids: Iterable[str]) -> None:
         """Encode windows that exist but have no vector yet (after a restore or eviction)."""
@@ -336,31 +381,10 @@ class Pipeline:
         self._forget(restored)
         return len(restored)
 
-    def _checkpointed(self) -> dict[str, Checkpointed]:
-        """What a checkpoint holds beside the windows, by file name, in load order."""
-        parts: dict[str, Checkpointed] = {ITEMS_FILE: self.item_vectors, HEAD_FILE: self.head}
-        if self.cooccurrence is not None:
-            parts[COOCCURRENCE_FILE] = self.cooccurrence
-        parts[RANKER_FILE] = self.ranker
-        return parts
-
     def save(self, state_dir: str | Path, with_windows: bool = True) -> None:
         """Checkpoint every component (and, optionally, all windows) into ``state_dir``."""
-        state = Path(state_dir)
-        state.mkdir(parents=True, exist_ok=True)
-        for name, part in self._checkpointed().items():
-            part.save(state / name, self.catalog.ids)
-        if with_windows:
-            tmp = state / (WINDOWS_FILE + ".tmp")
-            tmp.write_bytes(self.windows.snapshot())
-            tmp.replace(state / WINDOWS_FILE)
+        save_state(self, Path(state_dir), with_windows)
 
     def load(self, state_dir: str | Path) -> bool:
         """Load whatever checkpoint files exist in ``state_dir``; returns True if a head was loaded."""
-        state = Path(state_dir)
-        for name, part in self._checkpointed().items():
-            if (state / name).exists():
-                part.load(state / name, self.catalog.index_of)
-        if (state / WINDOWS_FILE).exists():
-            self.restore_users((state / WINDOWS_FILE).read_bytes())
-        return (state / HEAD_FILE).exists()
+        return load_state(self, Path(state_dir))

@@ -1,8 +1,9 @@
-"""Top-K over the whole catalogue, with exclusions and business rules.
+"""Top-K with exclusions and business rules, over the whole catalogue or each user's candidates.
 
-Scores are computed for every item (a matrix product: cheap up to ~10^5 items on a CPU);
-items the user already interacted with, denied items and items outside the allow list get
-``-inf``; per-category caps are applied greedily down the ranked list.
+With scores for every item, items the user already interacted with, denied items and items
+outside the allow list get ``-inf``; with candidates (``columns``: the item of each column),
+those were never candidates and only padding is left out. Per-category caps are applied
+greedily down the ranked list.
 """
 
 from __future__ import annotations
@@ -36,34 +37,41 @@ class Retriever:
             self._blocked, self._blocked_at = blocked, self.catalog.changes
         return self._blocked
 
-    def rank(self, scores: torch.Tensor, exclude: Sequence[Collection[str]]) -> list[list[tuple[int, float]]]:
-        """Rank each row of ``scores`` (users x items); returns ``[(item_index, score), ...]`` per user."""
-        scores = scores.clone()
-        scores[:, self.blocked_mask()] = float("-inf")
-        for row, seen in enumerate(exclude):
-            seen_index = [i for i in map(self.catalog.find_index, seen) if i is not None]
-            if seen_index:
-                scores[row, seen_index] = float("-inf")
+    def rank(self, scores: torch.Tensor, exclude: Sequence[Collection[str]],
+             columns: torch.Tensor | None = None) -> list[list[tuple[int, float]]]:
+        """Rank each row of ``scores`` (users x items, or users x candidates with ``columns``
+        naming each column's item, ``-1`` for padding); returns ``[(item_index, score), ...]`` per user."""
+        if columns is not None:  # seen and blocked items were never candidates
+            scores = scores.masked_fill(columns < 0, float("-inf"))
+        else:
+            scores = scores.clone()
+            scores[:, self.blocked_mask()] = float("-inf")
+            for row, seen in enumerate(exclude):
+                seen_index = [i for i in map(self.catalog.find_index, seen) if i is not None]
+                if seen_index:
+                    scores[row, seen_index] = float("-inf")
         k = min(self.settings.k, scores.shape[1])
         cap = self.settings.max_per_category
         depth = min(scores.shape[1], 4 * k + 64) if cap else k
         top_scores, top_index = torch.topk(scores, depth, dim=1)
         results = []
         for row in range(scores.shape[0]):
-            pairs = [(int(i), float(s)) for i, s in zip(top_index[row], top_scores[row], strict=True)
-                     if s != float("-inf")]
+            items = columns[row] if columns is not None else None
+            pairs = [(int(i if items is None else items[i]), float(s))
+                     for i, s in zip(top_index[row], top_scores[row], strict=True) if s != float("-inf")]
             if cap:
-                pairs = self._apply_category_cap(pairs, scores[row], k, cap)
+                pairs = self._apply_category_cap(pairs, scores[row], k, cap, items)
             results.append(pairs[:k])
         return results
 
     def _apply_category_cap(self, pairs: list[tuple[int, float]], row: torch.Tensor, k: int,
-                            cap: int) -> list[tuple[int, float]]:
+                            cap: int, items: torch.Tensor | None) -> list[tuple[int, float]]:
         chosen = _capped(pairs, self.catalog, k, cap)
         if len(chosen) < k and len(pairs) < int((row > float("-inf")).sum()):
             # the shortlist ran dry under the cap: fall back to the full ranked list
             values, index = torch.sort(row, descending=True)
-            full = [(int(i), float(s)) for i, s in zip(index, values, strict=True) if s != float("-inf")]
+            full = [(int(i if items is None else items[i]), float(s))
+                    for i, s in zip(index, values, strict=True) if s != float("-inf")]
             chosen = _capped(full, self.catalog, k, cap)
         return chosen
 

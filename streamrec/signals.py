@@ -1,7 +1,8 @@
 """The signals the final ranker blends: each one names its score rows and computes them.
 
 A :class:`Signal` has ``names`` (its rows, in order) and ``rows(scores)``: one ``(users, items)``
-row per name, or ``(1, items)`` for a row that is the same for every user. The ranker's
+row per name, or ``(1, items)`` for a row that is the same for every user; when the batch is
+scored on candidates (:mod:`streamrec.scoring`), ``(users, candidates)`` rows of those items. The ranker's
 features are the signals' names in order (:func:`feature_names`), and :func:`score_rows` lays
 the rows out in that order, so a row can never be matched to another signal's weight. A signal
 may read rows computed before it by name (``scores.rows["cooccurrence"]``).
@@ -19,7 +20,8 @@ may read rows computed before it by name (``scores.rows["cooccurrence"]``).
                          neighbours (``neighbours_*``)
 =======================  ====================================================================
 
-Adding a signal: a class here with ``names`` and ``rows``, and a line in :func:`build_signals`.
+Adding a signal: a class here with ``names`` and ``rows`` (for both the whole catalogue and
+``scores.candidates``), and a line in :func:`build_signals`.
 The stateful parts behind signals (the co-occurrence index, the text neighbours) learn and are
 checkpointed by the pipeline, which owns them.
 """
@@ -36,6 +38,9 @@ from streamrec.config import HeadSettings
 from streamrec.cooccurrence import ItemCooccurrence
 from streamrec.neighbours import TextNeighbours
 from streamrec.ranker import standardised
+from streamrec.sparse_cooccurrence import SparseCooccurrence
+
+Index = ItemCooccurrence | SparseCooccurrence
 
 RECENT_ITEMS = 3  # the short-term co-occurrence signal reads the user's last 3 items
 STAGES = ("new", "cold")  # items nobody has taken yet; fewer than retrieval.cold_below interactions
@@ -45,9 +50,11 @@ STAGES = ("new", "cold")  # items nobody has taken yet; fewer than retrieval.col
 class Scores:
     """What the signals read for one batch of users, and the rows computed so far, by name."""
 
-    head: torch.Tensor  # (users, items): the head's scores
+    head: torch.Tensor  # (users, items) or (users, candidates): the head's scores
     positive_recent: torch.Tensor  # (users, n): the users' recent positive items, newest first, -1 padded
     item_text: torch.Tensor  # (items, dim): the items' text vectors
+    candidates: torch.Tensor | None = None  # (users, candidates) item indices (-1: padding); None: every item
+    text_query: torch.Tensor | None = None  # (users, dim): with candidates, the text signal's query
     rows: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -73,21 +80,26 @@ class HeadScores:
 class Cooccurrence:
     names: tuple[str, ...] = ("cooccurrence", "cooccurrence_recent")
 
-    def __init__(self, index: ItemCooccurrence) -> None:
+    def __init__(self, index: Index) -> None:
         self.index = index
 
     def rows(self, scores: Scores) -> list[torch.Tensor]:
-        recent = scores.positive_recent
+        recent, candidates = scores.positive_recent, scores.candidates
+        if candidates is not None:
+            return [self.index.scores_for(recent, candidates),
+                    self.index.scores_for(recent[:, :RECENT_ITEMS], candidates)]
         return [self.index.scores(recent, scores.n_items), self.index.scores(recent[:, :RECENT_ITEMS], scores.n_items)]
 
 
 class Popularity:
     names: tuple[str, ...] = ("popularity",)
 
-    def __init__(self, index: ItemCooccurrence) -> None:
+    def __init__(self, index: Index) -> None:
         self.index = index
 
     def rows(self, scores: Scores) -> list[torch.Tensor]:
+        if scores.candidates is not None:
+            return [torch.log1p(self.index.interactions_of(scores.candidates))]
         return [self.index.popularity(scores.n_items)]  # (1, items): the same for everyone
 
 
@@ -100,6 +112,9 @@ class TextSimilarity:
         self.decay = decay
 
     def rows(self, scores: Scores) -> list[torch.Tensor]:
+        if scores.candidates is not None and scores.text_query is not None:
+            unit = torch.nn.functional.normalize(scores.item_text[scores.candidates.clamp(min=0)], dim=-1)
+            return [torch.einsum("ud,ucd->uc", scores.text_query, unit)]
         unit = torch.nn.functional.normalize(scores.item_text, dim=1)
         recent = scores.positive_recent
         weights = (recent >= 0).float() * self.decay ** torch.arange(recent.shape[1], dtype=torch.float)
@@ -109,8 +124,7 @@ class TextSimilarity:
 class Stages:
     """Rows that let the ranker treat items nobody has taken yet (``new``) and cold ones apart."""
 
-    def __init__(self, index: ItemCooccurrence, cold_below: int, text: bool,
-                 neighbours: TextNeighbours | None) -> None:
+    def __init__(self, index: Index, cold_below: int, text: bool, neighbours: TextNeighbours | None) -> None:
         self.index = index
         self.cold_below = cold_below
         self.standardised = ["head", *(["text"] if text else [])]  # rows kept on each stage's items
@@ -119,11 +133,14 @@ class Stages:
         self.names = tuple(f"{signal}_{stage}" for signal in signals for stage in STAGES)
 
     def rows(self, scores: Scores) -> list[torch.Tensor]:
-        interactions = self.index.interactions(scores.n_items)
+        if scores.candidates is not None:  # (users, candidates) stages; no text neighbours there
+            interactions = self.index.interactions_of(scores.candidates)
+        else:
+            interactions = self.index.interactions(scores.n_items).unsqueeze(0)
         new, cold = interactions == 0, interactions < self.cold_below
-        masks = [stage.float().unsqueeze(0) for stage in (new, cold & ~new)]
+        masks = [stage.float() for stage in (new, cold & ~new)]
         signals = [scores.rows[name] for name in self.standardised]
-        if self.neighbours is not None:
+        if self.neighbours is not None and scores.candidates is None:
             self.neighbours.update(scores.item_text)
             signals.append(self.neighbours.spread(scores.rows["cooccurrence"]))
         out = list(masks)
@@ -133,7 +150,7 @@ class Stages:
         return out
 
 
-def build_signals(head: HeadSettings, cooccurrence: ItemCooccurrence | None, cold_below: int,
+def build_signals(head: HeadSettings, cooccurrence: Index | None, cold_below: int,
                   neighbours: TextNeighbours | None) -> list[Signal]:
     """The signals the settings ask for, in the ranker's feature order."""
     signals: list[Signal] = [HeadScores()]

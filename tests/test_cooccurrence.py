@@ -109,3 +109,25 @@ def test_save_and_load_move_rows_to_the_live_catalogue(tmp_path: Path) -> None:
     for (i, a), (j, b) in itertools.product(enumerate(ids), repeat=2):
         assert loaded.matrix[live.index(a), live.index(b)] == index.matrix[i, j]
     assert loaded.counts[live.index("e")] == 0
+
+
+def test_make_index_follows_the_settings_and_outgrown_moves_to_sparse() -> None:
+    from streamrec.config import HeadSettings
+    from streamrec.cooccurrence import make_index, outgrown
+    from streamrec.sparse_cooccurrence import SparseCooccurrence
+
+    auto = HeadSettings(cooccurrence_max_items=100, cooccurrence_slots=7)
+    assert isinstance(make_index(auto, 100), ItemCooccurrence)
+    big = make_index(auto, 101)
+    assert isinstance(big, SparseCooccurrence) and big.slots == 7 and big.capacity >= 101
+    assert isinstance(make_index(HeadSettings(cooccurrence_index="sparse"), 10), SparseCooccurrence)
+    assert make_index(HeadSettings(cooccurrence_history=0), 10) is None
+    dense = make_index(auto, 50)
+    assert isinstance(dense, ItemCooccurrence)
+    dense.learn([], 3)
+    dense.learn([3], 4)
+    assert outgrown(dense, auto, 100) is None  # still fits
+    moved = outgrown(dense, auto, 101)
+    assert isinstance(moved, SparseCooccurrence) and moved.slots == 7
+    assert moved.pairs(torch.tensor([3]), torch.tensor([4])).item() == 1.0
+    assert outgrown(dense, HeadSettings(cooccurrence_index="dense", cooccurrence_max_items=100), 101) is None

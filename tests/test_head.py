@@ -96,3 +96,26 @@ def test_incompatible_or_corrupt_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
         head.load(tmp_path / "bad.safetensors")
+
+
+def test_sparse_ids_move_only_the_rows_a_batch_touched_and_survive_growth_and_checkpoints(tmp_path: Path) -> None:
+    settings = HeadSettings(dim=8, negatives=16, replay_size=0, steps_per_batch=1, seed=2)
+    head = OnlineHead(ENC, settings, capacity=100, sparse_ids=True)
+    item_text = torch.randn(100, ENC)
+    before = head.model.item_ids.weight.detach().clone()
+    head.learn(examples(4, torch.tensor([5, 6, 7, 8])), item_text)
+    grad = head.model.item_ids.weight.grad
+    assert grad is None or grad.is_sparse  # sparse gradients: the step costs the batch, not the table
+    moved = (head.model.item_ids.weight.detach() != before).any(dim=1).nonzero().flatten().tolist()
+    assert {5, 6, 7, 8} <= set(moved) and len(moved) <= 4 + 16  # the targets and the sampled negatives only
+    state = head.optimizer.state[head.model.item_ids.weight]
+    assert isinstance(state["step"], int) and state["exp_avg"].shape == (100, 8)
+    losses = [head.learn(examples(4, torch.tensor([5, 6, 7, 8])), item_text) for _ in range(30)]
+    assert losses[-1] < losses[0]  # it learns
+    head.ensure_capacity(300)  # grown: the learned rows and their lazy-Adam moments carried over
+    assert head.optimizer.state[head.model.item_ids.weight]["exp_avg"].shape == (300, 8)
+    head.save(tmp_path / "head.safetensors", [str(i) for i in range(100)])
+    loaded = OnlineHead(ENC, settings, capacity=100, sparse_ids=True)
+    loaded.load(tmp_path / "head.safetensors", int)
+    torch.testing.assert_close(loaded.model.item_ids.weight[:100], head.model.item_ids.weight[:100])
+    assert loaded.learn(examples(4, torch.tensor([5, 6, 7, 8])), item_text) < losses[0]

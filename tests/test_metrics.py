@@ -30,6 +30,10 @@ EXPECTED = {
     "streamrec_batch_size": ("histogram", set()),
     "streamrec_consumer_lag": ("gauge", {"topic", "partition"}),
     "streamrec_dead_letter_ratio": ("gauge", {"topic", "partition"}),
+    "streamrec_partition_assigned": ("gauge", {"topic", "partition"}),
+    "streamrec_partition_changes": ("counter", {"topic", "change"}),
+    "streamrec_candidates": ("counter", {"source"}),
+    "streamrec_candidate_recall": ("gauge", set()),
     "streamrec_users_in_memory": ("gauge", set()),
     "streamrec_kv_cache_bytes": ("gauge", set()),
     "streamrec_model_version": ("gauge", set()),
@@ -143,3 +147,19 @@ def test_evictions_count_idle_users(
     cutoff = max(newest.values()) - 3600 * 1000
     assert pipeline.windows.stats.evicted_users >= sum(t < cutoff for t in newest.values()) > 0
     assert telemetry.metrics.evictions._value.get() == pipeline.windows.stats.evicted_users
+
+
+def test_candidate_metrics_count_the_sources_and_the_stages_recall(
+    make_settings: Callable[..., Settings], tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    settings = make_settings(retrieval={"mode": "candidates", "candidates_cooccurrence": 12, "candidates_text": 8})
+    pipeline = Pipeline(settings, tiny_encoder, Catalog(synthetic_log.items))
+    telemetry = Telemetry(settings)
+    replay(pipeline, synthetic_log.events[:400], progress=False, telemetry=telemetry)
+    stats = pipeline.scorer.candidates.stats  # type: ignore[union-attr]
+    families = {f.name: f for f in text_string_to_metric_families(telemetry.metrics.exposition().decode())}
+    counted = {s.labels["source"]: s.value for s in families["streamrec_candidates"].samples
+               if s.name.endswith("_total")}
+    assert counted == {source: float(n) for source, n in stats.contributed.items()} and counted["cooccurrence"] > 0
+    recall = telemetry.metrics.candidate_recall._value.get()
+    assert 0 < recall <= 1 and abs(recall - stats.recall) < 0.1

@@ -167,13 +167,16 @@ class CooccurrenceKNN(Popularity):
         self.recent: dict[str, deque[int]] = {}
         super().__init__(catalogue, weights)
 
-    def _grow(self, capacity: int) -> None:
-        super()._grow(capacity)
-        if capacity > self.max_items:
-            raise MemoryError(
-                f"cooccurrence-knn keeps a dense {capacity} x {capacity} matrix; the catalogue has "
-                f"grown past max_items={self.max_items} (raise it if memory allows, or leave the model out)")
-        self.cooccurrence = grown(self.cooccurrence, capacity, axes=2)
+    def index_of(self, item_id: str) -> int:
+        index = super().index_of(item_id)
+        if index >= self.cooccurrence.shape[0]:
+            if index >= self.max_items:
+                raise MemoryError(
+                    f"cooccurrence-knn keeps a dense items x items matrix; the catalogue has {index + 1} items, "
+                    f"more than max_items={self.max_items} (raise it if memory allows, or leave the model out)")
+            # grown by doubling like the other arrays, but never past max_items (16.9k items fit under 20k)
+            self.cooccurrence = grown(self.cooccurrence, min(max(1024, 2 * index), self.max_items), axes=2)
+        return index
 
     def learn(self, events: Sequence[Event]) -> None:
         for event in events:

@@ -18,8 +18,9 @@ from streamrec.events import Event
 from streamrec.kafka import KafkaService
 from streamrec.kafka.produce import produce_events
 from streamrec.kafka.tail import tail
-from streamrec.pipeline import HEAD_FILE, Pipeline
+from streamrec.pipeline import Pipeline
 from streamrec.recommendations import Recommendation
+from streamrec.state import HEAD_FILE
 from streamrec.synthetic import write_events, write_items
 
 pytestmark = pytest.mark.kafka
@@ -124,3 +125,38 @@ def test_service_settings_reach_the_probes_and_the_progress_line(kit: KafkaKit) 
     service = KafkaService(settings, Pipeline(settings, HFEncoder(settings.encoder), Catalog()))
     assert service.health.liveness_timeout_s == 7 and service.progress.interval_s == 11
     assert service.health.ready_lag == 10 * settings.batch.max_size
+
+
+def test_candidates_mode_serves_and_restarts_from_its_state(kit: KafkaKit) -> None:
+    """A large-catalogue configuration (candidates, sparse co-occurrence) through the real service:
+    every user served without their seen items, the text graph and sparse index checkpointed, and a
+    restart that loads them and keeps serving."""
+    events = make_log(n_users=40, events_per_user=(5, 15), seed=4)
+    first, second = events[: len(events) // 2], events[len(events) // 2:]
+    topic = kit.create_topic("events", 2)
+    kit.produce_events(topic, first)
+    values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
+                          dead_letter_topic=kit.name("dlq"))
+    values["retrieval"].update(mode="candidates", candidates_cooccurrence=30, candidates_text=20)
+    values["head"]["cooccurrence_index"] = "sparse"
+    config, settings = kit.write_config(values)
+    service = kit.start(config)
+    kit.wait_caught_up(settings.kafka.group, topic, [service])
+    assert service.stop() == 0, service.log()[-3000:]
+    state = {path.name for path in settings.state_dir.iterdir()}
+    assert {HEAD_FILE, "text_index.usearch", "cooccurrence.safetensors"} <= state
+
+    service = kit.start(config)
+    kit.produce_events(topic, second)
+    kit.wait_caught_up(settings.kafka.group, topic, [service])
+    assert service.stop() == 0, service.log()[-3000:]
+    assert "loaded head" in service.log()
+    seen: dict[str, set[str]] = {}
+    served: dict[str, Recommendation] = {}
+    for event in events:
+        seen.setdefault(event.user_id, set()).add(event.item_id)
+    for _, rec in kit.recommendations(settings.kafka.output_topic):
+        served[rec.user_id] = rec
+    assert set(served) == set(seen)
+    for user, rec in served.items():  # the last one each user got, after all their events
+        assert len(rec.items) == 5 and not {item.item_id for item in rec.items} & seen[user]

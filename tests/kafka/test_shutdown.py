@@ -10,7 +10,7 @@ import time
 import pytest
 from kafkakit import KafkaKit, assert_same_windows, make_log, reference_windows
 
-from streamrec.pipeline import HEAD_FILE
+from streamrec.state import HEAD_FILE
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]  # each over 30 s on 2 cores
 

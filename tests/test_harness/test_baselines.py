@@ -124,3 +124,12 @@ def test_new_items_join_the_catalogue_for_every_baseline() -> None:
 def test_knn_refuses_a_catalogue_past_its_dense_limit() -> None:
     with pytest.raises(MemoryError, match="max_items"):
         CooccurrenceKNN([str(i) for i in range(1500)], max_items=1200)
+
+
+def test_cooccurrence_knn_fills_its_cap_without_doubling_past_it() -> None:
+    """A catalogue below max_items never fails, although the doubled capacity would pass it."""
+    model = CooccurrenceKNN([str(i) for i in range(1100)], max_items=1200)  # capacity doubles to 2048 rows
+    model.learn([ev("u", str(i), i) for i in range(1100, 1199)])
+    assert model.n_items == 1199 and model.cooccurrence.shape == (1200, 1200)
+    with pytest.raises(MemoryError, match="1201 items"):
+        model.learn([ev("u", str(i), i) for i in range(1199, 1201)])

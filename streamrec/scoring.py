@@ -1,0 +1,88 @@
+"""A batch of users scored by every signal: over the whole catalogue, or over their candidates.
+
+``full`` (small catalogues): each signal's rows span every item, as the ranker has always seen
+them. ``candidates`` (large ones): :mod:`streamrec.candidates` picks a few hundred items per user
+and every signal scores those only, so the cost of a batch no longer grows with the catalogue.
+Both give :class:`Rows`: the ranker's feature rows and, for candidates, which item each column
+is. The pipeline uses the same rows to recommend (``ranker.combine``) and, before a batch is
+learned, to score each positive event test-then-train (``ranker.observe``); in candidates mode
+the item the user took is added to their candidates when the sources missed it (the ranker
+learns to order what it will be shown at serving, plus the truth; the miss is counted in the
+stage's recall).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from streamrec.candidates import CandidateGenerator
+from streamrec.head import OnlineHead
+from streamrec.signals import Scores, Signal, score_rows
+
+
+@dataclass
+class Rows:
+    features: list[torch.Tensor]  # one per ranker feature: (users, columns), or (1, columns) shared
+    columns: torch.Tensor | None = None  # (users, columns) item indices, -1 for padding; None: column = item
+    targets: torch.Tensor | None = None  # (users,) the column of each user's target, when asked for
+    item_vectors: torch.Tensor | None = None  # the head's item vectors: (items, dim), or (users, columns, dim)
+
+    def padding(self) -> torch.Tensor | None:
+        return None if self.columns is None else self.columns < 0
+
+
+def text_query(recent: torch.Tensor, item_text: torch.Tensor, decay: float) -> torch.Tensor:
+    """Each user's recent positive items' unit text vectors, recency-weighted and summed
+    ``(users, dim)``: the text signal's query (an item's text score is its cosine with it, times
+    the query's length)."""
+    weights = (recent >= 0).float() * decay ** torch.arange(recent.shape[1], dtype=torch.float)
+    unit = torch.nn.functional.normalize(item_text[recent.clamp(min=0)], dim=-1)
+    return (weights.unsqueeze(-1) * unit).sum(dim=1)
+
+
+class Scorer:
+    """Rows for a batch of users, in the pipeline's retrieval mode."""
+
+    def __init__(self, head: OnlineHead, signals: Sequence[Signal], candidates: CandidateGenerator | None,
+                 text_decay: float, prepare: Callable[[torch.Tensor], None] | None = None) -> None:
+        self.head = head
+        self.signals = signals
+        self.candidates = candidates
+        self.text_decay = text_decay
+        self.prepare = prepare  # called with the candidates before they are scored (encode their text)
+
+    @property
+    def mode(self) -> str:
+        return "full" if self.candidates is None else "candidates"
+
+    def rows(self, user_vectors: torch.Tensor, positive_recent: torch.Tensor, item_text: torch.Tensor,
+             excluded: Sequence[set[int]], blocked: torch.Tensor,
+             targets: torch.Tensor | None = None) -> Rows:
+        """``user_vectors``: the head's ``(users, dim)``; ``item_text``: ``(items, enc_dim)``
+        (rows of items not yet encoded are zero); ``excluded``: each user's items never to rank."""
+        if self.candidates is None:
+            item_vecs, bias = self.head.item_vectors(item_text)
+            head = user_vectors @ item_vecs.T + bias
+            features = score_rows(self.signals, Scores(head, positive_recent, item_text))
+            return Rows(features, targets=targets, item_vectors=item_vecs)
+        query = text_query(positive_recent, item_text, self.text_decay)
+        columns = self.candidates.generate(positive_recent, query, item_text.shape[0], excluded, blocked)
+        if self.prepare is not None:
+            self.prepare(columns)
+        target_columns = None
+        if targets is not None:
+            found = self.candidates.observe_targets(columns, targets)
+            extra = torch.where(found, torch.full_like(targets, -1), targets)
+            columns = torch.cat([columns, extra.unsqueeze(1)], dim=1)
+            target_columns = (columns == targets.unsqueeze(1)).long().argmax(dim=1)
+        index = columns.clamp(min=0)
+        self.head.ensure_capacity(item_text.shape[0])
+        with torch.no_grad():  # the ranker learns from these rows; the head learns on its own
+            vectors, bias = self.head.model.items(item_text[index].flatten(0, 1), index.flatten())
+        vectors = vectors.view(*columns.shape, -1)
+        head = torch.einsum("ud,ucd->uc", user_vectors, vectors) + bias.view(columns.shape)
+        scores = Scores(head, positive_recent, item_text, candidates=columns, text_query=query)
+        return Rows(score_rows(self.signals, scores), columns, target_columns, vectors)
