@@ -127,7 +127,7 @@ class CandidateGenerator:
         fallback: list[int] | None = None  # more popular items, for a user the sources left short of k
         for user in range(n_users):
             chosen: dict[int, None] = {}
-            skip = excluded[user] | blocked_set
+            skip = (excluded[user], blocked_set)  # not united: an allow list blocks most of the catalogue
             for name, rows in per_user_lists:
                 self._take(chosen, rows[user], skip, name)
             for name, items in shared_lists:
@@ -139,7 +139,7 @@ class CandidateGenerator:
                 for item in fallback:
                     if len(chosen) >= s.k:
                         break
-                    if item not in skip and item not in chosen:
+                    if item not in skip[0] and item not in skip[1] and item not in chosen:
                         chosen[item] = None
                         self.stats.contributed["popular"] += 1
             picked = [i for i in chosen if i < n_items][: self.size]
@@ -147,10 +147,11 @@ class CandidateGenerator:
         self.stats.users += n_users
         return out
 
-    def _take(self, chosen: dict[int, None], items: list[int], skip: set[int], source: str) -> None:
+    def _take(self, chosen: dict[int, None], items: list[int], skip: tuple[set[int], set[int]], source: str) -> None:
         before = len(chosen)
+        seen, blocked = skip
         for item in items:
-            if item >= 0 and item not in skip:
+            if item >= 0 and item not in seen and item not in blocked:
                 chosen.setdefault(item)
         self.stats.contributed[source] += len(chosen) - before
 

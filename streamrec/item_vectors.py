@@ -110,6 +110,7 @@ class ItemVectors:
     def encoded_items(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The indices of items with a vector, and their vectors."""
         n = len(self.catalog)
+        self._grow(n)
         done = torch.tensor([i for i in range(n) if self._texts[i] is not None], dtype=torch.long)
         return done, self._vectors[done]
 

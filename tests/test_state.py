@@ -57,3 +57,12 @@ def test_a_sparse_index_loads_into_a_pipeline_that_started_dense(
     assert isinstance(restarted.cooccurrence, SparseCooccurrence)
     users = sorted(sparse.windows.users())[:5]
     assert _ranked(restarted, users) == _ranked(sparse, users)
+
+
+def test_loading_an_empty_state_dir_is_a_fresh_start(make_settings: MakeSettings, tiny_encoder: HFEncoder,
+                                                     synthetic_log: SyntheticLog, tmp_path: Path) -> None:
+    """``streamrec replay --state-dir`` on its first run: nothing to load, nothing fails."""
+    pipeline = Pipeline(make_settings(retrieval=CANDIDATES), tiny_encoder, Catalog(synthetic_log.items))
+    assert not pipeline.load(tmp_path / "nothing-yet")
+    assert pipeline.text_index is not None and len(pipeline.text_index) == 0
+    assert pipeline.process(synthetic_log.events[:32]).recommendations
