@@ -156,13 +156,14 @@ class CandidateGenerator:
         self.stats.contributed[source] += len(chosen) - before
 
     def _newest_untaken(self, n: int, n_items: int) -> torch.Tensor:
-        """The ``n`` highest item indices (the most recently added) with no positive event yet."""
+        """The ``n`` highest item indices (the most recently added) with no positive event yet,
+        among the newest ``50 n`` (so a catalogue whose items have all been taken costs little)."""
         if self.cooccurrence is None:
             return torch.arange(max(n_items - n, 0), n_items).flip(0)
         found: list[int] = []
-        end = n_items
-        while len(found) < n and end > 0:
-            start = max(end - 4 * n, 0)
+        end, oldest = n_items, max(n_items - 50 * n, 0)
+        while len(found) < n and end > oldest:
+            start = max(end - 4 * n, oldest)
             block = torch.arange(start, end)
             untaken = block[self.cooccurrence.interactions_of(block) == 0].flip(0)
             found.extend(untaken[: n - len(found)].tolist())

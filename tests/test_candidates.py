@@ -71,3 +71,13 @@ def test_trending_forgets_what_is_no_longer_taken() -> None:
     for _ in range(60):
         trending.learn(2)
     assert trending.top(2).tolist() == [2, 1] and trending.top(5).tolist() == [2, 1]
+
+
+def test_new_items_are_looked_for_among_the_newest_only() -> None:
+    index = SparseCooccurrence(history=1, decay=1.0, slots=2)
+    for item in range(1, 300):  # every item but the oldest has been taken
+        index.learn([], item)
+    generator = CandidateGenerator(_settings(candidates_new=2), index, None, None)
+    assert generator._newest_untaken(2, 300).tolist() == []  # item 0 is not new: 299 items came after it
+    index.grow(302)  # two items arrive, nobody has taken them
+    assert generator._newest_untaken(2, 302).tolist() == [301, 300]
