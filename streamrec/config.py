@@ -56,10 +56,13 @@ class EncoderSettings(_Section):
     pooling: Literal["auto", "last", "mean"] = "auto"
     max_length: int = Field(512, ge=8, description="tokens kept per text (the most recent ones)")
     batch_size: int = Field(32, ge=1, description="texts per forward pass")
-    mode: Literal["text", "incremental", "item"] = Field(
+    mode: Literal["text", "incremental", "item", "pooled"] = Field(
         "text", description="text: re-encode each window's text; incremental: keep each user's KV cache and "
         "encode only new events' tokens (same vectors as text on chunked tokens); item: one position per "
-        "event (item + action input embeddings), with the KV cache")
+        "event (item + action input embeddings), with the KV cache; pooled: each item's text encoded once, "
+        "a window is the recency- and action-weighted mean of its items' vectors (no model run per event)")
+    pool_decay: float = Field(0.9, gt=0, le=1, description="pooled mode: weight of the p-th newest event: "
+                              "pool_decay**p (times its action's weight)")
     slack_events: int = Field(32, ge=0, description="S: an incremental view holds N to N+S events before "
                               "it is cut back to N and re-encoded once")
     kv_cache_bytes: int = Field(2 << 30, ge=0, description="KV-cache budget of incremental/item modes, "

@@ -103,7 +103,8 @@ class Pipeline:
             max_lateness_ms=int(w.max_lateness_seconds * 1000), max_seen_items=w.max_seen_items,
             remember_actions=settings.retrieval.exclude_actions)
         self.item_vectors = ItemVectors(encoder, catalog, self.template)
-        self.window_encoder = window_encoder or make_window_encoder(settings, encoder, self.template, catalog)
+        self.window_encoder = window_encoder or make_window_encoder(settings, encoder, self.template, catalog,
+                                                                    self.item_vectors, self.vocab.weights)
         head, retrieval = settings.head, settings.retrieval
         lazy = retrieval.mode == "candidates" or (retrieval.mode == "auto" and len(catalog) > retrieval.full_max_items)
         self.head = OnlineHead(encoder.dim, head, capacity=max(1024, len(catalog)), sparse_ids=lazy)

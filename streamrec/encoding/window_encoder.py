@@ -8,7 +8,7 @@ implement the same protocol; :func:`make_window_encoder` picks the one the setti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 import torch
@@ -16,6 +16,7 @@ import torch
 from streamrec.catalog import Catalog
 from streamrec.config import Settings
 from streamrec.encoding.incremental import IncrementalWindowEncoder
+from streamrec.encoding.pooled import ItemRows, PooledWindowEncoder
 from streamrec.encoding.text_encoder import HFEncoder, TextEncoder
 from streamrec.errors import ConfigError
 from streamrec.events import Event
@@ -59,11 +60,17 @@ class TextWindowEncoder:
 
 
 def make_window_encoder(settings: Settings, encoder: TextEncoder, template: TextTemplate,
-                        catalog: Catalog) -> WindowEncoder:
-    """The window encoder ``settings.encoder.mode`` asks for."""
+                        catalog: Catalog, item_vectors: ItemRows | None = None,
+                        action_weights: Mapping[str, float] | None = None) -> WindowEncoder:
+    """The window encoder ``settings.encoder.mode`` asks for (``pooled`` reads ``item_vectors``,
+    the pipeline's cache of item text vectors, with each action weighing ``action_weights``)."""
     mode = settings.encoder.mode
     if mode == "text":
         return TextWindowEncoder(encoder, template, catalog)
+    if mode == "pooled":
+        if item_vectors is None or action_weights is None:
+            raise ConfigError("encoder.mode='pooled' pools the pipeline's item vectors: build it through Pipeline")
+        return PooledWindowEncoder(item_vectors, catalog, action_weights, settings.encoder.pool_decay)
     if not isinstance(encoder, HFEncoder):
         raise ConfigError(f"encoder.mode={mode!r} needs a transformers encoder (HFEncoder), "
                           f"got {type(encoder).__name__}")
