@@ -9,7 +9,10 @@ does a long restore of windows (it has its own timeout).
 **Ready** (``/readyz``): live, partitions assigned, no restore of windows under way, the broker
 reachable, and every assigned partition within ``READY_LAG_BATCHES`` batches of its end. The
 broker counts as unreachable from librdkafka's "all brokers down" error until the next sign of
-life (a statistics report with a broker up, a consumed message, a successful commit).
+life (a statistics report with a broker up, a consumed message, a successful commit), and while
+a call that waits on the broker (a flush, a synchronous commit, a transaction) has waited more
+than ``BROKER_WAIT_S``: a synchronous commit with the coordinator gone blocks for about 45 s and
+serves no callbacks meanwhile, so the "all brokers down" error would only arrive after it.
 
 The consumer lag comes from librdkafka statistics (every ``kafka.statistics_interval_seconds``),
 exported only for partitions this instance holds: a revoked partition's series is removed, so
@@ -43,6 +46,7 @@ from streamrec.metrics import Metrics
 log = logging.getLogger(__name__)
 
 READY_LAG_BATCHES = 10  # /readyz: every assigned partition within this many batches of its end
+BROKER_WAIT_S = 5.0  # /readyz: a call waiting on the broker longer than this means it is unreachable
 
 
 class Health:
@@ -61,6 +65,7 @@ class Health:
         self._batch_started: float | None = None
         self._restoring = 0
         self._broker_down: str | None = None
+        self._waiting: tuple[str, float] | None = None  # (what, since) while a call waits on the broker
         self._lock = threading.Lock()  # the endpoints ask from their own threads
 
     # -- fed by the service --------------------------------------------------------------------
@@ -87,6 +92,15 @@ class Health:
             with self._lock:
                 self._restoring -= 1
             self.tick()
+
+    @contextmanager
+    def waiting_on_broker(self, what: str) -> Iterator[None]:
+        """A call that blocks until the broker answers (``what`` names it in /readyz)."""
+        self._waiting = (what, self.clock())
+        try:
+            yield
+        finally:
+            self._waiting = None
 
     def assigned(self, partitions: set[int], lost: bool = False) -> None:
         """The partitions this instance now holds (those gone were revoked, or ``lost``); their
@@ -146,6 +160,15 @@ class Health:
 
     # -- asked by the endpoints ----------------------------------------------------------------
 
+    def broker_problem(self) -> str | None:
+        """Why the broker counts as unreachable, or None."""
+        if self._broker_down is not None:
+            return self._broker_down
+        waiting = self._waiting
+        if waiting is not None and self.clock() - waiting[1] > BROKER_WAIT_S:
+            return f"{waiting[0]} has waited {self.clock() - waiting[1]:.0f}s for it"
+        return None
+
     def alive(self) -> tuple[bool, str]:
         if self._restoring:  # progress of its own, bounded by the restore's timeout
             return True, "restoring windows from the changelog"
@@ -165,7 +188,7 @@ class Health:
     def ready(self) -> bool:
         with self._lock:
             ready = (self.alive()[0] and bool(self._partitions) and not self._restoring
-                     and self._broker_down is None
+                     and self.broker_problem() is None
                      and all(self.lag.get(p, 0) <= self.ready_lag for p in self._partitions))
         if self.metrics is not None:
             self.metrics.ready.set(1 if ready else 0)
@@ -175,8 +198,9 @@ class Health:
         alive, why = self.alive()
         if not alive:
             return why
-        if self._broker_down is not None:
-            return f"broker unreachable ({self._broker_down})"
+        problem = self.broker_problem()
+        if problem is not None:
+            return f"broker unreachable ({problem})"
         if self._restoring:
             return "restoring windows from the changelog"
         if not self._partitions:

@@ -265,7 +265,8 @@ class KafkaService:
                                               message.offset() or 0, self.kafka.max_event_bytes))
             self.stats.bad_messages[bad.error.reason] += 1
         if not exactly_once:
-            publisher.confirm()  # recommendations before windows: a persisted window implies its output
+            with self.health.waiting_on_broker("the delivery of a batch"):
+                publisher.confirm()  # recommendations before windows: a persisted window implies its output
         changelog = 0
         for partition, users in batch.users.items():
             for user in users:
@@ -276,13 +277,14 @@ class KafkaService:
             publisher.changelog(partition, user, None)
             changelog += 1
         try:
-            if exactly_once:
-                publisher.commit(offsets, self.running.consumer.consumer_group_metadata())
-                self.stats.commits += 1
-            else:
-                publisher.confirm()
-                self.health.broker_up()  # every record delivered
-                self._commit(offsets)
+            with self.health.waiting_on_broker("the commit of a batch"):
+                if exactly_once:
+                    publisher.commit(offsets, self.running.consumer.consumer_group_metadata())
+                    self.stats.commits += 1
+                else:
+                    publisher.confirm()
+                    self.health.broker_up()  # every record delivered
+                    self._commit(offsets)
         except TransactionAborted as exc:
             self.stats.transactions_aborted += 1
             self._aborts_in_a_row += 1

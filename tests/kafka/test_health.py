@@ -78,6 +78,20 @@ def test_readiness_drops_while_the_broker_is_down_and_while_restoring() -> None:
     assert health.ready()
 
 
+def test_a_call_blocked_on_the_broker_drops_readiness() -> None:
+    """A synchronous commit with the coordinator gone serves no callbacks for ~45 s, so the
+    "all brokers down" error comes late: the wait itself says the broker is unreachable."""
+    clock = Clock()
+    health = _health(clock)
+    with health.waiting_on_broker("the commit of a batch"):
+        clock.now += 4
+        assert health.ready()  # an ordinary commit
+        clock.now += 2
+        assert health.readiness() == (False, "broker unreachable (the commit of a batch has waited 6s for it)")
+        assert health.alive() == (True, "ok")  # waiting on the broker is not a hang
+    assert health.ready()
+
+
 def test_readiness_waits_for_the_lag_and_an_assignment() -> None:
     health = _health(Clock())
     health.on_statistics(_stats({"0": 641, "1": 3}))
