@@ -330,8 +330,10 @@ class Pipeline:
         targets = torch.tensor([p[2] for p in positives])
         blocked = self.retriever.blocked_mask()
         rows = self.scorer.rows(users, positive_recent, item_text, [set(p[1]) for p in positives], blocked, targets)
-        if rows.columns is not None and rows.targets is not None:  # candidates: seen items were left out
-            self.ranker.observe(rows.features, rows.targets, rows.columns < 0)
+        if rows.columns is not None and rows.targets is not None and rows.found is not None:  # candidates
+            keep = rows.found
+            features = [f[keep] if f.shape[0] == len(keep) else f for f in rows.features]
+            self.ranker.observe(features, rows.targets[keep], rows.columns[keep] < 0, missed=int((~keep).sum()))
             return
         excluded = torch.zeros(len(positives), item_text.shape[0], dtype=torch.bool)
         for row, (_, seen, _) in enumerate(positives):

@@ -68,9 +68,15 @@ class OnlineRanker:
         terms = (weight * standardised(row) for weight, row in zip(self.weights, features, strict=True))
         return sum(terms, torch.zeros(()))  # shared rows broadcast over the users
 
-    def observe(self, features: Sequence[torch.Tensor], targets: torch.Tensor, excluded: torch.Tensor) -> None:
+    def observe(self, features: Sequence[torch.Tensor], targets: torch.Tensor, excluded: torch.Tensor,
+                missed: int = 0) -> None:
         """Score ``targets`` (one per row) with the current weights, then learn from them.
-        ``excluded`` (bool, users x items) marks items the users had already seen."""
+        ``excluded`` (bool, users x items) marks items the users had already seen; ``missed``
+        counts further events whose item was not among the scored columns at all (candidates
+        mode): misses in the hit rate, nothing to learn from."""
+        if missed:
+            self.hits *= self.decay ** missed
+            self.scored = self.scored * self.decay ** missed + sum(self.decay ** n for n in range(missed))
         if len(targets) == 0:
             return
         rows = torch.arange(len(targets))

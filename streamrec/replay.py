@@ -111,6 +111,11 @@ def replay(
         seconds=sink.seconds,
         **sink.totals,
     )
+    generator = pipeline.scorer.candidates
+    if generator is not None:  # candidates mode: what each source gave, and the stage's recall
+        stats = generator.stats
+        metrics["candidates"] = {"recall": stats.recall if stats.targets else None, "targets": stats.targets,
+                                 "per_user": {k: v / max(stats.users, 1) for k, v in stats.contributed.items()}}
     return metrics
 
 

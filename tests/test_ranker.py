@@ -52,6 +52,18 @@ def test_hits_are_counted_before_learning_and_seen_items_are_skipped() -> None:
     assert 0.49 < ranker.hit_rate < 0.51
 
 
+def test_events_missed_by_the_candidates_count_as_misses_and_teach_nothing() -> None:
+    ranker = OnlineRanker(["head"], k=1)
+    head = torch.tensor([[5.0, 4.0, 1.0]])
+    before = ranker.weights.detach().clone()
+    ranker.observe(head.unsqueeze(0)[:, :0], torch.tensor([], dtype=torch.long), torch.zeros(0, 3, dtype=torch.bool),
+                   missed=3)
+    assert ranker.hit_rate == 0.0 and ranker.observed == 0 and torch.equal(ranker.weights.detach(), before)
+    ranker = OnlineRanker(["head"], k=1)
+    ranker.observe(head.unsqueeze(0), torch.tensor([0]), torch.zeros(1, 3, dtype=torch.bool), missed=1)
+    assert 0.49 < ranker.hit_rate < 0.51 and ranker.observed == 1  # one hit, one miss
+
+
 def test_standardised_rows_are_scale_free_and_keep_infinities() -> None:
     rows = torch.tensor([[1.0, 2.0, 3.0, float("-inf")], [100.0, 200.0, 300.0, 400.0]])
     out = standardised(rows)

@@ -43,6 +43,9 @@ def test_candidates_mode_learns_the_planted_structure_close_to_the_full_ranking(
     assert pipeline.scorer.mode == "candidates"
     assert candidates["hit@10"] >= 0.85 * full["hit@10"]  # measured: 0.563 against 0.587
     assert 0.6 < stats.recall <= 1.0 and stats.targets > 500
+    assert candidates["candidates"]["recall"] == stats.recall and candidates["candidates"]["targets"] == stats.targets
+    assert candidates["candidates"]["per_user"]["new"] <= pipeline.settings.retrieval.candidates_new
+    assert "candidates" not in full  # full ranking has no candidate stage
     contributed: Counter[str] = Counter()
     for result in results:
         contributed.update(result.candidates)
@@ -85,7 +88,7 @@ def test_items_are_encoded_as_needed_and_a_new_item_can_be_a_candidate(
     assert pipeline.item_vectors.pending < len(synthetic_log.items)  # the background keeps encoding
 
 
-def test_the_target_joins_its_candidates_when_the_sources_missed_it(
+def test_a_target_the_sources_missed_is_marked_not_added(
         make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog) -> None:
     pipeline = _pipeline(make_settings, tiny_encoder, synthetic_log.items, candidates_cooccurrence=0,
                          candidates_text=0, candidates_popular=0, candidates_trending=0, candidates_new=2)
@@ -94,9 +97,9 @@ def test_the_target_joins_its_candidates_when_the_sources_missed_it(
     recent = torch.full((2, 30), -1)
     targets = torch.tensor([5, 79])  # 79: among the two newest untaken items; 5 is not
     rows = pipeline.scorer.rows(users, recent, item_text, [set(), set()], pipeline.retriever.blocked_mask(), targets)
-    assert rows.columns is not None and rows.targets is not None
-    assert rows.columns.gather(1, rows.targets.unsqueeze(1)).flatten().tolist() == [5, 79]
-    assert rows.columns[1, -1] == -1  # found among the candidates: no extra column for it
+    assert rows.columns is not None and rows.targets is not None and rows.found is not None
+    assert rows.found.tolist() == [False, True] and 5 not in rows.columns[0].tolist()
+    assert int(rows.columns[1, rows.targets[1]]) == 79
     assert all(f.shape == rows.columns.shape for f in rows.features)
 
 
