@@ -6,7 +6,7 @@
 Each catalogue size and retrieval mode runs in a process of its own (so its peak memory is its
 own): a synthetic shop of N items (titles, categories, brands), a log of ``--events`` events by
 ``--users`` users drawn Zipf-popular with a planted next item (80 %), replayed through the
-embedded pipeline with the tiny GPT-2 (``--encoder`` for another) in ``item`` mode, defaults
+embedded pipeline with the tiny GPT-2 (``--encoder`` for another) in ``pooled`` mode, defaults
 otherwise. Reported per run: events/s, seconds per event in each stage, time to the first
 recommendation, peak resident memory and what the indexes hold, hit@10, and in candidates mode
 the candidate stage's recall. Writes benchmarks/results/scale.{json,md,png}.
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--encoder", default="tiny", help="tiny (a tiny GPT-2 built here) or a model path")
-    parser.add_argument("--encoder-mode", default="item", choices=["text", "incremental", "item"])
+    parser.add_argument("--encoder-mode", default="pooled", choices=["pooled", "text", "incremental", "item"])
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--one", nargs=2, metavar=("ITEMS", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)

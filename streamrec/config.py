@@ -57,7 +57,7 @@ class EncoderSettings(_Section):
     max_length: int = Field(512, ge=8, description="tokens kept per text (the most recent ones)")
     batch_size: int = Field(32, ge=1, description="texts per forward pass")
     mode: Literal["text", "incremental", "item", "pooled"] = Field(
-        "text", description="text: re-encode each window's text; incremental: keep each user's KV cache and "
+        "pooled", description="text: re-encode each window's text; incremental: keep each user's KV cache and "
         "encode only new events' tokens (same vectors as text on chunked tokens); item: one position per "
         "event (item + action input embeddings), with the KV cache; pooled: each item's text encoded once, "
         "a window is the recency- and action-weighted mean of its items' vectors (no model run per event)")
@@ -128,7 +128,7 @@ class RetrievalSettings(_Section):
                                                          "catalogue; candidates: rank each user's candidates "
                                                          "only (streamrec.candidates); auto: full up to "
                                                          "full_max_items items at start, else candidates")
-    full_max_items: int = Field(20_000, ge=1, description="auto mode: the largest catalogue ranked whole")
+    full_max_items: int = Field(10_000, ge=1, description="auto mode: the largest catalogue ranked whole")
     candidates_cooccurrence: int = Field(150, ge=0, description="candidates from co-occurrence per user")
     candidates_text: int = Field(100, ge=0, description="candidates nearest by text per user (HNSW graph)")
     candidates_popular: int = Field(30, ge=0, description="candidates from the most taken items")

@@ -127,10 +127,18 @@ class ItemCooccurrence:
         return torch.nn.functional.pad(scores, (0, n_items - n))
 
     def scores_for(self, recent: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """:meth:`scores` of ``candidates`` only, ``(users, candidates)`` (``-1``: 0)."""
-        n = int(candidates.max()) + 1 if candidates.numel() else 0
-        scores = self.scores(recent, max(n, 1))
-        return scores.gather(1, candidates.clamp(min=0)) * (candidates >= 0)
+        """:meth:`scores` of ``candidates`` only, ``(users, candidates)`` (``-1``: 0), read from
+        the ``(users, history, candidates)`` cells alone, not whole rows."""
+        n = self.capacity
+        recent = recent[:, : self.history]
+        present = ((recent >= 0) & (recent < n)).float()
+        index = recent.clamp(min=0, max=n - 1)
+        counts = self.counts.clamp(min=self.increment)
+        weights = present * self.decay ** torch.arange(recent.shape[1], dtype=torch.float) / counts[index] ** self.alpha
+        columns = candidates.clamp(min=0, max=n - 1)
+        cells = self.matrix[index.unsqueeze(2), columns.unsqueeze(1)]  # (users, history, candidates)
+        scores = torch.einsum("uh,uhc->uc", weights, cells) / counts[columns] ** (1.0 - self.alpha)
+        return scores * ((candidates >= 0) & (candidates < n))
 
     def neighbours(self, recent: torch.Tensor, n: int) -> torch.Tensor:
         """Each user's ``n`` best co-occurrence items, best first (``-1`` where none co-occur)."""

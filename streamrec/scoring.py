@@ -80,11 +80,15 @@ class Scorer:
         if targets is not None:
             found = self.candidates.observe_targets(columns, targets)
             target_columns = (columns == targets.unsqueeze(1)).long().argmax(dim=1)  # 0 where not found
-        index = columns.clamp(min=0)
         self.head.ensure_capacity(item_text.shape[0])
+        # each distinct candidate once (users share the popular, trending and new ones, and many
+        # neighbours): the head's item tower and the unit text vectors, then spread to the columns
+        unique, spread = torch.unique(columns.clamp(min=0), return_inverse=True)
         with torch.no_grad():  # the ranker learns from these rows; the head learns on its own
-            vectors, bias = self.head.model.items(item_text[index].flatten(0, 1), index.flatten())
-        vectors = vectors.view(*columns.shape, -1)
-        head = torch.einsum("ud,ucd->uc", user_vectors, vectors) + bias.view(columns.shape)
-        scores = Scores(head, positive_recent, item_text, candidates=columns, text_query=query)
+            vectors, bias = self.head.model.items(item_text[unique], unique)
+        vectors = vectors[spread]
+        head = torch.einsum("ud,ucd->uc", user_vectors, vectors) + bias[spread]
+        unit_text = torch.nn.functional.normalize(item_text[unique], dim=-1)[spread]
+        scores = Scores(head, positive_recent, item_text, candidates=columns, text_query=query,
+                        candidate_text=unit_text)
         return Rows(score_rows(self.signals, scores), columns, target_columns, found=found, item_vectors=vectors)

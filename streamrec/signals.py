@@ -55,6 +55,7 @@ class Scores:
     item_text: torch.Tensor  # (items, dim): the items' text vectors
     candidates: torch.Tensor | None = None  # (users, candidates) item indices (-1: padding); None: every item
     text_query: torch.Tensor | None = None  # (users, dim): with candidates, the text signal's query
+    candidate_text: torch.Tensor | None = None  # (users, candidates, dim): their unit text vectors
     rows: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -113,7 +114,9 @@ class TextSimilarity:
 
     def rows(self, scores: Scores) -> list[torch.Tensor]:
         if scores.candidates is not None and scores.text_query is not None:
-            unit = torch.nn.functional.normalize(scores.item_text[scores.candidates.clamp(min=0)], dim=-1)
+            unit = scores.candidate_text
+            if unit is None:
+                unit = torch.nn.functional.normalize(scores.item_text[scores.candidates.clamp(min=0)], dim=-1)
             return [torch.einsum("ud,ucd->uc", scores.text_query, unit)]
         unit = torch.nn.functional.normalize(scores.item_text, dim=1)
         recent = scores.positive_recent

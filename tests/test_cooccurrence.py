@@ -60,6 +60,18 @@ def test_alpha_gives_the_brute_force_asymmetric_cosine() -> None:
         assert got == pytest.approx(reference_scores(sequences, [2, 0], 3, 0.7, 6, alpha), abs=1e-6)
 
 
+def test_scores_for_candidates_equal_the_full_scores_gathered() -> None:
+    sequences = [[0, 1, 2, 3], [1, 2, 4], [4, 0, 2, 5, 1], [3, 3, 5], [2, 1], [2, 5]]
+    index = ItemCooccurrence(history=3, decay=0.7, alpha=0.8, half_life=4.0)
+    learn_sequences(index, sequences)
+    recent = torch.tensor([[2, 0, -1], [5, 1, 4], [-1, -1, -1]])
+    candidates = torch.tensor([[1, 3, -1, 5], [0, 2, 3, 4000], [0, 1, 2, 3]])  # 4000: beyond the index
+    full = index.scores(recent, 6)
+    expected = full.gather(1, candidates.clamp(0, 5)) * (candidates >= 0) * (candidates < 6)
+    assert torch.allclose(index.scores_for(recent, candidates), expected, atol=1e-6)
+    assert index.scores_for(recent, candidates)[1, 3] == 0 and index.scores_for(recent, candidates)[0, 2] == 0
+
+
 def test_items_further_apart_than_the_history_do_not_cooccur() -> None:
     index = ItemCooccurrence(history=2)
     learn_sequences(index, [[0, 1, 2, 3]])

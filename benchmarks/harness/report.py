@@ -194,6 +194,9 @@ def _encoder_mode(report: dict[str, Any]) -> str:
     settings = report.get("settings", {}).get("encoder")
     if not settings or not report["encoder"].get("model"):
         return ""
+    if settings["mode"] == "pooled":
+        return (f"; mode `pooled` (a window is its items' vectors averaged, pool_decay {settings['pool_decay']}), "
+                f"at most {settings['max_length']} tokens per item text")
     return f"; mode `{settings['mode']}`, at most {settings['max_length']} tokens per window"
 
 

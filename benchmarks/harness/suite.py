@@ -161,9 +161,9 @@ def run_suite(
     if unknown:
         raise ConfigError(f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}")
     settings = harness_settings(settings, dataset, k)
-    # text mode re-encodes whole window texts, which the variants share through one cache;
-    # the incremental and item modes keep their own per-user caches inside each pipeline
-    cached = CachedEncoder(encoder) if encoder is not None and settings.encoder.mode == "text" else None
+    # text mode re-encodes whole window texts and pooled mode item texts, which the variants
+    # share through one cache; the incremental and item modes keep per-user caches in each pipeline
+    cached = CachedEncoder(encoder) if encoder is not None and settings.encoder.mode in ("text", "pooled") else None
     vocab = ActionVocabulary.for_domain(settings.domain, settings.actions)
     exclude_actions = settings.retrieval.exclude_actions
     result = SuiteResult(dataset, settings)

@@ -17,7 +17,7 @@ from streamrec.synthetic import SyntheticLog
 def test_factory_and_pipeline_use_the_configured_mode(
         make_settings: Callable[..., object], tiny_encoder: HFEncoder, catalog: Catalog,
         synthetic_log: SyntheticLog) -> None:
-    text = make_settings()
+    text = make_settings(encoder={"mode": "text"})
     assert isinstance(make_window_encoder(text, tiny_encoder, TEMPLATE, catalog), TextWindowEncoder)  # type: ignore[arg-type]
     settings = make_settings(encoder={"mode": "incremental", "slack_events": 4}, window={"max_events": 6})
     window_encoder = make_window_encoder(settings, tiny_encoder, TEMPLATE, catalog)  # type: ignore[arg-type]

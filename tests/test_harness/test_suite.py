@@ -48,7 +48,7 @@ def test_one_run_scores_every_model_on_every_protocol_and_writes_the_report(
         assert list(result.ranks) == expected
         assert {len(r) for r in result.ranks.values()} == {result.scored} and result.scored > 0
     assert suite.protocols["prequential-per-event"].extra["batch_size"] == 1
-    assert suite.encoder_cache["hits"] > 0  # the text-only pipeline reuses the full one's encodings
+    assert suite.encoder_cache["hits"] > 0  # the text-only pipeline reuses the full one's item encodings
 
     report = build_report(suite, {"description": "tiny GPT-2 (test)", "model": "tiny"}, command=["quality.py"])
     paths = write_report(report, suite, tmp_path)
@@ -72,7 +72,8 @@ def test_one_run_scores_every_model_on_every_protocol_and_writes_the_report(
     assert "cold items hit / ndcg" in text and "unseen items hit / ndcg" in text
     assert "![hit@10 over the stream](quality-synthetic.png)" in text
     assert "95% CI" in text and "bootstrap over users" in text
-    assert "mode `text`, at most 512 tokens per window" in text and "texts encoded" in text
+    assert "mode `pooled` (a window is its items' vectors averaged, pool_decay 0.9), at most 512 tokens" \
+        in text and "texts encoded" in text
     assert markdown(saved) == markdown(report)  # the markdown can be rebuilt from the JSON alone
 
 
