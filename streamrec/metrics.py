@@ -67,7 +67,9 @@ class Metrics:
                                   "candidates), after de-duplication.", ["source"], namespace=ns, registry=r)
         self.candidate_recall = Gauge("candidate_recall", "Share of recent positive events whose item was "
                                       "among the user's candidates (decayed over about the last quality_window "
-                                      "events): the ceiling of the final hit rate.", namespace=ns, registry=r)
+                                      "events): the ceiling of the final hit rate; NaN until measured (always, "
+                                      "when the catalogue is ranked whole).", namespace=ns, registry=r)
+        self.candidate_recall.set(float("nan"))
         self.users_in_memory = Gauge("users_in_memory", "User windows held in memory.", namespace=ns, registry=r)
         self.kv_cache_bytes = Gauge("kv_cache_bytes", "Bytes held by per-user encoder KV caches.",
                                     namespace=ns, registry=r)

@@ -1,3 +1,4 @@
+import math
 import urllib.request
 from collections.abc import Callable
 
@@ -152,6 +153,11 @@ def test_evictions_count_idle_users(
 def test_candidate_metrics_count_the_sources_and_the_stages_recall(
     make_settings: Callable[..., Settings], tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
 ) -> None:
+    full_settings = make_settings(retrieval={"mode": "full"})
+    full = Telemetry(full_settings)
+    replay(Pipeline(full_settings, tiny_encoder, Catalog(synthetic_log.items)), synthetic_log.events[:100],
+           progress=False, telemetry=full)
+    assert math.isnan(full.metrics.candidate_recall._value.get())  # no candidate stage: not measured, not 0
     settings = make_settings(retrieval={"mode": "candidates", "candidates_cooccurrence": 12, "candidates_text": 8})
     pipeline = Pipeline(settings, tiny_encoder, Catalog(synthetic_log.items))
     telemetry = Telemetry(settings)
