@@ -43,6 +43,7 @@ from streamrec.head import Example, OnlineHead
 from streamrec.item_vectors import ItemVectors
 from streamrec.neighbours import TextNeighbours
 from streamrec.ranker import OnlineRanker, boost_cold
+from streamrec.reasons import supporting_events
 from streamrec.recommendations import Recommendation, RecommendedItem
 from streamrec.retrieval import Retriever
 from streamrec.scoring import Rows, Scorer
@@ -247,11 +248,16 @@ class Pipeline:
             scores = boost_cold(scores, cold if rows.columns is None else cold[rows.columns.clamp(min=0)], boost)
         ranked = self.retriever.rank(scores, [self.windows.seen_items(u) for u in users], rows.columns)
         produced_at = int(self.clock() * 1000)
+        windows = [self.windows.window(user) for user in users]
+        supports = supporting_events(
+            [[i for i, _ in pairs] for pairs in ranked],
+            [[self.catalog.index_of(e.item_id) for e in window] for window in windows],
+            lambda items: self._item_vectors(rows, items, item_text),
+            lambda items: self.head.context_vectors(item_text, items), self.cooccurrence)
         recommendations = []
-        for user, pairs in zip(users, ranked, strict=True):
-            window = self.windows.window(user)
-            picks = [i for i, _ in pairs]
-            reasons = self._reasons(window, picks, self._pick_vectors(rows, picks, item_text), item_text)
+        for user, pairs, window, support in zip(users, ranked, windows, supports, strict=True):
+            reasons = ([self.template.render_reason(window[b], self.catalog) for b in support] if support
+                       else [self.template.render_reason(None, self.catalog)] * len(pairs))
             names = [self.template.item_name(self.catalog.ids[i], self.catalog) for i, _ in pairs]
             recommended = [RecommendedItem(self.catalog.ids[i], round(s, 5), reason, name)
                            for (i, s), reason, name in zip(pairs, reasons, names, strict=True)]
@@ -273,27 +279,11 @@ class Pipeline:
             return 0
         return sum(int(cold[self.catalog.index_of(item.item_id)]) for rec in recommendations for item in rec.items)
 
-    def _pick_vectors(self, rows: Rows, picks: list[int], item_text: torch.Tensor) -> torch.Tensor:
-        """The head's vectors of the recommended items (as the full ranking computed them)."""
+    def _item_vectors(self, rows: Rows, items: torch.Tensor, item_text: torch.Tensor) -> torch.Tensor:
+        """The head's vectors of ``items`` (as the full ranking computed them, when it did)."""
         if rows.columns is None and rows.item_vectors is not None:
-            return rows.item_vectors[picks]
-        with torch.no_grad():
-            return self.head.model.items(item_text[picks], torch.tensor(picks, dtype=torch.long))[0]
-
-    def _reasons(self, window: Sequence[Event], picks: list[int], pick_vecs: torch.Tensor,
-                 item_text: torch.Tensor) -> list[str]:
-        """For each pick, the window event whose item supports it most: the one taken most often
-        together with it (co-occurrence), else the one whose learned affinity as context is
-        highest; the latest event wins ties."""
-        if not window or not picks:
-            return [self.template.render_reason(None, self.catalog)] * len(picks)
-        window_index = torch.tensor([self.catalog.index_of(e.item_id) for e in window])
-        affinity = pick_vecs @ self.head.context_vectors(item_text, window_index).T  # (picks, window)
-        support = torch.softmax(affinity, dim=1)  # in (0, 1): breaks ties among co-occurrence counts
-        if self.cooccurrence is not None:
-            support = support + self.cooccurrence.pairs(torch.tensor(picks), window_index)
-        best = support.shape[1] - 1 - support.flip(1).argmax(dim=1)
-        return [self.template.render_reason(window[int(b)], self.catalog) for b in best]
+            return rows.item_vectors[items]
+        return self.head.model.items(item_text[items], items)[0]
 
     # -- user vectors ------------------------------------------------------------------------
 
