@@ -252,7 +252,7 @@ class Pipeline:
         supports = supporting_events(
             [[i for i, _ in pairs] for pairs in ranked],
             [[self.catalog.index_of(e.item_id) for e in window] for window in windows],
-            lambda items: self._item_vectors(rows, items, item_text),
+            lambda items: self._head_item_vectors(rows, items, item_text),
             lambda items: self.head.context_vectors(item_text, items), self.cooccurrence)
         recommendations = []
         for user, pairs, window, support in zip(users, ranked, windows, supports, strict=True):
@@ -279,7 +279,7 @@ class Pipeline:
             return 0
         return sum(int(cold[self.catalog.index_of(item.item_id)]) for rec in recommendations for item in rec.items)
 
-    def _item_vectors(self, rows: Rows, items: torch.Tensor, item_text: torch.Tensor) -> torch.Tensor:
+    def _head_item_vectors(self, rows: Rows, items: torch.Tensor, item_text: torch.Tensor) -> torch.Tensor:
         """The head's vectors of ``items`` (as the full ranking computed them, when it did)."""
         if rows.columns is None and rows.item_vectors is not None:
             return rows.item_vectors[items]
