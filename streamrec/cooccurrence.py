@@ -107,22 +107,27 @@ class ItemCooccurrence:
         counts = self.matrix[items.clamp(max=n - 1)][:, others.clamp(max=n - 1)] / self.increment
         return counts * inside
 
+    def _recent_weights(self, recent: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For the first ``n`` items: each user's recent item rows (clamped), their weights
+        ``decay**position / count**alpha`` (0 for padding and items beyond ``n``), and the counts."""
+        recent = recent[:, : self.history]
+        present = ((recent >= 0) & (recent < n)).float()
+        index = recent.clamp(min=0, max=n - 1)
+        counts = self.counts[:n].clamp(min=self.increment)
+        weights = present * self.decay ** torch.arange(recent.shape[1], dtype=torch.float) / counts[index] ** self.alpha
+        return index, weights, counts
+
     def scores(self, recent: torch.Tensor, n_items: int) -> torch.Tensor:
         """``(users, n_items)`` scores for users whose recent items are the rows of ``recent``
         (newest first, ``-1`` padded; at most ``history`` columns are read)."""
         self.grow(n_items)
         n = min(n_items, self.capacity)
-        recent = recent[:, : self.history]
-        present = ((recent >= 0) & (recent < n)).float()
-        index = recent.clamp(min=0, max=n - 1)
-        counts = self.counts[:n].clamp(min=self.increment)
-        weights = present * self.decay ** torch.arange(recent.shape[1], dtype=torch.float)
-        weights = weights / counts[index] ** self.alpha  # (users, history)
+        index, weights, counts = self._recent_weights(recent, n)
         # (users x n, at most history entries a row) @ matrix: reads each recent item's row once,
         # without gathering a (users, history, n) tensor (3x faster at 12k items)
-        users = torch.arange(recent.shape[0]).repeat_interleave(recent.shape[1])
+        users = torch.arange(index.shape[0]).repeat_interleave(index.shape[1])
         picks = torch.sparse_coo_tensor(torch.stack([users, index.reshape(-1)]), weights.reshape(-1),
-                                        (recent.shape[0], self.capacity), check_invariants=False).coalesce()
+                                        (index.shape[0], self.capacity), check_invariants=False).coalesce()
         scores = torch.sparse.mm(picks, self.matrix)[:, :n] / counts ** (1.0 - self.alpha)
         return torch.nn.functional.pad(scores, (0, n_items - n))
 
@@ -130,11 +135,7 @@ class ItemCooccurrence:
         """:meth:`scores` of ``candidates`` only, ``(users, candidates)`` (``-1``: 0), read from
         the ``(users, history, candidates)`` cells alone, not whole rows."""
         n = self.capacity
-        recent = recent[:, : self.history]
-        present = ((recent >= 0) & (recent < n)).float()
-        index = recent.clamp(min=0, max=n - 1)
-        counts = self.counts.clamp(min=self.increment)
-        weights = present * self.decay ** torch.arange(recent.shape[1], dtype=torch.float) / counts[index] ** self.alpha
+        index, weights, counts = self._recent_weights(recent, n)
         columns = candidates.clamp(min=0, max=n - 1)
         cells = self.matrix[index.unsqueeze(2), columns.unsqueeze(1)]  # (users, history, candidates)
         scores = torch.einsum("uh,uhc->uc", weights, cells) / counts[columns] ** (1.0 - self.alpha)

@@ -165,8 +165,9 @@ class Health:
         if self._broker_down is not None:
             return self._broker_down
         waiting = self._waiting
-        if waiting is not None and self.clock() - waiting[1] > BROKER_WAIT_S:
-            return f"{waiting[0]} has waited {self.clock() - waiting[1]:.0f}s for it"
+        waited = self.clock() - waiting[1] if waiting is not None else 0.0
+        if waiting is not None and waited > BROKER_WAIT_S:
+            return f"{waiting[0]} has waited {waited:.0f}s for it"
         return None
 
     def alive(self) -> tuple[bool, str]:
