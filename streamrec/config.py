@@ -138,6 +138,10 @@ class RetrievalSettings(_Section):
                                       "counts half for the trending candidates")
     item_encode_budget: int = Field(256, ge=0, description="candidates mode: items encoded per batch in "
                                     "the background (items a batch needs are encoded at once)")
+    served_users: int = Field(20_000, ge=0, description="candidates mode: users whose last recommendation's "
+                              "ranker rows are kept (float16, about 8 KB a user), so the ranker learns "
+                              "their next event from what they were shown instead of scoring it again "
+                              "(0: always score again)")
 
 
 class BatchSettings(_Section):

@@ -101,11 +101,12 @@ class ItemCooccurrence:
             self.increment = 1.0
 
     def pairs(self, items: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-        """``(len(items), len(others))`` co-occurrence counts (decay applied, 0 beyond the cap)."""
+        """``(..., len(items), len(others))`` co-occurrence counts of ``items`` ``(..., i)`` with
+        ``others`` ``(..., o)`` (decay applied; 0 for ``-1`` and beyond the cap)."""
         n = self.capacity
-        inside = (items < n).unsqueeze(1) & (others < n).unsqueeze(0)
-        counts = self.matrix[items.clamp(max=n - 1)][:, others.clamp(max=n - 1)] / self.increment
-        return counts * inside
+        inside = ((items >= 0) & (items < n)).unsqueeze(-1) & ((others >= 0) & (others < n)).unsqueeze(-2)
+        cells = self.matrix[items.clamp(0, n - 1).unsqueeze(-1), others.clamp(0, n - 1).unsqueeze(-2)]
+        return cells / self.increment * inside
 
     def _recent_weights(self, recent: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For the first ``n`` items: each user's recent item rows (clamped), their weights

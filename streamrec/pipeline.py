@@ -43,15 +43,18 @@ from streamrec.head import Example, OnlineHead
 from streamrec.item_vectors import ItemVectors
 from streamrec.neighbours import TextNeighbours
 from streamrec.ranker import OnlineRanker, boost_cold
-from streamrec.reasons import supporting_events
-from streamrec.recommendations import Recommendation, RecommendedItem
+from streamrec.reasons import explained, supporting_events
+from streamrec.recommendations import Recommendation
 from streamrec.retrieval import Retriever
 from streamrec.scoring import Rows, Scorer
+from streamrec.served import Learned, Served, ServedRows, from_served, joined
 from streamrec.signals import build_signals, feature_names
 from streamrec.sparse_cooccurrence import SparseCooccurrence
 from streamrec.state import load_state, save_state
 from streamrec.text import TextTemplate
 from streamrec.windows import Added, WindowStore
+
+Positive = tuple[list[int], list[int], int, Served | None]  # (co-occurrence recent, seen, item, served rows)
 
 
 @dataclass
@@ -121,6 +124,7 @@ class Pipeline:
         self._wire_signals()
         self.ranker = OnlineRanker(feature_names(self.signals), settings.retrieval.k, head.ranker_learning_rate)
         self.retriever = Retriever(settings.retrieval, catalog)
+        self.served = ServedRows(retrieval.served_users) if lazy else None
         self._window_vectors: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def _wire_signals(self) -> None:
@@ -144,11 +148,15 @@ class Pipeline:
         before_stats = (dict(stats.contributed), stats.targets, stats.targets_found) if stats is not None else None
         self._ensure_window_vectors({e.user_id for e in events})
         vectors, recents, items, weights = [], [], [], []
-        positives: list[tuple[list[int], list[int], int]] = []  # (co-occurrence recent, seen, item)
+        positives: list[Positive] = []
         learned: list[tuple[list[int], int]] = []  # applied after the ranker saw the batch
         touched: dict[str, int] = {}
+        met: set[str] = set()
         for event in events:
             before = self._window_vectors.get(event.user_id)
+            # what the user was last shown describes their window before their first event here only
+            served = self.served.take(event.user_id) if self.served is not None and event.user_id not in met else None
+            met.add(event.user_id)
             weight = self.vocab.weights.get(event.action, 0.0)
             recent = self._recent_items(event.user_id)
             positive_recent = self._positive_recent(event.user_id)
@@ -170,7 +178,7 @@ class Pipeline:
                 recents.append(recent)
                 items.append(item_index)
                 weights.append(weight)
-                positives.append((positive_recent, seen, item_index))
+                positives.append((positive_recent, seen, item_index, served))
         if touched and self.windows.idle_ttl_ms is not None:  # idle in event time: the batch's newest event
             self.windows.expire(max(touched.values()))
         evicted = self.windows.take_evicted()
@@ -242,6 +250,8 @@ class Pipeline:
         positive_recent = torch.tensor([self._positive_recent(u) for u in users])
         excluded = [set(self._seen_index(u)) for u in users] if self.item_vectors.lazy else [set() for _ in users]
         rows = self.scorer.rows(user_vecs, positive_recent, item_text, excluded, self.retriever.blocked_mask())
+        if self.served is not None and rows.columns is not None:
+            self.served.keep(users, rows.columns, rows.features)
         scores = self.ranker.combine(rows.features)
         boost = self.settings.retrieval.cold_boost
         if boost and (cold := self._cold(item_text.shape[0])) is not None:
@@ -256,11 +266,7 @@ class Pipeline:
             lambda items: self.head.context_vectors(item_text, items), self.cooccurrence)
         recommendations = []
         for user, pairs, window, support in zip(users, ranked, windows, supports, strict=True):
-            reasons = ([self.template.render_reason(window[b], self.catalog) for b in support] if support
-                       else [self.template.render_reason(None, self.catalog)] * len(pairs))
-            names = [self.template.item_name(self.catalog.ids[i], self.catalog) for i, _ in pairs]
-            recommended = [RecommendedItem(self.catalog.ids[i], round(s, 5), reason, name)
-                           for (i, s), reason, name in zip(pairs, reasons, names, strict=True)]
+            recommended, names = explained(pairs, window, support, self.template, self.catalog)
             event_time = (event_times or {}).get(user, window[-1].timestamp if window else 0)
             recommendations.append(Recommendation(
                 user_id=user, items=recommended, text=self.template.render_recommendations(names),
@@ -277,13 +283,12 @@ class Pipeline:
         cold = self._cold(len(self.catalog))
         if cold is None:
             return 0
-        return sum(int(cold[self.catalog.index_of(item.item_id)]) for rec in recommendations for item in rec.items)
+        return int(cold[[self.catalog.index_of(i.item_id) for rec in recommendations for i in rec.items]].sum())
 
     def _head_item_vectors(self, rows: Rows, items: torch.Tensor, item_text: torch.Tensor) -> torch.Tensor:
-        """The head's vectors of ``items`` (as the full ranking computed them, when it did)."""
-        if rows.columns is None and rows.item_vectors is not None:
-            return rows.item_vectors[items]
-        return self.head.model.items(item_text[items], items)[0]
+        """The head's vectors of ``items`` (as the ranking computed them, when it did)."""
+        vectors = rows.vectors_of(items)
+        return self.head.model.items(item_text[items], items)[0] if vectors is None else vectors
 
     # -- user vectors ------------------------------------------------------------------------
 
@@ -310,26 +315,35 @@ class Pipeline:
     def _seen_index(self, user_id: str) -> list[int]:
         return [i for i in map(self.catalog.find_index, self.windows.seen_items(user_id)) if i is not None]
 
-    def _observe(self, window_vectors: torch.Tensor, recent: torch.Tensor,
-                 positives: list[tuple[list[int], list[int], int]], item_text: torch.Tensor) -> None:
+    def _observe(self, window_vectors: torch.Tensor, recent: torch.Tensor, positives: list[Positive],
+                 item_text: torch.Tensor) -> None:
         """Score each positive event with the signals as they were before this batch, then let
-        the ranker learn from them (test-then-train)."""
-        self.head.ensure_capacity(item_text.shape[0])
-        users = self.head.user_vectors(window_vectors, recent, item_text)
-        positive_recent = torch.tensor([p[0] for p in positives])
+        the ranker learn from them (test-then-train). In candidates mode, an event whose user's
+        last recommendation is still kept (:mod:`streamrec.served`) is scored on those rows."""
         targets = torch.tensor([p[2] for p in positives])
-        blocked = self.retriever.blocked_mask()
-        rows = self.scorer.rows(users, positive_recent, item_text, [set(p[1]) for p in positives], blocked, targets)
-        if rows.columns is not None and rows.targets is not None and rows.found is not None:  # candidates
-            keep = rows.found
-            features = [f[keep] if f.shape[0] == len(keep) else f for f in rows.features]
-            self.ranker.observe(features, rows.targets[keep], rows.columns[keep] < 0, missed=int((~keep).sum()))
-            return
-        excluded = torch.zeros(len(positives), item_text.shape[0], dtype=torch.bool)
-        for row, (_, seen, _) in enumerate(positives):
-            excluded[row, seen] = True
-        excluded[:, blocked] = True
-        self.ranker.observe(rows.features, targets, excluded)
+        fresh = [i for i, p in enumerate(positives) if p[3] is None]
+        groups: list[Learned] = []
+        if fresh:
+            index = torch.tensor(fresh)
+            self.head.ensure_capacity(item_text.shape[0])
+            users = self.head.user_vectors(window_vectors[index], recent[index], item_text)
+            blocked = self.retriever.blocked_mask()
+            rows = self.scorer.rows(users, torch.tensor([positives[i][0] for i in fresh]), item_text,
+                                    [set(positives[i][1]) for i in fresh], blocked, targets[index])
+            if rows.columns is None or rows.targets is None or rows.found is None:  # the whole catalogue
+                excluded = self.retriever.excluded([p[1] for p in positives], item_text.shape[0])
+                self.ranker.observe(rows.features, targets, excluded)
+                return
+            groups.append(Learned(rows.features, rows.targets, rows.found, rows.columns))
+        served = [p[3] for p in positives if p[3] is not None]
+        if served and self.served is not None and self.scorer.candidates is not None:
+            items = torch.tensor([p[2] for p in positives if p[3] is not None])
+            groups.append(from_served(served, items))
+            self.scorer.candidates.observe_targets(groups[-1].columns, items)  # the recall of what was served
+        if self.served is not None:  # reported by the replay
+            self.served.taken, self.served.scored = self.served.taken + len(served), self.served.scored + len(fresh)
+        features, target_columns, padding, missed = joined(groups)
+        self.ranker.observe(features, target_columns, padding, missed=missed)
 
     def _ensure_window_vectors(self, user_ids: Iterable[str]) -> None:
         """Encode windows that exist but have no vector yet (after a restore or eviction)."""
@@ -362,6 +376,8 @@ class Pipeline:
 
     def _forget(self, user_ids: list[str]) -> None:  # the state beside their windows
         self.window_encoder.forget(user_ids)
+        if self.served is not None:
+            self.served.forget(user_ids)
         for user in user_ids:
             self._window_vectors.pop(user, None)
 

@@ -116,6 +116,9 @@ def replay(
         stats = generator.stats
         metrics["candidates"] = {"recall": stats.recall if stats.targets else None, "targets": stats.targets,
                                  "per_user": {k: v / max(stats.users, 1) for k, v in stats.contributed.items()}}
+    if pipeline.served is not None:  # the ranker's events learned from what was served / scored again
+        metrics["candidates"]["learned_from_served"] = pipeline.served.taken
+        metrics["candidates"]["scored_again"] = pipeline.served.scored
     return metrics
 
 

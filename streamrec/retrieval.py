@@ -37,6 +37,14 @@ class Retriever:
             self._blocked, self._blocked_at = blocked, self.catalog.changes
         return self._blocked
 
+    def excluded(self, seen: Sequence[Sequence[int]], n_items: int) -> torch.Tensor:
+        """``(users, n_items)``: True for each user's ``seen`` item indices and every blocked item."""
+        excluded = torch.zeros(len(seen), n_items, dtype=torch.bool)
+        for row, items in enumerate(seen):
+            excluded[row, list(items)] = True
+        excluded[:, self.blocked_mask()[:n_items]] = True
+        return excluded
+
     def rank(self, scores: torch.Tensor, exclude: Sequence[Collection[str]],
              columns: torch.Tensor | None = None) -> list[list[tuple[int, float]]]:
         """Rank each row of ``scores`` (users x items, or users x candidates with ``columns``
@@ -54,13 +62,12 @@ class Retriever:
         cap = self.settings.max_per_category
         depth = min(scores.shape[1], 4 * k + 64) if cap else k
         top_scores, top_index = torch.topk(scores, depth, dim=1)
+        top_items = top_index if columns is None else torch.gather(columns, 1, top_index)
         results = []
-        for row in range(scores.shape[0]):
-            items = columns[row] if columns is not None else None
-            pairs = [(int(i if items is None else items[i]), float(s))
-                     for i, s in zip(top_index[row], top_scores[row], strict=True) if s != float("-inf")]
+        for row, (items, values) in enumerate(zip(top_items.tolist(), top_scores.tolist(), strict=True)):
+            pairs = [(i, s) for i, s in zip(items, values, strict=True) if s != float("-inf")]
             if cap:
-                pairs = self._apply_category_cap(pairs, scores[row], k, cap, items)
+                pairs = self._apply_category_cap(pairs, scores[row], k, cap, None if columns is None else columns[row])
             results.append(pairs[:k])
         return results
 

@@ -32,10 +32,20 @@ class Rows:
     columns: torch.Tensor | None = None  # (users, columns) item indices, -1 for padding; None: column = item
     targets: torch.Tensor | None = None  # (users,) the column of each user's target, when asked for
     found: torch.Tensor | None = None  # candidates: (users,) whether the target is among them
-    item_vectors: torch.Tensor | None = None  # the head's item vectors: (items, dim), or (users, columns, dim)
+    item_vectors: torch.Tensor | None = None  # the head's item vectors: (items, dim), or those of ``distinct``
+    distinct: torch.Tensor | None = None  # candidates: the distinct items among them, sorted
 
     def padding(self) -> torch.Tensor | None:
         return None if self.columns is None else self.columns < 0
+
+    def vectors_of(self, items: torch.Tensor) -> torch.Tensor | None:
+        """The head's vectors of ``items`` as these rows computed them (None: not all of them)."""
+        if self.item_vectors is None or self.distinct is None:
+            return None if self.item_vectors is None else self.item_vectors[items]
+        if not len(self.distinct):
+            return None
+        at = torch.searchsorted(self.distinct, items).clamp(max=len(self.distinct) - 1)
+        return self.item_vectors[at] if bool((self.distinct[at] == items).all()) else None
 
 
 def text_query(recent: torch.Tensor, item_text: torch.Tensor, decay: float) -> torch.Tensor:
@@ -82,13 +92,14 @@ class Scorer:
             target_columns = (columns == targets.unsqueeze(1)).long().argmax(dim=1)  # 0 where not found
         self.head.ensure_capacity(item_text.shape[0])
         # each distinct candidate once (users share the popular, trending and new ones, and many
-        # neighbours): the head's item tower and the unit text vectors, then spread to the columns
-        unique, spread = torch.unique(columns.clamp(min=0), return_inverse=True)
+        # neighbours): the head's item tower and the unit text vectors, scored against every user
+        # and gathered to the columns (cheaper than gathering a vector per column)
+        distinct, spread = torch.unique(columns.clamp(min=0), return_inverse=True)
         with torch.no_grad():  # the ranker learns from these rows; the head learns on its own
-            vectors, bias = self.head.model.items(item_text[unique], unique)
-        vectors = vectors[spread]
-        head = torch.einsum("ud,ucd->uc", user_vectors, vectors) + bias[spread]
-        unit_text = torch.nn.functional.normalize(item_text[unique], dim=-1)[spread]
+            vectors, bias = self.head.model.items(item_text[distinct], distinct)
+        head = torch.gather(user_vectors @ vectors.T + bias, 1, spread)
+        unit_text = torch.nn.functional.normalize(item_text[distinct], dim=-1)
         scores = Scores(head, positive_recent, item_text, candidates=columns, text_query=query,
-                        candidate_text=unit_text)
-        return Rows(score_rows(self.signals, scores), columns, target_columns, found=found, item_vectors=vectors)
+                        distinct_text=unit_text, spread=spread)
+        return Rows(score_rows(self.signals, scores), columns, target_columns, found=found, item_vectors=vectors,
+                    distinct=distinct)

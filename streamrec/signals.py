@@ -55,7 +55,8 @@ class Scores:
     item_text: torch.Tensor  # (items, dim): the items' text vectors
     candidates: torch.Tensor | None = None  # (users, candidates) item indices (-1: padding); None: every item
     text_query: torch.Tensor | None = None  # (users, dim): with candidates, the text signal's query
-    candidate_text: torch.Tensor | None = None  # (users, candidates, dim): their unit text vectors
+    distinct_text: torch.Tensor | None = None  # (distinct candidates, dim): their unit text vectors ...
+    spread: torch.Tensor | None = None  # (users, candidates): ... and each column's row in them
     rows: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -114,9 +115,9 @@ class TextSimilarity:
 
     def rows(self, scores: Scores) -> list[torch.Tensor]:
         if scores.candidates is not None and scores.text_query is not None:
-            unit = scores.candidate_text
-            if unit is None:
-                unit = torch.nn.functional.normalize(scores.item_text[scores.candidates.clamp(min=0)], dim=-1)
+            if scores.distinct_text is not None and scores.spread is not None:  # each distinct item once
+                return [torch.gather(scores.text_query @ scores.distinct_text.T, 1, scores.spread)]
+            unit = torch.nn.functional.normalize(scores.item_text[scores.candidates.clamp(min=0)], dim=-1)
             return [torch.einsum("ud,ucd->uc", scores.text_query, unit)]
         unit = torch.nn.functional.normalize(scores.item_text, dim=1)
         recent = scores.positive_recent

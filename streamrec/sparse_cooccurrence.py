@@ -184,12 +184,14 @@ class SparseCooccurrence:
         return out
 
     def pairs(self, items: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-        """``(len(items), len(others))`` co-occurrence counts (decay applied; 0 when unknown)."""
+        """``(..., len(items), len(others))`` co-occurrence counts of ``items`` ``(..., i)`` with
+        ``others`` ``(..., o)`` (decay applied; 0 for ``-1`` and when unknown)."""
         rows = items.clamp(min=0, max=max(self.capacity - 1, 0)).numpy()
-        ids = torch.from_numpy(self.ids[rows]).long()  # (items, slots)
+        ids = torch.from_numpy(self.ids[rows]).long()  # (..., items, slots)
         guaranteed = torch.from_numpy(self.values[rows] - self.errors[rows]) / self.increment
-        match = ids.unsqueeze(1) == others.view(1, -1, 1)  # (items, others, slots)
-        return (match * guaranteed.unsqueeze(1)).sum(dim=-1) * (items < self.capacity).unsqueeze(1)
+        match = (ids.unsqueeze(-2) == others.unsqueeze(-2).unsqueeze(-1)) & (others >= 0).unsqueeze(-2).unsqueeze(-1)
+        inside = ((items >= 0) & (items < self.capacity)).unsqueeze(-1)
+        return (match * guaranteed.unsqueeze(-2)).sum(dim=-1) * inside
 
     def interactions(self, n_items: int) -> torch.Tensor:
         """Each item's (decayed) positive events so far, ``(n_items,)``."""

@@ -44,6 +44,8 @@ def test_candidates_mode_learns_the_planted_structure_close_to_the_full_ranking(
     assert candidates["hit@10"] >= 0.85 * full["hit@10"]  # measured: 0.563 against 0.587
     assert 0.6 < stats.recall <= 1.0 and stats.targets > 500
     assert candidates["candidates"]["recall"] == stats.recall and candidates["candidates"]["targets"] == stats.targets
+    learned = candidates["candidates"]["learned_from_served"]  # the rest: second events in a batch, new users
+    assert learned + candidates["candidates"]["scored_again"] == stats.targets and learned > stats.targets / 2
     assert candidates["candidates"]["per_user"]["new"] <= pipeline.settings.retrieval.candidates_new
     assert "candidates" not in full  # full ranking has no candidate stage
     contributed: Counter[str] = Counter()

@@ -46,6 +46,11 @@ def test_with_room_for_every_neighbour_it_equals_the_dense_index() -> None:
     assert torch.allclose(sparse.interactions(n), dense.interactions(n))
     items, others = torch.tensor([0, 5, 9]), torch.tensor([1, 6, 10, 49])
     assert torch.allclose(sparse.pairs(items, others), dense.pairs(items, others))
+    batched_items, batched_others = torch.tensor([[0, 5, -1], [9, -1, -1]]), torch.tensor([[1, 6, 10], [49, 1, -1]])
+    batched = sparse.pairs(batched_items, batched_others)  # (users, items, others), -1 padding scores 0
+    assert torch.allclose(batched, dense.pairs(batched_items, batched_others))
+    assert torch.allclose(batched[0, :2], dense.pairs(items[:2], others[:3]))
+    assert batched[0, 2].abs().sum() == 0 and batched[1, :, 2].abs().sum() == 0 and batched.abs().sum() > 0
     for user in range(len(recent)):  # the neighbours are the dense index's top items
         expected = dense.scores(recent[user:user + 1], n)[0]
         got = sparse.neighbours(recent[user:user + 1], 5)[0]
