@@ -226,7 +226,8 @@ class Pipeline:
         return self.item_vectors.current()
 
     def _outgrow_cooccurrence(self) -> None:
-        """``head.cooccurrence_index: auto``: a dense index the catalogue outgrew becomes sparse."""
+        """`auto`: an outgrown dense co-occurrence index becomes sparse; outgrown whole ranking warns."""
+        self.scorer.check_size(len(self.catalog), self.settings.retrieval.mode, self.settings.retrieval.full_max_items)
         sparse = outgrown(self.cooccurrence, self.settings.head, len(self.catalog))
         if sparse is not None:
             self.use_cooccurrence(sparse)

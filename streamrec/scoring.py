@@ -16,6 +16,7 @@ miss four targets in five, hit@10 fell from 0.039 to 0.004).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ import torch
 from streamrec.candidates import CandidateGenerator
 from streamrec.head import OnlineHead
 from streamrec.signals import Scores, Signal, score_rows
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,10 +70,23 @@ class Scorer:
         self.candidates = candidates
         self.text_decay = text_decay
         self.prepare = prepare  # called with the candidates before they are scored (encode their text)
+        self._warned_size = False
 
     @property
     def mode(self) -> str:
         return "full" if self.candidates is None else "candidates"
+
+    def check_size(self, n_items: int, mode: str, full_max_items: int) -> bool:
+        """Warn once when ``retrieval.mode: auto`` ranks whole a catalogue that has outgrown
+        ``full_max_items`` since the start (auto decides on the catalogue at start: ``streamrec
+        run`` without ``--catalog`` starts empty). True when it warned now."""
+        if self.candidates is not None or mode != "auto" or n_items <= full_max_items or self._warned_size:
+            return False
+        self._warned_size = True
+        log.warning("the catalogue has grown to %d items, more than retrieval.full_max_items=%d, and is still "
+                    "ranked whole (retrieval.mode: auto decides at start, when it had fewer): give the service "
+                    "--catalog, or set retrieval.mode: candidates", n_items, full_max_items)
+        return True
 
     def rows(self, user_vectors: torch.Tensor, positive_recent: torch.Tensor, item_text: torch.Tensor,
              excluded: Sequence[set[int]], blocked: torch.Tensor,

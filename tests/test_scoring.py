@@ -131,3 +131,18 @@ def test_auto_picks_by_the_catalogue_size(make_settings: MakeSettings, tiny_enco
         assert pipeline.trending.growth == pytest.approx(2 ** (1 / 123.0))
     else:
         assert not pipeline.head.model.item_ids.sparse and pipeline.text_index is None
+
+
+def test_a_catalogue_outgrowing_full_ranking_under_auto_is_warned_about_once(
+        make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog,
+        caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(retrieval={"full_max_items": 40})
+    pipeline = Pipeline(settings, tiny_encoder, Catalog(synthetic_log.items[:30]))  # an empty start, as `run`
+    assert pipeline.scorer.mode == "full"
+    pipeline.process(synthetic_log.events[:16])
+    assert "full_max_items" not in caplog.text
+    pipeline.add_items(synthetic_log.items[30:])
+    for start in (16, 32):
+        pipeline.process(synthetic_log.events[start:start + 16])
+    assert caplog.text.count("retrieval.full_max_items=40") == 1 and "--catalog" in caplog.text
+    assert pipeline.scorer.mode == "full"  # decided at start; the operator is told how to change it
