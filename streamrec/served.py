@@ -86,7 +86,7 @@ class Learned:
 
 
 def from_served(entries: Sequence[Served], items: torch.Tensor) -> Learned:
-    """The rows of events of item ``items`` whose users were served ``entries``."""
+    """The rows of positive events (of items ``items``) whose users were last served ``entries``."""
     features = torch.stack([e.features for e in entries]).float()  # (events, features, candidates)
     columns = torch.stack([e.columns for e in entries]).long()
     found = (columns == items.unsqueeze(1)).any(dim=1)
