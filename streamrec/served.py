@@ -89,9 +89,8 @@ def from_served(entries: Sequence[Served], items: torch.Tensor) -> Learned:
     """The rows of positive events (of items ``items``) whose users were last served ``entries``."""
     features = torch.stack([e.features for e in entries]).float()  # (events, features, candidates)
     columns = torch.stack([e.columns for e in entries]).long()
-    found = (columns == items.unsqueeze(1)).any(dim=1)
-    return Learned(list(features.unbind(dim=1)), (columns == items.unsqueeze(1)).long().argmax(dim=1), found,
-                   columns)
+    match = columns == items.unsqueeze(1)
+    return Learned(list(features.unbind(dim=1)), match.long().argmax(dim=1), match.any(dim=1), columns)
 
 
 def joined(groups: Sequence[Learned]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, int]:
