@@ -36,6 +36,7 @@ import torch
 
 from streamrec.config import HeadSettings
 from streamrec.cooccurrence import ItemCooccurrence
+from streamrec.errors import UsageError
 from streamrec.neighbours import TextNeighbours
 from streamrec.ranker import standardised
 from streamrec.sparse_cooccurrence import SparseCooccurrence
@@ -114,11 +115,10 @@ class TextSimilarity:
         self.decay = decay
 
     def rows(self, scores: Scores) -> list[torch.Tensor]:
-        if scores.candidates is not None and scores.text_query is not None:
-            if scores.distinct_text is not None and scores.spread is not None:  # each distinct item once
-                return [torch.gather(scores.text_query @ scores.distinct_text.T, 1, scores.spread)]
-            unit = torch.nn.functional.normalize(scores.item_text[scores.candidates.clamp(min=0)], dim=-1)
-            return [torch.einsum("ud,ucd->uc", scores.text_query, unit)]
+        if scores.candidates is not None:  # each distinct candidate scored once, gathered to the columns
+            if scores.text_query is None or scores.distinct_text is None or scores.spread is None:
+                raise UsageError("text rows on candidates need the query and the distinct candidates' text vectors")
+            return [torch.gather(scores.text_query @ scores.distinct_text.T, 1, scores.spread)]
         unit = torch.nn.functional.normalize(scores.item_text, dim=1)
         recent = scores.positive_recent
         weights = (recent >= 0).float() * self.decay ** torch.arange(recent.shape[1], dtype=torch.float)
