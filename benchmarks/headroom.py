@@ -30,7 +30,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +129,10 @@ class SASRec(nn.Module):
         nn.init.normal_(self.item.weight, std=0.05)
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        """``(B, length)`` item rows, left-padded with 0 -> ``(B, length, dim)`` states."""
+        """``(B, L)`` item rows, left-padded with 0, ``L <= length`` -> ``(B, L, dim)`` states."""
         batch, length = seq.shape
-        x = self.item(seq) * math.sqrt(self.dim) + self.position(torch.arange(length))
+        # positions count from the right, so a batch cut to its longest sequence reads as the full length would
+        x = self.item(seq) * math.sqrt(self.dim) + self.position(torch.arange(self.length - length, self.length))
         x = self.drop(x) * (seq > 0).unsqueeze(-1)
         blocked = torch.triu(torch.ones(length, length, dtype=torch.bool), 1) | (seq == 0).unsqueeze(1)
         # an additive mask, finite so that padded positions (nothing to attend to) stay finite
@@ -141,8 +142,12 @@ class SASRec(nn.Module):
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         return states @ self.item.weight[1:].T
 
-    def fit(self, sequences: Sequence[list[int]], epochs: int, batch: int = 128, seed: int = 0) -> float:
-        """Adam over every position of every sequence, cut into windows of ``length``; the last loss."""
+    def fit(self, sequences: Sequence[list[int]], epochs: int, batch: int = 128, seed: int = 0,
+            after_epoch: Callable[[int, float], bool] | None = None) -> float:
+        """Adam over every position of every sequence, cut into windows of ``length``; the last loss.
+
+        ``after_epoch(epoch, loss)`` is called after each epoch (1-based); training stops when it returns True.
+        """
         inputs, targets = [], []
         for seq in sequences:
             for end in range(len(seq), 1, -self.length):
@@ -151,35 +156,52 @@ class SASRec(nn.Module):
                 inputs.append([0] * pad + [i + 1 for i in part[:-1]])
                 targets.append([-100] * pad + part[1:])
         x_all, y_all = torch.tensor(inputs), torch.tensor(targets)
+        lengths = (x_all > 0).sum(dim=1)
         optimiser = torch.optim.Adam(self.parameters(), lr=1e-3)
         generator = torch.Generator().manual_seed(seed)
         loss = torch.zeros(())
-        self.train()
-        for _ in range(epochs):
-            for rows in torch.randperm(len(x_all), generator=generator).split(batch):
-                x, y = x_all[rows], y_all[rows]
+        for epoch in range(1, epochs + 1):
+            self.train()
+            for rows in _batches(lengths, batch, generator):
+                cut = int(lengths[rows].max())  # the batch's longest window: the padding before it is skipped
+                x, y = x_all[rows, -cut:], y_all[rows, -cut:]
                 keep = y >= 0
                 loss = nn.functional.cross_entropy(self.logits(self(x)[keep]), y[keep])
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
+            self.eval()
+            if after_epoch is not None and after_epoch(epoch, float(loss.detach())):
+                break
         self.eval()
         return float(loss.detach())
 
     @torch.no_grad()
     def next_scores(self, histories: Sequence[list[int]]) -> np.ndarray:
         """``(len(histories), n_items)`` next-item scores from each history's last ``length`` items."""
-        seq = torch.zeros(len(histories), self.length, dtype=torch.long)
+        width = max(1, min(self.length, max((len(items) for items in histories), default=1)))
+        seq = torch.zeros(len(histories), width, dtype=torch.long)
         for row, items in enumerate(histories):
-            items = items[-self.length:]
+            items = items[-width:]
             if items:
-                seq[row, self.length - len(items):] = torch.tensor(items) + 1
+                seq[row, width - len(items):] = torch.tensor(items) + 1
         fastpath = torch.backends.mha.get_fastpath_enabled()
         torch.backends.mha.set_fastpath_enabled(False)  # its fused kernel turns padded rows into NaN
         try:
             return self.logits(self(seq)[:, -1]).numpy()
         finally:
             torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def _batches(lengths: torch.Tensor, batch: int, generator: torch.Generator, pool: int = 50) -> list[torch.Tensor]:
+    """Random batches of rows of about equal length: rows shuffled, sorted by length within pools of ``pool``
+    batches, cut into batches, the batches shuffled (short windows then skip most of the padding)."""
+    order = torch.randperm(len(lengths), generator=generator)
+    out: list[torch.Tensor] = []
+    for part in order.split(batch * pool):
+        part = part[torch.argsort(lengths[part], stable=True)]
+        out.extend(part.split(batch))
+    return [out[i] for i in torch.randperm(len(out), generator=generator).tolist()]
 
 
 class OthersHindsightSASRec(ScoringModel):

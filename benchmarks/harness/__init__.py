@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy names are, for mypy and editors
     from harness.baselines import CooccurrenceKNN, Markov, Popularity, RecentPopularity
-    from harness.datasets import Dataset, load_dataset
+    from harness.datasets import Dataset, load_dataset, shuffle_ties
     from harness.models import ScoringModel, StreamingModel, top_k
     from harness.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
     from harness.pretrained import PACKAGED_LOGS, PRETRAINED, fetch_log, fetch_pretrained, resolve_encoder
@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # what the lazy names are, for mypy and editors
 #: The module of each public name.
 _MODULES = {
     "baselines": ("CooccurrenceKNN", "Markov", "Popularity", "RecentPopularity"),
-    "datasets": ("Dataset", "load_dataset"),
+    "datasets": ("Dataset", "load_dataset", "shuffle_ties"),
     "models": ("ScoringModel", "StreamingModel", "top_k"),
     "pipeline_model": ("CachedEncoder", "PipelineModel", "ZeroEncoder"),
     "pretrained": ("PACKAGED_LOGS", "PRETRAINED", "fetch_log", "fetch_pretrained", "resolve_encoder"),
@@ -102,6 +102,7 @@ __all__ = [
     "run_leave_last_out",
     "run_prequential",
     "run_suite",
+    "shuffle_ties",
     "sliced_metrics",
     "split_leave_last_out",
     "top_k",

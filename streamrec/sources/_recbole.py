@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from streamrec.catalog import Item
+from streamrec.catalog import Item, plain_text
 from streamrec.errors import SourceError
 from streamrec.sources._common import Reject, _collector, _ColumnSpec, _open_text, _progress_lines, _Records
 from streamrec.sources._generic import _map_record
@@ -110,7 +110,7 @@ def recbole_items(path: Path, spec: _ColumnSpec, rejected: list[tuple[str, str]]
         category = _category(row[category_column]) if category_column else ""
         used = {id_column, title_column, category_column}
         attributes = {k: v.strip() for k, v in row.items() if k not in used and v.strip()}
-        items.append(Item(row[id_column].strip(), row[title_column].strip(), category, attributes))
+        items.append(Item(row[id_column].strip(), plain_text(row[title_column]), category, attributes))
     return items
 
 

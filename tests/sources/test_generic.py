@@ -168,3 +168,44 @@ def test_msgpack_garbage_raises_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"events.mpk.*not a msgpack stream"):
         read_log(path, ECOMMERCE)
 
+
+
+# -- the order column ------------------------------------------------------------------------
+
+
+def _day_log(tmp_path: Path, rows: list[str]) -> Path:
+    """A TSV log shaped like a review log: whole-day timestamps, a per-user position column."""
+    path = tmp_path / "days.tsv"
+    path.write_text("user_id\titem_id\ttimestamp\tseq_pos\n" + "".join(row + "\n" for row in rows))
+    return path
+
+
+def test_the_order_column_orders_events_that_share_a_timestamp(tmp_path: Path) -> None:
+    # File order is not time order: u1's same-day items are written last first.
+    path = _day_log(tmp_path, ["u1\tc\t86400\t2", "u1\tb\t86400\t1", "u1\ta\t86400\t0", "u2\tz\t0\t0"])
+    spec = {"default_action": "purchase", "timestamp_unit": "s"}
+    plain = read_log(path, ECOMMERCE, column_map=spec)
+    ordered = read_log(path, ECOMMERCE, column_map={**spec, "order": "seq_pos"})
+    assert [e.item_id for e in plain.events] == ["z", "c", "b", "a"]  # ties in file order
+    assert [e.item_id for e in ordered.events] == ["z", "a", "b", "c"]
+    assert ordered.events[1].attributes == {"seq_pos": "0"}  # the column stays an attribute
+    # The timestamp still comes first: a later day never moves before an earlier one.
+    later = _day_log(tmp_path, ["u1\tlate\t172800\t0", "u1\tearly\t86400\t5"])
+    assert [e.item_id for e in read_log(later, ECOMMERCE, column_map={**spec, "order": "seq_pos"}).events] == [
+        "early", "late"]
+
+
+def test_an_order_value_that_is_not_a_number_is_rejected_and_the_rest_loads(tmp_path: Path) -> None:
+    path = _day_log(tmp_path, ["u1\ta\t1\t0", "u1\tb\t1\tsecond", "u1\tc\t1\t", "u1\td\t1\t1"])
+    log = read_log(path, ECOMMERCE, column_map={"default_action": "purchase", "order": "seq_pos"})
+    assert [e.item_id for e in log.events] == ["a", "d"]
+    rejected = rejected_at(log)
+    assert list(rejected) == ["days.tsv:3", "days.tsv:4"]
+    assert "'seq_pos'" in rejected["days.tsv:3"] and "'second'" in rejected["days.tsv:3"]
+    assert "a number" in rejected["days.tsv:4"]
+
+
+def test_an_order_column_the_file_lacks_fails_at_once(tmp_path: Path) -> None:
+    path = _day_log(tmp_path, ["u1\ta\t1\t0"])
+    with pytest.raises(SourceError, match=r"no column 'position' for order"):
+        read_log(path, ECOMMERCE, column_map={"default_action": "purchase", "order": "position"})

@@ -235,3 +235,23 @@ def test_a_packaged_log_name_loads_from_the_cache_and_a_real_path_wins(tmp_path:
     shutil.copytree(FIXTURES / "ml-100k", tmp_path / "ml-latest-small")  # a local folder of that name
     local = load_dataset("ml-latest-small", cache_dir=tmp_path / "cache")
     assert local.location == "ml-latest-small" and len(local.events) != len(data.events)
+
+
+def test_shuffle_ties_reorders_only_a_users_events_of_the_same_timestamp() -> None:
+    from harness.datasets import Dataset, shuffle_ties
+    from streamrec.events import Event
+
+    # u1 takes ten items on day 0 in item order (the artifact), u2 interleaves, then u1 has a later day.
+    events = [Event("u1", f"i{n}", "purchase", 0) for n in range(10)]
+    events.insert(3, Event("u2", "x", "purchase", 0))
+    events += [Event("u1", "late", "purchase", 1), Event("u2", "y", "purchase", 1)]
+    data = Dataset("d", events, [], "ecommerce", "csv", "d.csv")
+    shuffled = shuffle_ties(data, seed=0)
+    items = [e.item_id for e in shuffled.events]
+    assert items[3] == "x" and items[-2:] == ["late", "y"]  # other users' events and later days stay put
+    day0 = [e.item_id for e in shuffled.events if e.user_id == "u1" and e.timestamp == 0]
+    assert sorted(day0) == sorted(f"i{n}" for n in range(10)) and day0 != [f"i{n}" for n in range(10)]
+    assert [e.item_id for e in shuffle_ties(data, seed=0).events] == items  # the seed fixes the order
+    assert [e.item_id for e in shuffle_ties(data, seed=1).events] != items
+    assert [e.item_id for e in data.events][:3] == ["i0", "i1", "i2"]  # the input is left as it was
+    assert "ties shuffled, seed 0" in shuffled.location

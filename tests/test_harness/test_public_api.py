@@ -9,8 +9,8 @@ def test_exported_names() -> None:
         "LeaveLastOutSplit", "Markov", "PipelineModel", "Popularity", "ProtocolResult", "RecentPopularity",
         "ScoringModel", "StreamingModel", "SuiteResult", "ZeroEncoder", "build_models", "build_report",
         "fetch_log", "fetch_pretrained", "load_dataset", "rank_metrics", "resolve_encoder", "rolling_hit_rate",
-        "run_leave_last_out", "run_prequential", "run_suite", "sliced_metrics", "split_leave_last_out", "top_k",
-        "write_report",
+        "run_leave_last_out", "run_prequential", "run_suite", "shuffle_ties", "sliced_metrics", "split_leave_last_out",
+        "top_k", "write_report",
     }
     for name in harness.__all__:
         assert getattr(harness, name) is not None
