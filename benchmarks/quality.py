@@ -37,7 +37,7 @@ from harness import (
 from harness.machine import machine_info, mark_end
 from harness.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
 from harness.report import command_line
-from harness.suite import PIPELINES
+from harness.suite import PIPELINES, WARM
 from streamrec.config import load_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="where fetched models are unpacked")
     parser.add_argument("--out-dir", default=str(RESULTS), help="where the report goes")
     parser.add_argument("--tag", default="", help="report name suffix: quality-<dataset>-<tag>.md")
+    parser.add_argument("--warm-epochs", type=int, default=5,
+                        help="at most this many epochs for the warm-started models (leave-last-out)")
     parser.add_argument("--pipelines-per-event", action="store_true",
                         help="run streamrec's pipelines in prequential-per-event too (slow: one update per event)")
     return parser.parse_args(argv)
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.shuffle_ties is not None:
         dataset = shuffle_ties(dataset, args.shuffle_ties)
     print(f"{dataset.name}: {len(dataset.events)} events, {len(dataset.items)} items with text", file=sys.stderr)
-    needs_encoder = any(name in PIPELINES for name in args.models)
+    needs_encoder = any(name in PIPELINES or name in WARM for name in args.models)
     model, description = resolve_encoder(args.encoder, args.cache_dir) if needs_encoder else ("", "none")
     overrides: dict[str, dict[str, object]] = {"encoder": {"model": model, "threads": args.threads}} \
         if needs_encoder else {}
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{elapsed:7.0f} s] {protocol}: {done}/{total} events", file=sys.stderr, flush=True)
 
     suite = run_suite(dataset, settings, encoder, args.models, args.protocols, progress=progress,
-                      pipelines_per_event=args.pipelines_per_event)
+                      pipelines_per_event=args.pipelines_per_event, warm_epochs=args.warm_epochs)
     encoder_info = {"shortcut": args.encoder if needs_encoder else None, "model": model,
                     "description": description, "dim": encoder.dim if encoder is not None else None,
                     "pooling": getattr(encoder, "pooling", None)}

@@ -90,6 +90,48 @@ def replay(
 
 
 @app.command()
+def train(
+    log: Annotated[Path, typer.Argument(help="recorded history: file, MovieLens or RecBole directory")],
+    state_dir: Annotated[Path, typer.Option(help="where the trained state goes (replay and run start from it)")],
+    epochs: Annotated[int, typer.Option(help="at most this many epochs (the first streams the log, "
+                                             "later ones train the head again)")] = 5,
+    catalog: Annotated[Path | None, typer.Option("--catalog", help="items file (.csv/.jsonl)")] = None,
+    log_format: Annotated[str, typer.Option(
+        "--format", help="auto|csv|jsonl|msgpack|movielens|amazon|recbole")] = "auto",
+    column: Annotated[list[str] | None, typer.Option("--column", help="column map ours=theirs")] = None,
+    limit: Annotated[int | None, typer.Option(help="read at most this many events")] = None,
+    validation: Annotated[bool, typer.Option(help="hold out each user's last event to pick the best epoch")] = True,
+    patience: Annotated[int, typer.Option(help="stop after this many epochs without a validation gain")] = 2,
+    config: ConfigOpt = None,
+    encoder: EncoderOpt = None,
+    domain: DomainOpt = None,
+    language: LanguageOpt = None,
+    batch_size: BatchOpt = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Warm start: train on a recorded log for several epochs and save the state for replay and run."""
+    from streamrec.training import train_files
+
+    try:
+        settings = _settings(config, domain=domain, encoder={"model": encoder}, text={"language": language},
+                             batch={"max_size": batch_size}, metrics_address="")
+        report = train_files(settings, log, state_dir, epochs, catalog, log_format, parse_column_map(column), limit,
+                             validation=validation, patience=patience, progress=progress,
+                             domain_given=domain is not None)
+    except StreamrecError as exc:
+        raise _fail(exc) from exc
+    table = Table("epoch", "loss", "seconds", f"hit@{report.k}", f"ndcg@{report.k}")
+    for epoch in report.epochs:
+        table.add_row(str(epoch.epoch) + (" (kept)" if epoch.epoch == report.best_epoch else ""),
+                      f"{epoch.loss:.3f}", f"{epoch.seconds:.0f}",
+                      *(f"{epoch.validation[f'{m}@{report.k}']:.4f}" if epoch.validation else "-"
+                        for m in ("hit", "ndcg")))
+    console.print(table)
+    console.print(f"trained on {report.trained_events} events, validated on {report.validation_events} "
+                  f"(each user's last); state in [bold]{state_dir}/[/] (training.json has the epochs)")
+
+
+@app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option(help="where the log, catalogue, model and results go")] = Path("demo-out"),
     users: int = 400,

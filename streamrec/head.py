@@ -204,6 +204,7 @@ class OnlineHead:
         self.version = 0
         self.last_loss = float("nan")
         self.lr_scale = 1.0
+        self.recorded: list[Example] | None = None  # when a list: every new example learned is appended (training)
 
     @property
     def capacity(self) -> int:
@@ -255,6 +256,8 @@ class OnlineHead:
             self.optimizer.step()
             losses.append(loss.item())
         self.replay.add(new)
+        if self.recorded is not None:
+            self.recorded.append(new)
         self.version += 1
         self.last_loss = sum(losses) / len(losses)
         return self.last_loss

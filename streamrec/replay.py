@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -26,6 +26,9 @@ from streamrec.monitoring import Telemetry
 from streamrec.pipeline import BatchResult, Pipeline
 from streamrec.prequential import PrequentialScore
 from streamrec.runner import EventBatch, ListSource, Runner
+
+if TYPE_CHECKING:
+    from streamrec.sources import RecordedLog
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,37 @@ def write_metrics(metrics: dict[str, Any], path: str | Path) -> None:
     Path(path).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def open_log(
+    settings: Settings,
+    log_path: str | Path,
+    catalog_path: str | Path | None = None,
+    log_format: str = "auto",
+    column_map: Mapping[str, str] | None = None,
+    limit: int | None = None,
+    domain_given: bool = True,
+) -> tuple[Pipeline, RecordedLog]:
+    """Read a recorded log (and a catalogue file) and build the pipeline that will learn it.
+
+    Without ``domain_given``, a log format that fixes its vocabulary sets the domain (MovieLens rates,
+    Amazon sells); the pipeline's settings say which one was used.
+    """
+    from streamrec.encoding import HFEncoder
+    from streamrec.sources import detect_format, read_log
+
+    resolved = detect_format(log_path) if log_format == "auto" else log_format
+    if not domain_given and resolved in LOG_DOMAINS:
+        settings = settings.model_copy(update={"domain": LOG_DOMAINS[resolved]})
+    vocab = ActionVocabulary.for_domain(settings.domain, settings.actions)
+    recorded = read_log(log_path, vocab, resolved, column_map, limit)  # type: ignore[arg-type]
+    for location, message in recorded.rejected[:5]:
+        log.warning("rejected %s: %s", location, message)
+    catalog = Catalog(recorded.items)
+    if catalog_path is not None:
+        for item in read_items(catalog_path):
+            catalog.upsert(item)
+    return Pipeline(settings, HFEncoder(settings.encoder), catalog), recorded
+
+
 def replay_files(
     settings: Settings,
     log_path: str | Path,
@@ -146,21 +180,8 @@ def replay_files(
     When ``settings.metrics_address`` is set, ``/metrics``, ``/healthz`` and ``/readyz`` are
     served while the replay runs (and ``linger_seconds`` after it, for a last scrape).
     """
-    from streamrec.encoding import HFEncoder
-    from streamrec.sources import detect_format, read_log
-
-    resolved = detect_format(log_path) if log_format == "auto" else log_format
-    if not domain_given and resolved in LOG_DOMAINS:  # MovieLens rates, Amazon sells
-        settings = settings.model_copy(update={"domain": LOG_DOMAINS[resolved]})
-    vocab = ActionVocabulary.for_domain(settings.domain, settings.actions)
-    recorded = read_log(log_path, vocab, resolved, column_map, limit)  # type: ignore[arg-type]
-    for location, message in recorded.rejected[:5]:
-        log.warning("rejected %s: %s", location, message)
-    catalog = Catalog(recorded.items)
-    if catalog_path is not None:
-        for item in read_items(catalog_path):
-            catalog.upsert(item)
-    pipeline = Pipeline(settings, HFEncoder(settings.encoder), catalog)
+    pipeline, recorded = open_log(settings, log_path, catalog_path, log_format, column_map, limit, domain_given)
+    settings = pipeline.settings
     if state_dir is not None and pipeline.load(state_dir):
         log.info("resumed head v%d from %s", pipeline.head.version, state_dir)
     telemetry = Telemetry(settings)

@@ -80,6 +80,35 @@ class PipelineModel:
         return out
 
 
+class WarmPipelineModel(PipelineModel):
+    """A pipeline warm-started from the history: ``learn`` only collects the training events; ``finish``
+    (called by the leave-last-out protocol before it ranks) runs :func:`streamrec.training.train` on them,
+    up to ``epochs`` epochs with its own validation split (each user's last training event) and early
+    stopping, as ``streamrec train`` does. Only leave-last-out has a history to start from."""
+
+    def __init__(self, pipeline: Pipeline, name: str = "streamrec-warm", epochs: int = 5,
+                 rank_chunk: int = 256) -> None:
+        super().__init__(pipeline, name, rank_chunk)
+        self.epochs = epochs
+        self.history: list[Event] = []
+        self.report: dict[str, object] = {}
+
+    def learn(self, events: Sequence[Event]) -> None:
+        self.history.extend(events)
+
+    def finish(self) -> None:
+        from streamrec.training import train
+
+        started = time.perf_counter()
+        report = train(self.pipeline, self.history, self.epochs)
+        self.seconds["train"] += time.perf_counter() - started
+        self.report = report.to_dict()
+        self.history = []
+
+    def diagnostics(self) -> dict[str, object]:
+        return {**super().diagnostics(), "training": self.report}
+
+
 class CachedEncoder:
     """Remembers the vectors of the last ``max_entries`` texts; encodes only the others.
 

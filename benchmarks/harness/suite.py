@@ -13,7 +13,10 @@ Models, by name:
 * streamrec's pipeline: ``streamrec`` (the settings as given), ``streamrec-ids-only`` (the same
   head with ``text_features=False``: no encoder vectors, no text similarity),
   ``streamrec-text-only`` (``id_features=False``) and ``streamrec-head-only`` (no
-  co-occurrence: the head alone, as before the ranker).
+  co-occurrence: the head alone, as before the ranker);
+* warm-started (leave-last-out only): ``streamrec-warm`` and ``streamrec-ids-only-warm`` collect the
+  training events, then train on them as ``streamrec train`` does (up to ``warm_epochs`` epochs,
+  early stopping on each user's last training event) before the held-out users are ranked.
 
 Protocols: ``prequential`` (micro-batches of ``batch.max_size``, as the replay runner),
 ``prequential-per-event`` (batches of one event, baselines only unless
@@ -42,7 +45,7 @@ from tqdm import tqdm
 from harness.baselines import CooccurrenceKNN, Markov, Popularity, RecentPopularity
 from harness.datasets import Dataset, load_dataset
 from harness.models import ScoringModel, StreamingModel
-from harness.pipeline_model import CachedEncoder, PipelineModel, ZeroEncoder
+from harness.pipeline_model import CachedEncoder, PipelineModel, WarmPipelineModel, ZeroEncoder
 from harness.pretrained import DEFAULT_CACHE, resolve_encoder
 from harness.protocols import ProtocolResult, run_leave_last_out, run_prequential, split_leave_last_out
 from harness.river_mf import BiasedMF
@@ -74,7 +77,12 @@ PIPELINES: dict[str, dict[str, Any]] = {
     "streamrec-text-only": {"id_features": False},
     "streamrec-head-only": {"cooccurrence_history": 0},
 }
-MODEL_NAMES = (*BASELINES, *PIPELINES)
+#: streamrec warm-started from the history (leave-last-out only): ``streamrec train`` on the training events.
+WARM: dict[str, dict[str, Any]] = {
+    "streamrec-warm": {},
+    "streamrec-ids-only-warm": {"text_features": False},
+}
+MODEL_NAMES = (*BASELINES, *PIPELINES, *WARM)
 PROTOCOLS = ("prequential", "prequential-per-event", "leave-last-out")
 
 Progress = Callable[[str, int, int], None]
@@ -113,7 +121,7 @@ def harness_settings(settings: Settings, dataset: Dataset, k: int = METRIC_K) ->
 
 
 def build_models(names: Sequence[str], dataset: Dataset, settings: Settings,
-                 encoder: TextEncoder | None) -> list[StreamingModel]:
+                 encoder: TextEncoder | None, warm_epochs: int = 5) -> list[StreamingModel]:
     """Fresh models, in the order given. Pipelines need ``encoder`` (in text mode, pass one CachedEncoder
     for all of them). An unknown name, or a pipeline without an encoder, is a
     :class:`~streamrec.errors.ConfigError`."""
@@ -130,9 +138,10 @@ def build_models(names: Sequence[str], dataset: Dataset, settings: Settings,
             continue
         if encoder is None:
             raise ConfigError(f"model {name!r} needs an encoder")
-        head = settings.head.model_copy(update=PIPELINES[name])
+        head = settings.head.model_copy(update={**PIPELINES, **WARM}[name])
         variant, variant_encoder = pipeline_encoder(settings.model_copy(update={"head": head}), encoder)
-        models.append(PipelineModel(Pipeline(variant, variant_encoder, Catalog(dataset.items)), name))
+        pipeline = Pipeline(variant, variant_encoder, Catalog(dataset.items))
+        models.append(WarmPipelineModel(pipeline, name, warm_epochs) if name in WARM else PipelineModel(pipeline, name))
     return models
 
 
@@ -154,6 +163,7 @@ def run_suite(
     k: int = METRIC_K,
     progress: Progress | None = None,
     pipelines_per_event: bool = False,
+    warm_epochs: int = 5,
 ) -> SuiteResult:
     """Run ``protocols`` over ``dataset`` for ``model_names``; see the module docstring. An unknown
     protocol or model is a :class:`~streamrec.errors.ConfigError`."""
@@ -173,10 +183,11 @@ def run_suite(
 
     for protocol in protocols:
         names = [n for n in model_names  # a pipeline per event is slow: only when asked for
-                 if not (protocol == "prequential-per-event" and n in PIPELINES and not pipelines_per_event)]
+                 if not (protocol == "prequential-per-event" and n in PIPELINES and not pipelines_per_event)
+                 and not (n in WARM and protocol != "leave-last-out")]  # only leave-last-out has a history first
         if not names:
             continue
-        models = build_models(names, dataset, settings, cached or encoder)
+        models = build_models(names, dataset, settings, cached or encoder, warm_epochs)
         report = functools.partial(progress, protocol) if progress is not None else None
         started = time.perf_counter()
         if protocol == "leave-last-out":
