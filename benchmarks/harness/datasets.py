@@ -111,13 +111,24 @@ def shuffle_ties(dataset: Dataset, seed: int) -> Dataset:
     return replace(dataset, events=events, location=f"{dataset.location} (same-day ties shuffled, seed {seed})")
 
 
+#: File names that say what a file holds, not which log it is: such a file is named by its directory.
+GENERIC_STEMS = frozenset({"interactions", "events", "ratings", "log", "data", "train"})
+
+
 def dataset_name(path: Path) -> str:
-    """``ml-100k`` for a directory, the file name without extensions for a file."""
+    """``ml-100k`` for a directory; the file name without extensions for a file, or the directory's
+    name for a file with a generic name (``amazon-beauty/interactions.tsv`` is ``amazon-beauty``).
+
+    >>> dataset_name(Path("logs/shop-2024.csv.gz")), dataset_name(Path("amazon-beauty/interactions.tsv"))
+    ('shop-2024', 'amazon-beauty')
+    """
     if path.is_dir():
         return path.resolve().name
     name = path.name
     for suffix in reversed(path.suffixes):
         name = name.removesuffix(suffix)
+    if name.lower() in GENERIC_STEMS and path.resolve().parent.name:
+        return path.resolve().parent.name
     return name or path.name
 
 
