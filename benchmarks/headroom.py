@@ -4,6 +4,8 @@
     python benchmarks/headroom.py ../shared/datasets/ml-100k --alpha 0.8 --tag asym
     python benchmarks/headroom.py ../shared/datasets/ml-100k --sasrec-epochs 40
     python benchmarks/headroom.py ml-1m --limit 300000 --sasrec-epochs 20 --no-per-event --tag sasrec-300k
+    python benchmarks/headroom.py ../shared/datasets/amazon-beauty/interactions.tsv --no-per-event \
+        --column-map default_action=purchase timestamp_unit=s order=seq_pos --domain ecommerce
 
 Runs the 30-item co-occurrence kNN (streamrec's own co-occurrence setting; with ``--alpha
 0.8``, the harness's ``cooccurrence-knn-30-asym``, the strongest baseline of the quality run
@@ -252,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", help="a log path read by streamrec.sources, or 'synthetic[:...]'")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, help="only the first N valid events")
+    parser.add_argument("--column-map", nargs="+", default=[], metavar="FIELD=COLUMN",
+                        help="generic logs: field (or option) = column, e.g. default_action=purchase order=seq_pos")
+    parser.add_argument("--domain", help="action vocabulary of a generic log (MovieLens and Amazon fix theirs)")
     parser.add_argument("--per-event", action=argparse.BooleanOptionalAction, default=True,
                         help="also score per event (batches of one; slow on large logs)")
     parser.add_argument("--alpha", type=float, default=_HEAD.cooccurrence_alpha,
@@ -263,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=str(RESULTS))
     args = parser.parse_args(argv)
 
-    dataset = load_dataset(args.dataset, args.limit)
+    column_map = dict(pair.split("=", 1) for pair in args.column_map)
+    dataset = load_dataset(args.dataset, args.limit, column_map or None, args.domain)
     vocab = ActionVocabulary.for_domain(dataset.domain)
     weights = vocab.weights
     # the references are fitted once; each protocol starts them afresh with reset()
