@@ -57,7 +57,8 @@ class StreamState:
 
     def learn(self, events: Sequence[Event]) -> None:
         for event in events:
-            self._item_counts[self.index_of(event.item_id)] += 1
+            index = self.index_of(event.item_id)  # first: a new item may grow (replace) the counts array
+            self._item_counts[index] += 1
             self._user_counts[event.user_id] += 1
             if self.exclude_actions is None or event.action in self.exclude_actions:
                 self._seen[event.user_id].add(event.item_id)

@@ -69,6 +69,13 @@ def test_stream_state_seen_items_follow_exclude_actions() -> None:
     assert state.seen("u") == {"b"} and state.user_count("u") == 2
 
 
+def test_stream_state_counts_items_first_met_in_the_stream_past_its_initial_room() -> None:
+    # no catalogue up front (a generic log without item text): every item is first met in a batch
+    state = StreamState()
+    state.learn([Event("u", f"i{n}", "view", n) for n in range(3000)] + [Event("v", "i2999", "view", 1)])
+    assert state.n_items == 3000 and state.item_count("i0") == 1 and state.item_count("i2999") == 2
+
+
 def test_per_event_values_are_each_events_share_of_the_mean() -> None:
     ranks = np.array([0, 2, -1, 10])  # k=10: rank 10 is the 11th place, a miss
     assert per_event(ranks, 10, "hit").tolist() == [1.0, 1.0, 0.0, 0.0]
