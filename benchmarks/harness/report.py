@@ -77,6 +77,7 @@ def build_report(suite: SuiteResult, encoder: dict[str, Any], command: list[str]
             "models": _rounded(result.metrics()),
             "pipelines": suite.diagnostics.get(name, {}),
         }
+        protocols[name]["comparisons"] = comparisons(result)
         if name.startswith("prequential"):
             protocols[name]["curve"] = curve(result)
     report = {
@@ -130,6 +131,29 @@ def check_targets(report: dict[str, Any], result: ProtocolResult | None = None,
     out[f"replay within {minutes}"] = {"seconds": seconds, "cpu_seconds": models["streamrec"]["cpu_seconds"],
                                    "budget_seconds": budget, "met": seconds <= budget, "note": note}
     return out
+
+
+#: Each pipeline against the best baseline on these (metric, scope); pairs of pipelines on hit@10 and ndcg@10.
+COMPARED = (("hit@10", "all"), ("ndcg@10", "all"), ("hit@10", "cold_item"))
+PIPELINE_PAIRS = (("streamrec", "streamrec-ids-only"), ("streamrec-warm", "streamrec"),
+                  ("streamrec-warm", "streamrec-ids-only-warm"))
+
+
+def comparisons(result: ProtocolResult) -> list[dict[str, Any]]:
+    """Paired comparisons with bootstrap intervals over users, in any protocol: each pipeline against the
+    best baseline of the run (on ``COMPARED``), and the pipelines of ``PIPELINE_PAIRS`` against each other."""
+    metrics = result.metrics()
+    baselines = [n for n in metrics if n in BASELINES]
+    pairs: list[tuple[str, str, str, str]] = []
+    for name in (n for n in metrics if n not in BASELINES):
+        for metric, scope in COMPARED if baselines else ():
+            pairs.append((name, max(baselines, key=lambda n: metrics[n][scope][metric]), metric, scope))
+    for ours, theirs in PIPELINE_PAIRS:
+        if ours in metrics and theirs in metrics:
+            pairs += [(ours, theirs, "hit@10", "all"), (ours, theirs, "ndcg@10", "all")]
+    return [{"model": ours, "against": theirs, "metric": metric, "scope": scope,
+             "ours": metrics[ours][scope][metric], "theirs": metrics[theirs][scope][metric],
+             **interval(result, ours, theirs, metric, scope)} for ours, theirs, metric, scope in pairs]
 
 
 def command_line(argv: list[str] | None = None) -> list[str]:
@@ -262,6 +286,20 @@ def markdown(report: dict[str, Any], png: Path | None = None) -> str:
                       "each user's scored events drawn together). They say how much a comparison depends on "
                       "which users the log happens to hold, not how much it moves with the models' own "
                       "randomness (seeds)."]
+    compared = [(p, c) for p, protocol in report["protocols"].items() for c in protocol.get("comparisons", [])]
+    if compared:
+        lines += ["", "## Paired comparisons (95 % bootstrap intervals over users)", "",
+                  "| protocol | model | against | metric | ours | theirs | ratio (CI) | difference (CI) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for protocol_name, c in compared:
+            ci = c.get("ci") or {}
+            ratio = "n/a" if not ci.get("ratio") else f"{ci['ratio']:.2f}x" + (
+                f" ({ci['ratio_low']:.2f}-{ci['ratio_high']:.2f})" if ci.get("ratio_low") is not None else "")
+            difference = (f"{ci['difference']:+.4f} ({ci['difference_low']:+.4f} to {ci['difference_high']:+.4f})"
+                          if ci else f"{c['ours'] - c['theirs']:+.4f}")
+            scope = "" if c["scope"] == "all" else f" ({SLICE_TITLES[c['scope']]})"
+            lines.append(f"| {protocol_name} | {c['model']} | {c['against']} | {c['metric']}{scope} | "
+                         f"{c['ours']:.4f} | {c['theirs']:.4f} | {ratio} | {difference} |")
     pipelines = {(p, n): d for p, protocol in report["protocols"].items() for n, d in protocol["pipelines"].items()}
     if pipelines:
         lines += ["", "## Pipeline time by stage (seconds)", "",

@@ -3,7 +3,7 @@ import pytest
 
 from harness.protocols import ProtocolResult
 from harness.quality import SLICES
-from harness.report import DEFAULT_TARGETS, RatioTarget, Targets, check_targets, markdown
+from harness.report import DEFAULT_TARGETS, RatioTarget, Targets, check_targets, comparisons, markdown
 
 
 def result_with(ranks: dict[str, list[int]], users: int = 200) -> ProtocolResult:
@@ -69,6 +69,28 @@ def test_the_targets_are_parameters_and_the_defaults_are_the_documented_ones() -
     replay = found["replay within 60 min"]
     assert replay["budget_seconds"] == 7200 and replay["met"]
     assert replay["note"].endswith("100,000 events: budget 7,200 s, 60 min per 50,000 events")
+
+
+def test_every_protocol_pairs_each_pipeline_with_the_best_baseline_and_the_warm_start_with_one_pass() -> None:
+    result = result_with({"popularity": [0, -1, -1, -1] * 50, "markov": [0, 0, -1, -1] * 50,
+                          "streamrec": [0, 0, 0, -1] * 50, "streamrec-warm": [0, 0, 0, 0] * 50})
+    result.protocol = "leave-last-out"
+    found = {(c["model"], c["against"], c["metric"], c["scope"]): c for c in comparisons(result)}
+    assert set(found) == {("streamrec", "markov", "hit@10", "all"), ("streamrec", "markov", "ndcg@10", "all"),
+                          ("streamrec", "popularity", "hit@10", "cold_item"),  # no cold events: the first baseline
+                          ("streamrec-warm", "markov", "hit@10", "all"), ("streamrec-warm", "markov", "ndcg@10", "all"),
+                          ("streamrec-warm", "popularity", "hit@10", "cold_item"),
+                          ("streamrec-warm", "streamrec", "hit@10", "all"),
+                          ("streamrec-warm", "streamrec", "ndcg@10", "all")}
+    warm = found[("streamrec-warm", "streamrec", "hit@10", "all")]
+    assert (warm["ours"], warm["theirs"]) == (1.0, 0.75)
+    assert warm["ci"]["difference_low"] <= 0.25 <= warm["ci"]["difference_high"] and warm["ci"]["groups"] == 200
+    report = minimal_report({})
+    report["protocols"] = {"leave-last-out": {"batch_size": 64, "models": {}, "slice_events": {}, "scored_events": 200,
+                                              "events": 200, "items": 50, "wall_seconds": 1.0,
+                                              "pipelines": {}, "comparisons": list(found.values())}}
+    assert ("| leave-last-out | streamrec-warm | streamrec | hit@10 | 1.0000 | 0.7500 | 1.33x ("
+            in markdown(report))
 
 
 def minimal_report(found: dict) -> dict:
