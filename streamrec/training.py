@@ -139,11 +139,13 @@ def train(
                 on_batch(min(start + batch_size, len(train_events)), len(train_events))
     finally:
         pipeline.head.recorded = None
-    report.examples = sum(len(part.items) for part in recorded)
+    examples = Example.concat(recorded) if recorded else None  # once: every later epoch reads the same rows
+    recorded.clear()
+    report.examples = 0 if examples is None else len(examples.items)
     best: tuple[float, dict[str, torch.Tensor] | None] = (-1.0, None)
     for epoch in range(1, epochs + 1):
         if epoch > 1:
-            started, losses = time.perf_counter(), _head_epoch(pipeline, recorded, batch_size, epoch, on_batch)
+            started, losses = time.perf_counter(), _head_epoch(pipeline, examples, batch_size, epoch, on_batch)
         scores = validate(pipeline, held, k) if held else {}
         done = Epoch(epoch, sum(losses) / len(losses) if losses else math.nan, time.perf_counter() - started, scores)
         report.epochs.append(done)
@@ -165,12 +167,11 @@ def train(
     return report
 
 
-def _head_epoch(pipeline: Pipeline, recorded: list[Example], batch_size: int, epoch: int,
+def _head_epoch(pipeline: Pipeline, examples: Example | None, batch_size: int, epoch: int,
                 on_batch: BatchCallback | None) -> list[float]:
     """One more pass of the head over the recorded examples, shuffled (a fixed seed per epoch)."""
-    if not recorded:
+    if examples is None:
         return []
-    examples = Example.concat(recorded)
     order = torch.randperm(len(examples.items), generator=torch.Generator().manual_seed(epoch))
     item_vectors = pipeline.item_vectors
     item_text = item_vectors.current() if item_vectors.lazy else item_vectors.matrix()
