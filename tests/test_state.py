@@ -4,8 +4,13 @@ a sparse index that outlives the dense one it replaced, and a text graph rebuilt
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
+import pytest
+
+import streamrec.pipeline
+from streamrec.ann import TextIndex
 from streamrec.catalog import Catalog
 from streamrec.config import Settings
 from streamrec.encoding import HFEncoder
@@ -23,7 +28,10 @@ def _ranked(pipeline: Pipeline, users: list[str]) -> list[list[str]]:
 
 
 def test_a_candidates_pipeline_restarts_into_the_same_recommendations(
-        make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog, tmp_path: Path) -> None:
+        make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # inserted in parallel, an HNSW graph differs run to run; one thread builds the same graph every time
+    monkeypatch.setattr(streamrec.pipeline, "TextIndex", partial(TextIndex, threads=1))
     settings = make_settings(retrieval=CANDIDATES)
     first = Pipeline(settings, tiny_encoder, Catalog(synthetic_log.items))
     for start in range(0, 400, 32):
