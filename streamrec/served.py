@@ -49,6 +49,9 @@ class ServedRows:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, user: object) -> bool:
+        return user in self._entries
+
     def memory_bytes(self) -> int:
         return sum(e.columns.nbytes + e.features.nbytes for e in self._entries.values())
 

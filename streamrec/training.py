@@ -162,6 +162,8 @@ def train(
     if best[1] is not None and report.best_epoch != report.epochs[-1].epoch:
         pipeline.head.model.load_state_dict(best[1])  # the weights in place: the optimizer keeps its references
         pipeline.head.version += 1
+        if pipeline.served is not None:  # the last validation's rows were ranked by the head just replaced
+            pipeline.served.forget({event.user_id for event in held})
     for start in range(0, len(held), batch_size):  # the held-out events, learned as the stream would
         pipeline.process(held[start:start + batch_size])
     return report

@@ -16,6 +16,7 @@ from streamrec.cli import app
 from streamrec.config import Settings
 from streamrec.encoding import HFEncoder
 from streamrec.errors import UsageError
+from streamrec.events import Event
 from streamrec.pipeline import Pipeline
 from streamrec.state import COOCCURRENCE_FILE, HEAD_FILE
 from streamrec.synthetic import SyntheticLog
@@ -80,10 +81,14 @@ def test_train_keeps_the_best_epochs_head_and_stops_when_validation_stalls(
 
     scores = iter([0.30, 0.50, 0.40, 0.45, 0.9])  # best at epoch 2, then two epochs without a gain
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
-    pipeline = _pipeline(make_settings, tiny_encoder, synthetic_log)
+    candidates = {"mode": "candidates", "candidates_cooccurrence": 12, "candidates_text": 8}
+    pipeline = Pipeline(make_settings(**SMALL, retrieval=candidates), tiny_encoder, Catalog(synthetic_log.items))
+    assert pipeline.served is not None
+    held = {e.user_id for e in hold_out_last(synthetic_log.events[:700], pipeline.vocab.is_positive, 3)[1]}
 
-    def scripted(p: Pipeline, held: object, k: int) -> dict[str, float]:
+    def scripted(p: Pipeline, events: list[Event], k: int) -> dict[str, float]:
         snapshots[len(snapshots) + 1] = {n: t.clone() for n, t in p.head.model.state_dict().items()}
+        p.recommend([e.user_id for e in events])  # as validation does: the head's rows are served
         return {f"hit@{k}": 0.0, f"ndcg@{k}": next(scores), "users": 1.0}
 
     monkeypatch.setattr(training, "validate", scripted)
@@ -94,6 +99,8 @@ def test_train_keeps_the_best_epochs_head_and_stops_when_validation_stalls(
     def first_process_after_training(events: object) -> object:
         if len(snapshots) == 4 and not restored:
             restored.update({n: t.clone() for n, t in pipeline.head.model.state_dict().items()})
+            # and no rows served by the later head are learned from: the held-out users are scored afresh
+            assert pipeline.served is not None and not any(user in pipeline.served for user in held)
         return process(events)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline, "process", first_process_after_training)
