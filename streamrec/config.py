@@ -73,6 +73,11 @@ class EncoderSettings(_Section):
 class HeadSettings(_Section):
     dim: int = Field(64, ge=4)
     context_items: int = Field(10, ge=1, description="recent items fed to the user side by id")
+    sequence: Literal["weighted", "attention"] = Field("weighted", description="how the user side reads its "
+                                                       "recent items: weighted: a learned weight per position, "
+                                                       "summed; attention: that sum plus one self-attention "
+                                                       "block over them (learned positions), read at the "
+                                                       "newest")
     text_features: bool = Field(True, description="use the encoder's vectors (off: ids-only ablation)")
     id_features: bool = Field(True, description="use learned id embeddings (off: text-only ablation)")
     learning_rate: float = Field(3e-3, gt=0)

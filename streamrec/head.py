@@ -2,7 +2,10 @@
 
 * User side: the encoder's vector of the user's window text -> LayerNorm -> 2-layer MLP,
   plus a position-weighted sum over the user's ``context_items`` most recent items (each the
-  projection of its text vector plus a learned context-id embedding).
+  projection of its text vector plus a learned context-id embedding). With ``sequence:
+  attention``, plus one pre-norm self-attention block over those items (learned positions, zero
+  at first), read at the newest: which earlier items matter depends on the newest, as in
+  SASRec; the items enter as text, so a new item in the sequence is read from its title.
 * Item side: the encoder's vector of the item's text -> LayerNorm -> linear, **plus** a learned
   item-id embedding (zero at first, so a brand-new item scores from its text alone), plus a
   learned item bias (popularity).
@@ -39,10 +42,29 @@ HEAD_FORMAT = "streamrec-head-1"
 _GROWABLE = ("item_ids.weight", "item_bias.weight", "context_ids.weight")
 
 
+class RecentAttention(nn.Module):
+    """One transformer block over a user's recent items (newest first), read at the newest."""
+
+    def __init__(self, dim: int, context_items: int, heads: int = 2) -> None:
+        super().__init__()
+        self.positions = nn.Parameter(torch.zeros(context_items, dim))
+        self.block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=0.0,
+                                                activation="gelu", batch_first=True, norm_first=True)
+
+    def forward(self, context: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """``context``: (batch, n, dim), zero where ``present`` (batch, n) is False."""
+        padding = ~present
+        padding[:, 0] = False  # a user with no items yet attends to one zero row, not to nothing (NaN)
+        out = self.block(context + self.positions[: context.shape[1]], src_key_padding_mask=padding)
+        return out[:, 0] * present[:, :1]
+
+
 class TwoTower(nn.Module):
     def __init__(self, enc_dim: int, dim: int, capacity: int, context_items: int,
-                 text_features: bool = True, id_features: bool = True, sparse_ids: bool = False) -> None:
+                 text_features: bool = True, id_features: bool = True, sparse_ids: bool = False,
+                 sequence: str = "weighted") -> None:
         super().__init__()
+        self.sequence = RecentAttention(dim, context_items) if sequence == "attention" else None
         self.text_features = text_features
         self.id_features = id_features
         self.user_tower = nn.Sequential(nn.LayerNorm(enc_dim), nn.Linear(enc_dim, 2 * dim), nn.GELU(),
@@ -64,11 +86,13 @@ class TwoTower(nn.Module):
 
     def users(self, window_vectors: torch.Tensor, recent: torch.Tensor, item_text: torch.Tensor) -> torch.Tensor:
         """``recent``: (batch, context_items) item indices, newest first, -1 for none."""
-        present = (recent >= 0).unsqueeze(-1).float()
+        present = recent >= 0
         index = recent.clamp(min=0)
-        context = self.contexts(item_text[index], index) * present
+        context = self.contexts(item_text[index], index) * present.unsqueeze(-1)
         weights = self.context_weight[: recent.shape[1]].view(1, -1, 1)
         users = (context * weights).sum(dim=1)
+        if self.sequence is not None:
+            users = users + self.sequence(context, present)
         return users + self.user_tower(window_vectors) if self.text_features else users
 
     def contexts(self, text_vectors: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -197,7 +221,7 @@ class OnlineHead:
         self.enc_dim = enc_dim
         torch.manual_seed(settings.seed)
         self.model = TwoTower(enc_dim, settings.dim, capacity, settings.context_items,
-                              settings.text_features, settings.id_features, sparse_ids)
+                              settings.text_features, settings.id_features, sparse_ids, settings.sequence)
         self.optimizer = HeadOptimizer(self.model, settings.learning_rate, sparse_ids)
         self.replay = ReplayBuffer(settings.replay_size, enc_dim, settings.context_items)
         self.generator = torch.Generator().manual_seed(settings.seed)
@@ -289,6 +313,7 @@ class OnlineHead:
         for name, column in self.replay.fields().items():
             tensors[f"replay.{name}"] = column[:filled].contiguous()
         metadata = {"version": str(self.version), "enc_dim": str(self.enc_dim), "dim": str(self.settings.dim),
+                    "sequence": self.settings.sequence,
                     "replay_count": str(self.replay.count), "item_ids": json.dumps(item_ids)}
         save_tensors(path, tensors, HEAD_FORMAT, metadata)
 
@@ -303,6 +328,10 @@ class OnlineHead:
             raise CheckpointError(
                 f"{path} was trained for encoder dim {metadata['enc_dim']} / head dim {metadata['dim']}, "
                 f"not {self.enc_dim} / {self.settings.dim}: use the same encoder and head.dim")
+        sequence = metadata.get("sequence", "weighted")  # checkpoints before the setting had no attention
+        if sequence != self.settings.sequence:
+            raise CheckpointError(f"{path} was trained with head.sequence {sequence!r}, not "
+                                  f"{self.settings.sequence!r}: use the same setting or train a new head")
         item_ids: list[str] = json.loads(metadata["item_ids"])
         rows = torch.tensor([index_of(i) for i in item_ids] if index_of else range(len(item_ids)),
                             dtype=torch.long)

@@ -119,3 +119,52 @@ def test_sparse_ids_move_only_the_rows_a_batch_touched_and_survive_growth_and_ch
     loaded.load(tmp_path / "head.safetensors", int)
     torch.testing.assert_close(loaded.model.item_ids.weight[:100], head.model.item_ids.weight[:100])
     assert loaded.learn(examples(4, torch.tensor([5, 6, 7, 8])), item_text) < losses[0]
+
+
+def _pairs_to_sum(sequence: str, n: int = 8, updates: int = 100) -> float:
+    """Accuracy on a planted task only reading two recent items together solves: after items a
+    and b, the next is (a + b) mod n. A weighted sum scores each item apart, so it cannot."""
+    head = OnlineHead(ENC, HeadSettings(dim=32, negatives=64, replay_size=512, seed=1, sequence=sequence))
+    item_text = torch.randn(n, ENC, generator=torch.Generator().manual_seed(0))
+
+    def recent_of(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        recent = torch.full((len(a), CONTEXT), -1)
+        recent[:, 0], recent[:, 1] = a, b
+        return recent
+
+    for step in range(updates):
+        a, b = torch.randint(0, n, (2, 32), generator=torch.Generator().manual_seed(step))
+        head.learn(Example(torch.zeros(32, ENC), recent_of(a, b), (a + b) % n, torch.ones(32)), item_text)
+    a, b = torch.arange(n).repeat_interleave(n), torch.arange(n).repeat(n)
+    vectors, bias = head.item_vectors(item_text)
+    scores = head.user_vectors(torch.zeros(n * n, ENC), recent_of(a, b), item_text) @ vectors.T + bias
+    return (scores.argmax(dim=1) == (a + b) % n).float().mean().item()
+
+
+@pytest.mark.slow
+def test_attention_reads_recent_items_together_where_a_weighted_sum_cannot() -> None:
+    assert _pairs_to_sum("attention") > 0.9
+    assert _pairs_to_sum("weighted") < 0.4  # chance is 1/8
+
+
+def test_attention_checkpoints_round_trip_and_refuse_the_other_kind(tmp_path: Path) -> None:
+    settings = HeadSettings(dim=8, negatives=4, sequence="attention")
+    head = OnlineHead(ENC, settings)
+    item_text = torch.randn(3, ENC)
+    recent = torch.full((6, CONTEXT), -1)
+    recent[:3, 0], recent[3:, :2] = torch.tensor([0, 1, 2]), torch.tensor([[2, 1], [1, 0], [0, 2]])
+    for _ in range(3):
+        head.learn(Example(torch.randn(6, ENC), recent, torch.tensor([1, 2, 0, 0, 2, 1]), torch.ones(6)), item_text)
+    nobody = torch.full((1, CONTEXT), -1)  # a user with no recent items: a vector, not NaN
+    assert torch.isfinite(head.user_vectors(torch.ones(1, ENC), nobody, item_text)).all()
+    head.save(tmp_path / "attention.safetensors", ["a", "b", "c"])
+    loaded = OnlineHead(ENC, settings)
+    loaded.load(tmp_path / "attention.safetensors")
+    vectors = torch.randn(6, ENC)
+    torch.testing.assert_close(loaded.user_vectors(vectors, recent, item_text),
+                               head.user_vectors(vectors, recent, item_text))
+    with pytest.raises(CheckpointError, match=r"head\.sequence 'attention'"):
+        OnlineHead(ENC, HeadSettings(dim=8)).load(tmp_path / "attention.safetensors")
+    OnlineHead(ENC, HeadSettings(dim=8)).save(tmp_path / "weighted.safetensors", [])
+    with pytest.raises(CheckpointError, match=r"head\.sequence 'weighted'"):
+        loaded.load(tmp_path / "weighted.safetensors")

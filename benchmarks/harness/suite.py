@@ -98,13 +98,13 @@ class SuiteResult:
     encoder_cache: dict[str, int] = field(default_factory=dict)
 
 
-def prepare_run(location: str, encoder: str, config: str | None = None, threads: int | None = None,
+def prepare_run(location: str | Dataset, encoder: str, config: str | None = None, threads: int | None = None,
                 limit: int | None = None, cache_dir: str = str(DEFAULT_CACHE),
                 ) -> tuple[Dataset, Settings, HFEncoder, str]:
-    """What a benchmark of the pipeline starts from: the dataset, the harness's settings (the
-    YAML ``config`` with the dataset's domain and the resolved ``encoder``), the loaded
-    encoder and its description."""
-    dataset = load_dataset(location, limit)
+    """What a benchmark of the pipeline starts from: the dataset (``location``, or one already
+    loaded), the harness's settings (the YAML ``config`` with the dataset's domain and the
+    resolved ``encoder``), the loaded encoder and its description."""
+    dataset = location if isinstance(location, Dataset) else load_dataset(location, limit)
     model, description = resolve_encoder(encoder, cache_dir)
     settings = load_settings(config, domain=dataset.domain, encoder={"model": model, "threads": threads})
     settings = harness_settings(settings, dataset)
