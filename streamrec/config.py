@@ -193,6 +193,16 @@ class KafkaSettings(_Section):
     transactional_id: str | None = Field(None, description="exactly-once: stable per instance, e.g. the "
                                          "pod name (default: <group>-<hostname>-<pid>)")
     checkpoint_interval_seconds: float = Field(60.0, gt=0, description="save the head this often")
+    role: Literal["single", "scorer", "trainer"] = Field(
+        "single", description="single: one instance learns and serves (the default); scaled out, one trainer "
+        "learns from every event and publishes the model to model_topic, and any number of scorers serve "
+        "with the newest model they read from it (streamrec.kafka.model_topic)")
+    model_topic: str | None = Field(None, description="compacted topic of model snapshots, in chunks "
+                                    "(default: <group>-model)")
+    model_interval_seconds: float = Field(5.0, gt=0, description="trainer: publish a snapshot (and commit "
+                                          "what it holds) at most this often, while there is something new")
+    model_chunk_bytes: int = Field(512 * 1024, ge=1024, description="a snapshot's files travel in records "
+                                   "of at most this many bytes (under the broker's message.max.bytes)")
     shutdown_timeout_seconds: float = Field(30.0, gt=0, description="a graceful stop that takes "
                                             "longer than this exits non-zero")
     liveness_timeout_seconds: float = Field(120.0, gt=0, description="/healthz fails when the consumer loop "

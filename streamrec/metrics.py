@@ -75,6 +75,13 @@ class Metrics:
                                     namespace=ns, registry=r)
         self.model_version = Gauge("model_version", "Version of the scoring head (one per update).",
                                    namespace=ns, registry=r)
+        self.model_snapshots = Counter("model_snapshots", "Model snapshots published (trainer) or loaded "
+                                       "(scorer) through the model topic.", ["action"], namespace=ns, registry=r)
+        self.model_bytes = Counter("model_bytes", "Bytes of model snapshots written to or read from the model "
+                                   "topic.", ["direction"], namespace=ns, registry=r)
+        self.model_delay = Histogram("model_delay_seconds", "Scorer: from an event (its Kafka timestamp) to this "
+                                     "instance serving a model that learned it, for the oldest event new in each "
+                                     "snapshot loaded.", buckets=LATENCY_BUCKETS, namespace=ns, registry=r)
         self.model_loss = Gauge("model_loss", "Training loss of the last head update.", namespace=ns, registry=r)
         self.ranker_weight = Gauge("ranker_weight", "Weight the final ranker gives each standardised signal.",
                                    ["feature"], namespace=ns, registry=r)

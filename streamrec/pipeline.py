@@ -141,7 +141,7 @@ class Pipeline:
 
     # -- the batch path ----------------------------------------------------------------------
 
-    def process(self, events: Sequence[Event]) -> BatchResult:
+    def process(self, events: Sequence[Event], learn: bool = True, serve: bool = True) -> BatchResult:
         result = BatchResult([], seconds=(seconds := {"encode": 0.0, "train": 0.0, "rank": 0.0}))
         started = time.perf_counter()
         stats = self.scorer.candidates.stats if self.scorer.candidates is not None else None
@@ -189,15 +189,15 @@ class Pipeline:
         item_text = self._item_text(touched)
         seconds["encode"] += time.perf_counter() - started
         started = time.perf_counter()
-        if positives:
+        if positives and learn:  # a scorer (kafka.role) serves a model it reads, learning nothing
             self._observe(torch.stack(vectors), torch.tensor(recents), positives, item_text)
-        for positive_recent, item_index in learned:
+        for positive_recent, item_index in learned if learn else ():
             if self.cooccurrence is not None:
                 self.cooccurrence.learn(positive_recent, item_index)
             if self.trending is not None:
                 self.trending.learn(item_index)
         seconds["train"] += time.perf_counter() - started
-        if items:
+        if items and learn:
             started = time.perf_counter()
             examples = Example(torch.stack(vectors), torch.tensor(recents), torch.tensor(items),
                                torch.tensor(weights))
@@ -208,7 +208,7 @@ class Pipeline:
         self._encode_windows(list(touched))
         seconds["encode"] += time.perf_counter() - started
         started = time.perf_counter()
-        result.recommendations = self.recommend(list(touched), touched, item_text)
+        result.recommendations = self.recommend(list(touched), touched, item_text) if serve else []
         result.cold_items = self._cold_items(result.recommendations)
         seconds["rank"] = time.perf_counter() - started
         if stats is not None and before_stats is not None:

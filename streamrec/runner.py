@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from streamrec.events import Event
@@ -111,8 +112,9 @@ class Runner(Generic[B]):
 
     def __init__(self, pipeline: Pipeline, source: Source[B], sink: Sink[B], *,
                  before: Callable[[B], None] | None = None, between: Callable[[], None] | None = None,
-                 threaded: bool = False, stopped: threading.Event | None = None) -> None:
+                 threaded: bool = False, stopped: threading.Event | None = None, learn: bool = True) -> None:
         self.pipeline = pipeline
+        self.learn = learn  # False: the pipeline serves a model it does not train (a scorer)
         self.source = source
         self.sink = sink
         self.before = before
@@ -140,11 +142,13 @@ class Runner(Generic[B]):
         if self.before is not None:
             self.before(batch)
         started = time.monotonic()
+        work = partial(self.pipeline.process, batch.events, learn=False) if not self.learn \
+            else partial(self.pipeline.process, batch.events)
         if self._executor is not None:
-            future = self._executor.submit(self.pipeline.process, batch.events)
+            future = self._executor.submit(work)
         else:
             future = Future()
-            future.set_result(self.pipeline.process(batch.events))
+            future.set_result(work())
         self.in_flight = InFlight(batch, future, started)
         while self.in_flight is not None and not future.done():  # a callback inside wait may finish it
             self.source.wait(future)

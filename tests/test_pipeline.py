@@ -77,6 +77,27 @@ def test_duplicates_and_late_events_are_not_learned_twice(
     assert result.recommendations == []
 
 
+def test_a_scorer_serves_without_learning_and_a_trainer_learns_without_serving(
+    make_settings: MakeSettings, tiny_encoder: HFEncoder, synthetic_log: SyntheticLog
+) -> None:
+    """``kafka.role`` scaled out: scorers pass ``learn=False``, the trainer ``serve=False``."""
+    first, second = synthetic_log.events[:64], synthetic_log.events[64:128]
+    scorer = Pipeline(make_settings(), tiny_encoder, Catalog(synthetic_log.items))
+    scorer.process(first, learn=False)
+    head = {name: tensor.clone() for name, tensor in scorer.head.model.state_dict().items()}
+    result = scorer.process(second, learn=False)
+    assert result.recommendations and result.examples == 0 and scorer.head.version == 0
+    assert all(torch.equal(head[name], tensor) for name, tensor in scorer.head.model.state_dict().items())
+    assert scorer.cooccurrence is not None and int(scorer.cooccurrence.interactions(len(scorer.catalog)).sum()) == 0
+    assert scorer.windows.window(second[-1].user_id)[-1] == second[-1]  # its users' windows move on
+
+    trainer = Pipeline(make_settings(), tiny_encoder, Catalog(synthetic_log.items))
+    trainer.process(first, serve=False)
+    result = trainer.process(second, serve=False)
+    assert result.recommendations == [] and result.examples > 0 and trainer.head.version == 1  # first: no windows
+    assert trainer.cooccurrence is not None and int(trainer.cooccurrence.interactions(len(trainer.catalog)).sum()) > 0
+
+
 def test_new_items_added_while_running_are_recommendable(
     make_settings: MakeSettings, tiny_encoder: HFEncoder
 ) -> None:

@@ -32,6 +32,7 @@ from streamrec.sources import parse_column_map
 
 if TYPE_CHECKING:
     from streamrec.kafka.service import KafkaService
+    from streamrec.kafka.trainer import Trainer
     from streamrec.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def build_pipeline(settings: Settings, catalog_path: Path | None) -> Pipeline:
 
 
 @contextmanager
-def stop_on_signals(service: KafkaService, timeout_s: float) -> Iterator[None]:
+def stop_on_signals(service: KafkaService | Trainer, timeout_s: float) -> Iterator[None]:
     """SIGTERM/SIGINT ask ``service`` to stop; if that takes over ``timeout_s``, exit 3; a second
     signal exits at once."""
     received: list[int] = []
@@ -110,6 +111,9 @@ def run(
     encoder: Annotated[str | None, typer.Option("--encoder", help="HF model id, local dir or .gguf")] = None,
     domain: Annotated[str | None, typer.Option("--domain", help="ecommerce | music | social | video")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="events per micro-batch")] = None,
+    role: Annotated[str | None, typer.Option(
+        "--role", help="single (default) | trainer | scorer: scaled out, one trainer learns from every event "
+                       "and scorers serve with the model it publishes")] = None,
     max_runtime: Annotated[float | None, typer.Option("--max-runtime", help="stop after this many seconds")] = None,
     shutdown_timeout: Annotated[float | None, typer.Option("--shutdown-timeout",
                                                            help="seconds a graceful stop may take")] = None,
@@ -122,11 +126,12 @@ def run(
     from streamrec.endpoints import Endpoints
     from streamrec.kafka.service import KafkaService
     from streamrec.kafka.stats import progress_log
+    from streamrec.kafka.trainer import Trainer
 
     kafka = _kafka_overrides(bootstrap_servers=bootstrap_servers, input_topic=input_topic,
                              output_topic=output_topic, group=group, dead_letter_topic=dead_letter_topic,
                              items_topic=items_topic, exactly_once=exactly_once, transactional_id=transactional_id,
-                             instance_id=instance_id, shutdown_timeout_seconds=shutdown_timeout)
+                             instance_id=instance_id, shutdown_timeout_seconds=shutdown_timeout, role=role)
     settings = _settings(config, kafka, domain=domain, encoder={"model": encoder},
                          batch={"max_size": batch_size}, state_dir=state_dir, metrics_address=metrics_address)
     try:
@@ -134,7 +139,8 @@ def run(
     except StreamrecError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from exc
-    service = KafkaService(settings, pipeline)
+    service: KafkaService | Trainer = (Trainer(settings, pipeline) if settings.kafka.role == "trainer"
+                                       else KafkaService(settings, pipeline))
     if settings.kafka.progress_interval_seconds:  # the progress line shows at the default log level too
         progress_log.setLevel(min(progress_log.getEffectiveLevel(), logging.INFO))
     endpoints = None
@@ -142,8 +148,10 @@ def run(
     with stop_on_signals(service, settings.kafka.shutdown_timeout_seconds):
         try:
             if settings.metrics_address:
-                endpoints = Endpoints(settings.metrics_address, service.telemetry.metrics,
-                                      ready=service.health.readiness, alive=service.health.alive).start()
+                endpoints = (Endpoints(settings.metrics_address, service.telemetry.metrics, ready=service.readiness)
+                             if isinstance(service, Trainer) else
+                             Endpoints(settings.metrics_address, service.telemetry.metrics,
+                                       ready=service.health.readiness, alive=service.health.alive)).start()
             service.run(max_runtime)
         except ConfigError as exc:
             console.print(f"[bold red]error:[/] {exc}")

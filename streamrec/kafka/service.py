@@ -2,39 +2,31 @@
 
 Guarantees (in full, with their tests: the README's Guarantees section):
 
-* **At-least-once (default).** Auto-commit is off. After each micro-batch: produce the
-  recommendations and dead letters and check every delivery report, then the changelog
-  records (checked), then commit synchronously the offset after the batch's last message per
-  partition. A delivery failure raises: nothing of the batch is committed and a restart redoes
-  it. Explicit commits, because the commit must happen at the batch boundary (also inside the
-  revoke callback) and be known to have succeeded before the partition's users are dropped.
+* **At-least-once (default).** After each micro-batch: produce the recommendations and dead
+  letters, then the changelog records, check every delivery, then commit the batch's offsets
+  synchronously (explicitly: at the batch boundary, also inside the revoke callback). A delivery
+  failure raises: nothing of the batch is committed and a restart redoes it.
 * **Exactly-once (``kafka.exactly_once``).** One transaction per batch holds its records and
   the consumed offsets (``send_offsets_to_transaction`` with the group metadata, which fences
   zombies); reads are ``read_committed``. An aborted transaction rewinds the windows (from the
   changelog) and the positions (to the committed offsets); 3 aborts in a row fail loudly. The
   head is not rolled back: it may have learned from an aborted batch once.
-* **Order and duplicates.** Offset order per partition, recommendations keyed by ``user_id``.
-  An event without ``event_id`` gets ``topic:partition:offset``; a window drops ids it has seen,
-  so a redelivered event is not counted twice.
-* **State follows partitions** (:mod:`streamrec.kafka.changelog`), with cooperative
-  rebalancing: windows are restored before an assigned partition is consumed; on revoke the
-  in-flight batch is finished and committed, then the partition's users dropped; on lost
-  nothing of theirs is written or committed.
-* **The loop** is :class:`~streamrec.runner.Runner`'s, the replay's too: the service is its
-  source (the consumer) and its sink (the producer and the commits). Slow batches run in a
-  worker thread while the main thread reads at most one batch ahead and, after a second, pauses
-  and keeps polling (:mod:`streamrec.kafka.fetcher`).
-* **Bad messages** go to the dead-letter topic (:mod:`streamrec.kafka.messages`); their offsets
-  are committed with the batch.
-* **Shutdown.** :meth:`KafkaService.stop` (SIGTERM/SIGINT) stops reading at once, finishes,
-  publishes and commits the in-flight batch, checkpoints the head and closes the consumer.
-  Messages read ahead but not handed to the pipeline stay uncommitted for redelivery, so a stop
-  takes one batch, whatever the backlog.
+* **Order and duplicates.** Offset order per partition, recommendations keyed by ``user_id``. An
+  event without ``event_id`` gets ``topic:partition:offset``; a window drops ids it has seen.
+* **State follows partitions** (:mod:`streamrec.kafka.changelog`), cooperative rebalancing:
+  windows restored before an assigned partition is consumed; on revoke the in-flight batch is
+  finished and committed, then the users dropped; on lost nothing of theirs is written.
+* **The loop** is :class:`~streamrec.runner.Runner`'s: the service is its source and sink. A batch
+  runs in a worker thread while the main thread reads ahead (:mod:`streamrec.kafka.fetcher`).
+* **Bad messages** go to the dead-letter topic (:mod:`streamrec.kafka.messages`), committed too.
+* **Shutdown.** :meth:`KafkaService.stop` (SIGTERM/SIGINT) finishes, publishes and commits the
+  in-flight batch only (what was read ahead is redelivered), checkpoints and closes.
 * **Checkpoints** of the head every ``kafka.checkpoint_interval_seconds`` and at shutdown;
   windows are the changelog's. **Probes**: :mod:`streamrec.kafka.health`.
 * **Limits.** A failed commit is logged and counted; its batch is redelivered. A kill leaves at
   most one batch uncommitted. Only exactly-once fences a zombie's changelog writes. Events must
-  be keyed by ``user_id``.
+  be keyed by ``user_id``. **Scaled out** (``kafka.role: scorer``) the pipeline learns nothing: its
+  model comes from the trainer (:mod:`streamrec.kafka.scorer`, :mod:`streamrec.kafka.trainer`).
 """
 
 from __future__ import annotations
@@ -65,6 +57,7 @@ from streamrec.kafka.items import ItemsTopic
 from streamrec.kafka.messages import dead_letter, dead_letter_room
 from streamrec.kafka.offsets import commit, rewind
 from streamrec.kafka.publisher import Publisher, TransactionAborted
+from streamrec.kafka.scorer import ModelFollower
 from streamrec.kafka.stats import Progress, ServiceStats
 from streamrec.kafka.topics import ensure_service_topics
 from streamrec.monitoring import Telemetry
@@ -112,8 +105,11 @@ class KafkaService:
         self.changelog_topic = changelog_topic(settings)
         self._stop = threading.Event()
         self._failed = False
+        if self.kafka.role == "trainer":
+            raise ConfigError("kafka.role trainer runs streamrec.kafka.trainer.Trainer, not the service")
         self._runner = Runner(pipeline, self, self, before=self._before, between=self._between_batches,
-                              threaded=True, stopped=self._stop)
+                              threaded=True, stopped=self._stop, learn=self.kafka.role != "scorer")
+        self.follower: ModelFollower | None = None  # a scorer's model, from the trainer's topic
         self._deadline: float | None = None  # monotonic, from run's max_runtime_s
         self._batch_started = 0.0  # monotonic
         self._aborts_in_a_row = 0
@@ -180,6 +176,9 @@ class KafkaService:
             log.warning("dropping %d windows loaded from %s: the changelog owns windows", len(stale),
                         settings.state_dir)
             self.pipeline.drop_users(stale)
+        if kafka.role == "scorer":  # the newest model on the topic before the first event
+            self.follower = ModelFollower(settings, self.pipeline, self.telemetry.metrics)
+            self.follower.start()
         config = consumer_config(settings)
         config.setdefault("statistics.interval.ms", int(kafka.statistics_interval_seconds * 1000))
         config.update(stats_cb=self.health.on_statistics, error_cb=self.health.on_client_error)
@@ -194,6 +193,8 @@ class KafkaService:
 
     def _between_batches(self) -> None:
         self.health.tick()
+        if self.follower is not None:
+            self.follower.tick()
         if self._deadline is not None and time.monotonic() > self._deadline:
             log.info("max runtime reached, stopping")
             self.stop()
@@ -306,12 +307,10 @@ class KafkaService:
         self.telemetry.after_batch(self.pipeline, result, batch.size, self.kafka.output_topic)
 
     def _commit(self, offsets: list[TopicPartition]) -> None:
-        if not offsets:
-            return
-        if commit(self.running.consumer, offsets):
+        if offsets and commit(self.running.consumer, offsets):
             self.stats.commits += 1
             self.health.broker_up()
-        else:
+        elif offsets:
             self.stats.commit_failures += 1
 
     def _rewind(self) -> None:
@@ -394,6 +393,8 @@ class KafkaService:
                 run.windows.close()
                 if run.items is not None:
                     run.items.close()
+            if self.follower is not None:
+                self.follower.close()
             self._runner.close()
             flush_repeats(force=True)
         log.info("closed in %.1fs; stats %s", time.monotonic() - started, self.stats.as_dict())
