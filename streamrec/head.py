@@ -304,6 +304,7 @@ class OnlineHead:
 
     def save(self, path: str | Path, item_ids: list[str]) -> None:
         """Write a safetensors checkpoint atomically (temp file + rename)."""
+        self.ensure_capacity(len(item_ids))  # a row for every item named, learned from or not yet
         tensors = {f"model.{k}": v.detach().contiguous() for k, v in self.model.state_dict().items()}
         names = {id(p): n for n, p in self.model.named_parameters()}
         for param, state in self.optimizer.state.items():

@@ -168,3 +168,15 @@ def test_attention_checkpoints_round_trip_and_refuse_the_other_kind(tmp_path: Pa
     OnlineHead(ENC, HeadSettings(dim=8)).save(tmp_path / "weighted.safetensors", [])
     with pytest.raises(CheckpointError, match=r"head\.sequence 'weighted'"):
         loaded.load(tmp_path / "weighted.safetensors")
+
+
+def test_a_checkpoint_names_more_items_than_the_head_has_met(tmp_path: Path) -> None:
+    """Items loaded (a catalogue, an items topic) but not yet scored: their rows are saved too."""
+    head = OnlineHead(ENC, HeadSettings(dim=8, negatives=4), capacity=4)
+    head.learn(examples(4, torch.tensor([0, 1, 2, 3])), torch.randn(4, ENC))
+    ids = [str(i) for i in range(10)]
+    head.save(tmp_path / "head.safetensors", ids)
+    loaded = OnlineHead(ENC, HeadSettings(dim=8, negatives=4), capacity=4)
+    assert loaded.load(tmp_path / "head.safetensors") == ids
+    torch.testing.assert_close(loaded.model.item_ids.weight[:4], head.model.item_ids.weight[:4])
+    assert loaded.capacity >= 10 and not loaded.model.item_ids.weight[4:10].any()
