@@ -34,7 +34,6 @@ class ModelFollower:
         self.metrics = metrics
         self.reader = ModelReader(settings)
         self.loaded: Snapshot | None = None
-        self.delays: list[float] = []  # seconds, one per snapshot loaded with new events (benchmarks read them)
         self._bytes_counted = 0
 
     def start(self) -> Snapshot | None:
@@ -45,7 +44,7 @@ class ModelFollower:
             log.warning("no model on %s yet: serving with a fresh model until the trainer publishes one",
                         self.reader.topic)
             return None
-        self._load(snapshot)
+        self._load(snapshot, delay=False)  # how long this instance was away is not the model's delay
         return snapshot
 
     def tick(self) -> Snapshot | None:
@@ -56,16 +55,15 @@ class ModelFollower:
             self._load(snapshot)
         return snapshot
 
-    def _load(self, snapshot: Snapshot) -> None:
+    def _load(self, snapshot: Snapshot, delay: bool = True) -> None:
         self.reader.load(self.pipeline)
         self.loaded = snapshot
         metrics = self.metrics
         metrics.model_snapshots.labels(action="loaded").inc()
         metrics.model_version.set(self.pipeline.head.version)
-        if snapshot.events_from_ms is not None:
-            delay = max(0.0, time.time() - snapshot.events_from_ms / 1000)
-            metrics.model_delay.observe(delay)
-            self.delays.append(delay)
+        if delay and snapshot.events_from_ms is not None:
+            seconds = max(0.0, time.time() - snapshot.events_from_ms / 1000)
+            metrics.model_delay.observe(seconds)
         log.info("serving model v%d (snapshot %s from %s)", snapshot.version, snapshot.id, snapshot.source)
 
     def _count_bytes(self) -> None:

@@ -100,3 +100,9 @@ def test_a_reader_of_a_topic_without_a_model_finds_none(kit: KafkaKit) -> None:
         assert reader.poll(0.1) is None
     finally:
         reader.close()
+
+
+def test_the_model_topic_can_be_named(kit: KafkaKit) -> None:
+    settings = load_settings(**kit.settings(group=kit.name("group"), model_topic=kit.name("models")))
+    assert ensure_model_topic(settings) == settings.kafka.model_topic
+    assert kit.admin.list_topics(settings.kafka.model_topic, timeout=10).topics[settings.kafka.model_topic].partitions

@@ -174,6 +174,12 @@ def test_a_scorer_killed_and_one_joining_lose_no_event_and_the_newcomer_serves_t
     assert late and all(rec.model_version >= version for rec in late), \
         "a recommendation after the join was made with a model older than the one published before it"
     assert before_join  # the first half was served too
+    published, served = scrape(trainer.port), scrape(newcomer.port)
+    assert published[("streamrec_model_snapshots_total", (("action", "published"),))] >= 2
+    assert published[("streamrec_model_bytes_total", (("direction", "written"),))] > 0
+    assert served[("streamrec_model_snapshots_total", (("action", "loaded"),))] >= 1
+    assert served[("streamrec_model_bytes_total", (("direction", "read"),))] > 0
+    assert served[("streamrec_model_delay_seconds_count", ())] >= 1  # a snapshot with events new to it
     for instance in (trainer, scorers[0], scorers[2], newcomer):
         assert instance.process.stop() == 0, instance.process.log()[-3000:]
 
