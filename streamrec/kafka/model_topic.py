@@ -188,12 +188,12 @@ class ModelReader:
     def read_to_end(self, timeout: float = 30.0) -> Snapshot | None:
         """Everything on the topic now; the newest complete snapshot (None: there is none)."""
         partition = TopicPartition(self.topic, 0)
-        _, high = self.consumer.get_watermark_offsets(partition, timeout=timeout)
+        low, high = self.consumer.get_watermark_offsets(partition, timeout=timeout)
         deadline = time.monotonic() + timeout
         newest: Snapshot | None = None
         while True:
             position = self.consumer.position([partition])[0].offset
-            if high <= 0 or position >= high:
+            if high <= low or position >= high:  # empty, or compacted down to nothing, or read
                 return newest
             if time.monotonic() > deadline:
                 raise KafkaServiceError(f"could not read {self.topic} to its end ({position} of {high}) "

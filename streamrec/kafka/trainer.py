@@ -34,6 +34,7 @@ from streamrec.kafka.batch import Batch, Received
 from streamrec.kafka.clients import admin_config, consumer_config, instance_id, producer_config
 from streamrec.kafka.items import ItemsTopic
 from streamrec.kafka.model_topic import ModelReader, ModelWriter, Snapshot, ensure_model_topic
+from streamrec.kafka.offsets import commit, committed_offsets
 from streamrec.kafka.topics import partition_count
 from streamrec.monitoring import Telemetry
 from streamrec.pipeline import Pipeline
@@ -131,8 +132,8 @@ class Trainer:
     def _assign(self, consumer: Consumer, partitions: int) -> None:
         topic = self.kafka.input_topic
         if not self.offsets:  # no snapshot: the group's commits, if any (from an earlier trainer's snapshots)
-            committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)],
-                                           timeout=COMMIT_TIMEOUT_S)
+            committed = committed_offsets(consumer, [TopicPartition(topic, p) for p in range(partitions)],
+                                          COMMIT_TIMEOUT_S)
             self.offsets = {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
         consumer.assign([TopicPartition(topic, p, self.offsets.get(p, OFFSET_BEGINNING)) for p in range(partitions)])
         log.info("trainer reads %s partitions 0-%d from %s", topic, partitions - 1, self.offsets or "the beginning")
@@ -171,8 +172,8 @@ class Trainer:
         before = writer.bytes_published
         snapshot = writer.publish(self.pipeline, self.offsets, self._new)
         self._new, self._last_publish = None, time.monotonic()
-        consumer.commit(offsets=[TopicPartition(self.kafka.input_topic, p, o) for p, o in self.offsets.items()],
-                        asynchronous=False)
+        # the group's commits only guide a trainer that finds no snapshot; a failed one is logged
+        commit(consumer, [TopicPartition(self.kafka.input_topic, p, o) for p, o in self.offsets.items()])
         metrics = self.telemetry.metrics
         metrics.model_snapshots.labels(action="published").inc()
         metrics.model_bytes.labels(direction="written").inc(writer.bytes_published - before)
