@@ -33,9 +33,10 @@ import tempfile
 import time
 import uuid
 from bisect import bisect_right
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgpack
 import numpy as np
@@ -45,8 +46,8 @@ from confluent_kafka.admin import AdminClient
 from harness.machine import machine_info, mark_end
 from harness.pretrained import DEFAULT_CACHE, resolve_encoder
 from kafka_vs_replay import offsets, percentiles, read_recommendations, read_topic
-from streamrec.config import load_settings
-from streamrec.events import ActionVocabulary
+from streamrec.config import Settings, load_settings
+from streamrec.events import ActionVocabulary, Event
 from streamrec.kafka.clients import admin_config
 from streamrec.kafka.produce import load_events, produce_events
 from streamrec.kafka.topics import TopicSpec, ensure_topic
@@ -136,6 +137,18 @@ def run_once(args: argparse.Namespace, scorers: int, model: str, work: Path) -> 
         command = [*STREAMREC, "--log-level", "INFO", "run", "--config", str(config), "--role", role,
                    "--metrics-address", ""]
         processes.append((role, log, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)))
+    try:
+        return _measure(args, scorers, names, settings, events, processes, work, run_id)
+    finally:
+        for _, log, process in processes:  # also when a process failed or fell behind
+            if process.poll() is None:
+                process.kill()
+            log.close()
+
+
+def _measure(args: argparse.Namespace, scorers: int, names: dict[str, str], settings: Settings,
+             events: list[Event], processes: Sequence[tuple[str, IO[bytes], subprocess.Popen[bytes]]], work: Path,
+             run_id: str) -> dict[str, Any]:
     time.sleep(args.warmup)  # the processes load the encoder and join the group
     started = time.time()
     produce_events(settings, events, names["input_topic"], rate=args.rate, progress=True)
@@ -150,9 +163,8 @@ def run_once(args: argparse.Namespace, scorers: int, model: str, work: Path) -> 
     time.sleep(2 * args.interval + 2)  # the last snapshot reaches every scorer
     for _, _, process in processes:
         process.terminate()
-    for _, log, process in processes:
+    for _, _, process in processes:
         process.wait(120)
-        log.close()
     logs = [(role, (work / f"{run_id}-{n}.log").read_text(errors="replace"))
             for n, (role, _, _) in enumerate(processes)]
     stats = [next(json.loads(line)["stats"] for line in text.splitlines() if line.startswith('{"stats"'))
