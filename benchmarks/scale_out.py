@@ -201,7 +201,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Scale-out: one instance against a trainer and N scorers", "",
         f"- machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, every process 1 torch thread; "
-        f"{machine.get('date', '')}; broker on the same machine",
+        f"{machine.get('date', '')}; broker on the same machine; load average (1 min) "
+        f"{(machine.get('load_average') or [0])[0]:.1f} at start, {(machine.get('load_average_end') or [0])[0]:.1f} "
+        "at end",
         f"- log: `{report['dataset']}`, {one['events']} events produced live at {report['rate']} events/s into "
         f"{PARTITIONS} partitions; encoder {report['encoder']}; snapshots at most every {report['interval']} s",
         f"- command: `{report['command']}`", "",
