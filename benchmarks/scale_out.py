@@ -179,6 +179,9 @@ def _measure(args: argparse.Namespace, scorers: int, names: dict[str, str], sett
         "events_encoded": [s["events_processed"] for s, (role, _) in zip(stats, logs, strict=True)
                            if role != "trainer"],
         "trainer_events": stats[0]["events_processed"] if scorers else None,
+        "batches": [s["batches"] for s, (role, _) in zip(stats, logs, strict=True) if role != "trainer"],
+        "recommendations": [s["recommendations_produced"] for s, (role, _) in zip(stats, logs, strict=True)
+                            if role != "trainer"],
         "produce_seconds": produced, "caught_up_seconds": caught_up}
     if scorers:
         trainer_stats = stats[0]
