@@ -33,7 +33,6 @@ class ModelFollower:
         self.pipeline = pipeline
         self.metrics = metrics
         self.reader = ModelReader(settings)
-        self.loaded: Snapshot | None = None
         self._bytes_counted = 0
 
     def start(self) -> Snapshot | None:
@@ -57,7 +56,6 @@ class ModelFollower:
 
     def _load(self, snapshot: Snapshot, delay: bool = True) -> None:
         self.reader.load(self.pipeline)
-        self.loaded = snapshot
         metrics = self.metrics
         metrics.model_snapshots.labels(action="loaded").inc()
         metrics.model_version.set(self.pipeline.head.version)
