@@ -1,8 +1,10 @@
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from streamrec.config import load_settings
+from streamrec.config import Settings, load_settings
 from streamrec.errors import ConfigError
 
 
@@ -38,3 +40,23 @@ def test_invalid_settings_raise_config_error(overrides: dict[str, object]) -> No
 def test_missing_config_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings("/nonexistent.yaml")
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_readme_settings_file_is_valid_and_its_table_names_real_settings() -> None:
+    """The README's example `streamrec.yaml` loads as it stands, and every `section.field` its
+    settings table names exists (a `*` or a field list after `/` names several)."""
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index("# streamrec.yaml"):]
+    example = yaml.safe_load(block[:block.index("```")])
+    assert Settings.model_validate(example).kafka.role == "single"
+    named = re.findall(r"^\| `([a-z_]+)\.([a-z_*]+)`", text, flags=re.MULTILINE)
+    assert len(named) > 20
+    fields = {name: type(section).model_fields for name, section in Settings().__dict__.items()
+              if hasattr(type(section), "model_fields")}
+    for section, field in named:
+        assert section in fields, section
+        if not field.endswith("*"):
+            assert field in fields[section], f"{section}.{field}"
