@@ -59,7 +59,10 @@ class TrainerStats:
 
 
 class Trainer:
-    """>>> Trainer(settings, pipeline).run()  # doctest: +SKIP  (blocks until stop() or a signal)"""
+    """Learns from every event and publishes the model; :meth:`run` blocks until :meth:`stop`.
+
+    >>> Trainer(load_settings(), pipeline).run()  # doctest: +SKIP
+    """
 
     def __init__(self, settings: Settings, pipeline: Pipeline, telemetry: Telemetry | None = None) -> None:
         self.settings = settings
