@@ -34,7 +34,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from streamrec.config import Settings
 from streamrec.kafka.clients import KafkaServiceError, admin_config, consumer_config
 from streamrec.kafka.topics import TopicSpec, ensure_topic
-from streamrec.state import WINDOWS_FILE
 
 if TYPE_CHECKING:
     from streamrec.pipeline import Pipeline
@@ -207,6 +206,8 @@ class ModelReader:
 
     def load(self, pipeline: Pipeline, with_windows: bool = False) -> None:
         """Load the snapshot last handed out into ``pipeline`` (its windows only ``with_windows``)."""
+        from streamrec.state import WINDOWS_FILE  # state brings torch; the command line starts without it
+
         files = self.take_files(() if with_windows else (WINDOWS_FILE,))
         with tempfile.TemporaryDirectory(prefix="streamrec-snapshot-") as tmp:
             for name, data in files.items():
