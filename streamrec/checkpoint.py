@@ -38,6 +38,15 @@ def format_of(path: str | Path) -> str | None:
         return None
 
 
+def metadata_of(path: str | Path) -> dict[str, str]:
+    """The metadata of a file written by :func:`save_tensors` ({} when unreadable)."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except (OSError, ValueError, RuntimeError, SafetensorError):
+        return {}
+
+
 def load_tensors(path: str | Path, fmt: str, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a file written by :func:`save_tensors` with format ``fmt``;
     a :class:`CheckpointError` naming ``what`` if it cannot be read or is something else."""
@@ -47,6 +56,11 @@ def load_tensors(path: str | Path, fmt: str, what: str) -> tuple[dict[str, torch
         tensors = load_file(str(path))
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"cannot read {what} {str(path)!r}: {exc}") from exc
-    if metadata.get("format") != fmt:
+    found = metadata.get("format")
+    if found != fmt:
+        family = fmt.rsplit("-", 1)[0]
+        if found and found.rsplit("-", 1)[0] == family:
+            raise CheckpointError(f"{path} is a {what} in format {found!r}, this streamrec reads {fmt!r}: "
+                                  "use the streamrec that wrote it, or another state_dir")
         raise CheckpointError(f"{path} is not a streamrec {what}")
     return tensors, metadata

@@ -239,6 +239,7 @@ def _register_kafka_commands() -> None:
     app.command("run")(commands.run)
     app.command("produce")(commands.produce)
     app.command("tail")(commands.tail)
+    app.command("forget")(commands.forget)
 
 
 _register_kafka_commands()

@@ -32,6 +32,12 @@ class ConfigError(StreamrecError):
 class EventError(StreamrecError):
     reason = "invalid_event"
 
+    @property
+    def summary(self) -> str:
+        """The reason without any of the message's content (for logs, which never show payloads)."""
+        field = getattr(self, "field", None)
+        return f"{self.reason} (field {field!r})" if field else self.reason
+
 
 class DecodeError(EventError):
     reason = "undecodable"

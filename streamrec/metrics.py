@@ -37,6 +37,8 @@ class Metrics:
                                      namespace=ns, registry=r)
         self.evictions = Counter("evictions", "Users evicted from memory (LRU cap or idle TTL).",
                                  namespace=ns, registry=r)
+        self.users_forgotten = Counter("users_forgotten", "Users forgotten on request whose window was held here.",
+                                       namespace=ns, registry=r)
         self.checkpoints = Counter("checkpoints", "Head checkpoints written.", namespace=ns, registry=r)
         self.duplicates = Counter("duplicate_events", "Events dropped as duplicates (same event_id).",
                                   namespace=ns, registry=r)

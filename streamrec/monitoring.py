@@ -11,7 +11,7 @@ degradations count: a rising hit rate (the model learning) is not drift.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from streamrec.config import DriftSettings, Settings
@@ -53,6 +53,9 @@ class OnlineQuality:
 
     def publish(self, user_id: str, item_ids: Sequence[str]) -> None:
         self._latest.publish(user_id, item_ids)
+
+    def forget(self, user_ids: Iterable[str]) -> None:
+        self._latest.forget(user_ids)
 
 
 class DriftMonitor:
@@ -124,6 +127,12 @@ class Telemetry:
         hit, ndcg = self.quality.values()
         self.metrics.online_hit.set(hit)
         self.metrics.online_ndcg.set(ndcg)
+
+    def forget(self, user_ids: Sequence[str], held: int) -> None:
+        """Forget users' latest recommendations (:mod:`streamrec.forget`); ``held``: how many of
+        them had a window here, counted in ``streamrec_users_forgotten_total``."""
+        self.quality.forget(user_ids)
+        self.metrics.users_forgotten.inc(held)
 
     def after_batch(self, pipeline: Pipeline, result: BatchResult, batch_size: int, topic: str,
                     consumed_at: float | None = None, event_time_latency: bool = True) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,10 @@ class LatestRecommendations:
             while len(self._ranks) > self.max_users:
                 self._ranks.popitem(last=False)
         return top
+
+    def forget(self, user_ids: Iterable[str]) -> None:
+        for user in user_ids:
+            self._ranks.pop(user, None)
 
     def gain(self, user_id: str, item_id: str) -> Gain | None:
         """The event's gain against the user's latest list; None when the user has none yet."""

@@ -56,8 +56,9 @@ def test_another_format_is_refused_naming_what_was_expected(tmp_path: Path) -> N
     save_tensors(path, {"w": torch.ones(1)}, "streamrec-windows-1")
     with pytest.raises(CheckpointError, match=r"windows\.safetensors is not a streamrec head checkpoint"):
         load_tensors(path, "streamrec-head-1", "head checkpoint")
-    with pytest.raises(CheckpointError, match="is not a streamrec head checkpoint"):
-        load_tensors(path, "streamrec-windows-2", "head checkpoint")  # a newer version of the same kind
+    with pytest.raises(CheckpointError, match="in format 'streamrec-windows-1', this streamrec reads "
+                                              "'streamrec-windows-2': use the streamrec that wrote it"):
+        load_tensors(path, "streamrec-windows-2", "head checkpoint")  # another version of the same kind
 
 
 @pytest.mark.parametrize("content", [None, b"", b"not a checkpoint", b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}"])

@@ -22,6 +22,7 @@ EXPECTED = {
     "streamrec_items_recommended": ("counter", set()),
     "streamrec_cold_items_recommended": ("counter", set()),
     "streamrec_bad_messages": ("counter", {"reason"}),
+    "streamrec_users_forgotten": ("counter", set()),
     "streamrec_dead_lettered": ("counter", {"topic"}),
     "streamrec_evictions": ("counter", set()),
     "streamrec_checkpoints": ("counter", set()),

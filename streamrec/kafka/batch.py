@@ -5,6 +5,9 @@ are keyed by ``user_id``, each user's events reach the pipeline in partition ord
 user the batch remembers where their newest event came from (``source``: topic, partition,
 offset, the message's timestamp and when it was consumed, both epoch ms); it goes into the
 user's recommendation.
+
+A forget request (:mod:`streamrec.forget`) is not an event: the batch lists it in ``forget`` and
+drops the user's events that came before it, so the pipeline never learns from them.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from streamrec.errors import EventError
+from streamrec.errors import DecodeError, EventError
 from streamrec.events import ActionVocabulary, Event, InputFormat
+from streamrec.forget import is_forget_request
 from streamrec.kafka.messages import event_from_message
 
 
@@ -42,6 +46,7 @@ class Batch:
     users: dict[int, set[str]] = field(default_factory=dict)  # partition -> users with events in it
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # user -> their newest event's origin
     good: Counter[int] = field(default_factory=Counter)  # partition -> valid events
+    forget: list[tuple[int, str]] = field(default_factory=list)  # (partition, user) asked to be forgotten
     size: int = 0
 
     @classmethod
@@ -52,6 +57,12 @@ class Batch:
             message = item.message
             partition, offset = int(message.partition() or 0), int(message.offset() or 0)
             batch.next_offsets[partition] = max(batch.next_offsets.get(partition, 0), offset + 1)
+            if is_forget_request(message.headers()):
+                try:
+                    batch._forget(partition, message.key())
+                except DecodeError as error:
+                    batch.bad.append(BadMessage(message, error))
+                continue
             try:
                 event = event_from_message(message, vocab, wire_format, max_event_bytes)
             except EventError as error:
@@ -66,6 +77,20 @@ class Batch:
             batch.sources[event.user_id] = origin
         return batch
 
+    def _forget(self, partition: int, key: bytes | None) -> None:
+        try:
+            user = (key or b"").decode()
+        except UnicodeDecodeError:
+            user = ""
+        if not user:
+            raise DecodeError("a forget request needs the user id as its key (UTF-8)")
+        kept = [(e, o) for e, o in zip(self.events, self.origins, strict=True) if e.user_id != user]
+        self.events, self.origins = [e for e, _ in kept], [o for _, o in kept]
+        for users in self.users.values():
+            users.discard(user)
+        self.sources.pop(user, None)
+        self.forget.append((partition, user))
+
     def without(self, partitions: Collection[int]) -> Batch:
         """This batch minus what came from ``partitions`` (lost ones: nothing of theirs is written)."""
         if not partitions:
@@ -77,4 +102,4 @@ class Batch:
                      users={p: u for p, u in self.users.items() if p not in partitions},
                      sources={e.user_id: o for e, o in kept},  # each user's newest kept event
                      good=Counter({p: n for p, n in self.good.items() if p not in partitions}),
-                     size=self.size)
+                     forget=[(p, u) for p, u in self.forget if p not in partitions], size=self.size)

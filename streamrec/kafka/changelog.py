@@ -234,6 +234,16 @@ class PartitionWindows:
         self.pipeline.drop_users(users)
         return len(users)
 
+    def forget(self, users: Iterable[str]) -> int:
+        """Users asked to be forgotten (:mod:`streamrec.forget`): dropped, no longer tracked;
+        returns how many of them had a window here."""
+        users = list(dict.fromkeys(users))
+        held = sum(user in self.pipeline.windows for user in users)
+        for user in users:
+            self.owners.remove(user)
+        self.pipeline.drop_users(users)
+        return held
+
     def release(self, users: Iterable[str], keep: Collection[int] = ()) -> list[tuple[int, str]]:
         """Evicted users, as ``(partition, user)`` to tombstone, no longer tracked; users of the
         partitions in ``keep`` (lost ones: not ours to write) stay as they are."""

@@ -1,10 +1,11 @@
-"""The ``run``, ``produce`` and ``tail`` commands (registered by :mod:`streamrec.cli`).
+"""The ``run``, ``produce``, ``tail`` and ``forget`` commands (registered by :mod:`streamrec.cli`).
 
 Flags override ``STREAMREC_*`` environment variables, which override the ``--config`` YAML
 file; unset flags are passed as None and do not override anything.
 
 Exit codes of ``run``: 0 after a graceful stop, 1 when Kafka failed (e.g. a record was not
-delivered: nothing of that batch was committed), 2 for unusable settings, 3 when a stop took
+delivered: nothing of that batch was committed), 2 for unusable settings or state (a checkpoint
+of another encoder or catalogue, a corrupt one, a changelog record of an unknown version), 3 when a stop took
 longer than ``kafka.shutdown_timeout_seconds``, 128+N after a second signal N.
 """
 
@@ -26,7 +27,7 @@ import typer
 from rich.console import Console
 
 from streamrec.config import Settings, load_settings
-from streamrec.errors import ConfigError, StreamrecError
+from streamrec.errors import CheckpointError, ConfigError, StreamrecError
 from streamrec.events import WireFormat
 from streamrec.sources import parse_column_map
 
@@ -153,7 +154,7 @@ def run(
                              Endpoints(settings.metrics_address, service.telemetry.metrics,
                                        ready=service.health.readiness, alive=service.health.alive)).start()
             service.run(max_runtime)
-        except ConfigError as exc:
+        except (ConfigError, CheckpointError) as exc:  # restarting would not help
             console.print(f"[bold red]error:[/] {exc}")
             code = EXIT_CONFIG
         except (StreamrecError, KafkaException) as exc:
@@ -233,3 +234,34 @@ def tail(
         raise typer.Exit(EXIT_KAFKA) from exc
     except KeyboardInterrupt:
         pass
+
+
+def forget(
+    user_ids: Annotated[list[str], typer.Argument(help="the users to forget")],
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", help="forget them in this local state (replay/train) instead of through Kafka")] = None,
+    topic: Annotated[str | None, typer.Option("--topic", help="default: kafka.input_topic")] = None,
+    bootstrap_servers: BootstrapOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Forget users: their windows, caches and recommendations (the model's weights stay; see the README).
+
+    Through Kafka, a forget request goes to every partition of the input topic; the service applies
+    it in order with the user's events and writes tombstones to the changelog and output topics."""
+    from streamrec.forget import forget_in_state_dir
+
+    try:
+        if state_dir is not None:
+            removed = forget_in_state_dir(state_dir, user_ids)
+            console.print(f"forgot {len(removed)} of {len(user_ids)} users in {state_dir} "
+                          f"({len(user_ids) - len(removed)} had no window there)")
+            return
+        from streamrec.kafka.produce import request_forget
+
+        settings = _settings(config, _kafka_overrides(bootstrap_servers=bootstrap_servers))
+        partitions = request_forget(settings, user_ids, topic)
+    except StreamrecError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_CONFIG if state_dir is not None else EXIT_KAFKA) from exc
+    console.print(f"sent forget requests for {len(user_ids)} users to {partitions} partitions of "
+                  f"{topic or settings.kafka.input_topic}")

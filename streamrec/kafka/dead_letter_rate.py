@@ -5,10 +5,11 @@ A few bad messages are normal; every message of a partition rejected is an outag
 outcome of each partition's last ``window`` messages, exports their dead-lettered share as
 ``streamrec_dead_letter_ratio{topic, partition}``, and logs a warning (with the reason and an
 example error) when all of at least ``min_messages`` recent messages of a partition were
-rejected, and again when the partition recovers.
+rejected, and again when the partition recovers. The example names the reason and the field,
+never the message's content (the dead letter's ``error`` header has the details).
 
 >>> rate = DeadLetterRate("events", window=10, min_messages=5)
->>> rate.observe(0, good=0, bad=["undecodable: not a valid msgpack event"] * 6)
+>>> rate.observe(0, good=0, bad=["undecodable"] * 6)
 True
 >>> rate.ratio(0), rate.observe(0, good=4, bad=[]), round(rate.ratio(0), 2)
 (1.0, False, 0.6)
@@ -47,12 +48,12 @@ class DeadLetterRate:
     def observe_batch(self, batch: Batch) -> None:
         bad: dict[int, list[str]] = {}
         for letter in batch.bad:
-            bad.setdefault(int(letter.message.partition() or 0), []).append(f"{letter.error.reason}: {letter.error}")
+            bad.setdefault(int(letter.message.partition() or 0), []).append(letter.error.summary)
         for partition in batch.next_offsets:
             self.observe(partition, batch.good[partition], bad.get(partition, []))
 
     def observe(self, partition: int, good: int, bad: Sequence[str]) -> bool:
-        """A batch's messages of ``partition``: ``good`` valid ones and the errors of the bad ones.
+        """A batch's messages of ``partition``: ``good`` valid ones and the bad ones' error summaries.
         Returns whether the partition is in alarm (every recent message dead-lettered)."""
         outcomes = self._outcomes.setdefault(partition, deque(maxlen=self.window))
         outcomes.extend([False] * min(good, self.window))
@@ -63,7 +64,8 @@ class DeadLetterRate:
         alarm = len(outcomes) >= self.min_messages and ratio == 1.0
         if alarm and partition not in self._alarmed:
             self._alarmed.add(partition)
-            log.warning("every one of the last %d messages of %s[%d] was dead-lettered, e.g. %s; is the producer "
+            log.warning("every one of the last %d messages of %s[%d] was dead-lettered, e.g. %s (details in the "
+                        "dead letters' error header); is the producer "
                         "writing events streamrec reads (JSON or msgpack maps with user_id, item_id, action, "
                         "timestamp)?", len(outcomes), self.topic, partition, bad[-1] if bad else "?")
         elif not alarm and partition in self._alarmed and ratio < 1.0:

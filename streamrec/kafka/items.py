@@ -19,6 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import msgpack
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -29,6 +30,9 @@ from streamrec.errors import CatalogError
 from streamrec.events import detect_format
 from streamrec.kafka.clients import KafkaServiceError, consumer_config
 from streamrec.kafka.topics import ADMIN_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from streamrec.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,14 @@ class ItemsTopic:
                 else:
                     items.extend(self._items([message]))
         return items
+
+    def feed(self, pipeline: Pipeline, first: bool = False) -> int:
+        """Add the items that arrived (``first``: every item so far) to ``pipeline``; how many."""
+        items = self.bootstrap() if first else self.poll()
+        if items or first:
+            pipeline.add_items(items)
+            log.info("%s %d items from %s", "loaded" if first else "added", len(items), self.topic)
+        return len(items)
 
     def poll(self) -> list[Item]:
         """Items that arrived since the last call (never blocks)."""

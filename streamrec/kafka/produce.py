@@ -7,6 +7,8 @@ in one partition in time order. A missing topic is created with ``partitions`` (
 instance of the service would sit idle). An optional catalogue is published first to a compacted items topic, keyed by
 ``item_id``. ``rate`` caps events per second (a steady pace, not bursts). The producer is
 idempotent and flushed at the end; the report counts delivery failures.
+
+``streamrec forget`` sends its requests here too (:func:`request_forget`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from tqdm import tqdm
 from streamrec.catalog import Item, read_items
 from streamrec.config import Settings
 from streamrec.events import ActionVocabulary, Event, WireFormat, encode_event
-from streamrec.kafka.clients import admin_config, producer_config
+from streamrec.forget import forget_headers
+from streamrec.kafka.clients import KafkaServiceError, admin_config, producer_config
 from streamrec.kafka.items import item_record
-from streamrec.kafka.topics import TopicSpec, ensure_topic
+from streamrec.kafka.topics import TopicSpec, ensure_topic, partition_count
 
 LOG_DOMAINS = {"movielens": "video", "amazon": "ecommerce"}
 FLUSH_TIMEOUT_S = 120.0
@@ -74,10 +77,10 @@ class _Deliveries:
             self.first_error = self.first_error or f"{message.topic()}: {error.str()}"
 
 
-def _send(producer: Producer, topic: str, value: bytes, key: bytes, deliveries: _Deliveries) -> None:
+def _send(producer: Producer, topic: str, value: bytes, key: bytes, deliveries: _Deliveries, **kwargs: Any) -> None:
     while True:
         try:
-            producer.produce(topic, value, key=key, on_delivery=deliveries)
+            producer.produce(topic, value, key=key, on_delivery=deliveries, **kwargs)
             producer.poll(0)
             return
         except BufferError:
@@ -128,6 +131,25 @@ def produce_events(settings: Settings, events: Sequence[Event], topic: str, *, i
     report.first_error = deliveries.first_error
     report.seconds = time.perf_counter() - started
     return report
+
+
+def request_forget(settings: Settings, user_ids: Sequence[str], topic: str | None = None) -> int:
+    """Send a forget request (:mod:`streamrec.forget`) for each user to every partition of the input
+    topic, and wait for delivery; returns the number of partitions."""
+    topic = topic or settings.kafka.input_topic
+    partitions = partition_count(AdminClient(admin_config(settings)), topic)
+    if partitions is None:
+        raise KafkaServiceError(f"input topic {topic!r} does not exist on {settings.kafka.bootstrap_servers}")
+    producer = Producer(producer_config(settings, keyed=True))
+    deliveries = _Deliveries()
+    for user in user_ids:
+        for partition in range(partitions):
+            _send(producer, topic, b"", user.encode(), deliveries, partition=partition, headers=forget_headers())
+    remaining = producer.flush(FLUSH_TIMEOUT_S)
+    if deliveries.failed or remaining:
+        raise KafkaServiceError(f"{deliveries.failed + remaining} forget requests not delivered: "
+                                f"{deliveries.first_error or 'flush timed out'}")
+    return partitions
 
 
 def produce_log(settings: Settings, log_path: str | Path, topic: str, *, log_format: str = "auto",

@@ -62,6 +62,11 @@ class Publisher:
         """The user's window (None: a tombstone) into the changelog partition of their input partition."""
         self._produce(self.changelog_topic, snapshot, key=user_id.encode(), partition=partition)
 
+    def forget(self, partition: int, user_id: str) -> None:
+        """Tombstones for a forgotten user: their changelog record and their recommendation."""
+        self.changelog(partition, user_id, None)
+        self._produce(self.output_topic, None, key=user_id.encode())
+
     def _produce(self, topic: str, value: bytes | None, **kwargs: Any) -> None:
         while True:
             try:

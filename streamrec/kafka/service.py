@@ -19,6 +19,7 @@ Guarantees (in full, with their tests: the README's Guarantees section):
 * **The loop** is :class:`~streamrec.runner.Runner`'s: the service is its source and sink. A batch
   runs in a worker thread while the main thread reads ahead (:mod:`streamrec.kafka.fetcher`).
 * **Bad messages** go to the dead-letter topic (:mod:`streamrec.kafka.messages`), committed too.
+  **Forget requests** on the input topic drop the user and write tombstones (:mod:`streamrec.forget`).
 * **Shutdown.** :meth:`KafkaService.stop` (SIGTERM/SIGINT) finishes, publishes and commits the
   in-flight batch only (what was read ahead is redelivered), checkpoints and closes.
 * **Checkpoints** of the head every ``kafka.checkpoint_interval_seconds`` and at shutdown;
@@ -165,10 +166,7 @@ class KafkaService:
         items = None
         if kafka.items_topic:
             items = ItemsTopic(settings, kafka.items_topic)
-            loaded = items.bootstrap()
-            self.pipeline.add_items(loaded)
-            self.stats.items_loaded += len(loaded)
-            log.info("loaded %d items from %s", len(loaded), kafka.items_topic)
+            self.stats.items_loaded += items.feed(self.pipeline, first=True)
         if self.pipeline.load(settings.state_dir):
             log.info("loaded head v%d from %s", self.pipeline.head.version, settings.state_dir)
         stale = list(self.pipeline.windows.users())
@@ -199,14 +197,9 @@ class KafkaService:
             log.info("max runtime reached, stopping")
             self.stop()
             return
-        items = self.running.items
-        if items is not None:
-            new = items.poll()
-            if new:
-                self.pipeline.add_items(new)
-                self.stats.items_loaded += len(new)
-                log.info("added %d items from %s", len(new), items.topic)
-            self.stats.bad_items = items.bad_records
+        if self.running.items is not None:
+            self.stats.items_loaded += self.running.items.feed(self.pipeline)
+            self.stats.bad_items = self.running.items.bad_records
         if time.monotonic() - self._last_checkpoint >= self.kafka.checkpoint_interval_seconds:
             self._checkpoint()
         if self.progress.due():
@@ -235,6 +228,11 @@ class KafkaService:
         for partition, users in batch.users.items():
             for user in users:
                 self.running.windows.owners.add(partition, user)
+        if batch.forget:  # before the pipeline runs: their earlier events are gone from the batch
+            forgotten = [user for _, user in batch.forget]
+            held = self.running.windows.forget(forgotten)
+            self.telemetry.forget(forgotten, held)
+            self.stats.forgotten_users += held
         self._batch_started = time.monotonic()
         self.health.batch_started()
 
@@ -257,6 +255,8 @@ class KafkaService:
         offsets = [TopicPartition(self.kafka.input_topic, p, o) for p, o in sorted(batch.next_offsets.items())]
         if exactly_once:
             publisher.begin()
+        for partition, user in batch.forget:  # tombstones before anything new of theirs
+            publisher.forget(partition, user)
         for rec in recommendations:
             publisher.recommendation(rec)
         for bad in batch.bad:

@@ -39,6 +39,7 @@ class ServiceStats:
     checkpoints: int = 0
     restored_users: int = 0
     dropped_users: int = 0  # their partitions went to another member
+    forgotten_users: int = 0  # forget requests applied (streamrec.forget)
     evicted_users: int = 0  # idle past window.idle_ttl_seconds or over window.max_users: tombstoned
     items_loaded: int = 0
     bad_items: int = 0

@@ -156,6 +156,10 @@ class Trainer:
             return
         batch = Batch.assemble(received, self.pipeline.vocab, self.kafka.input_format, self.kafka.max_event_bytes)
         self.stats.bad_messages += len(batch.bad)
+        if batch.forget:  # its next snapshot holds no window of theirs (streamrec.forget)
+            forgotten = list(dict.fromkeys(user for _, user in batch.forget))
+            self.telemetry.metrics.users_forgotten.inc(sum(user in self.pipeline.windows for user in forgotten))
+            self.pipeline.drop_users(forgotten)
         if batch.events:
             result = self.pipeline.process(batch.events, serve=False)  # learning only: the scorers serve
             metrics = self.telemetry.metrics

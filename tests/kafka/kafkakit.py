@@ -259,11 +259,11 @@ class KafkaKit:
         return [(r, r.recommendation()) for r in self.read_all(topic)]
 
     def changelog_windows(self, topic: str, settings: Settings) -> WindowStore:
-        """The windows the changelog would restore: the latest record per user."""
-        latest: dict[str, bytes | None] = {}
+        """The windows the changelog would restore: the latest record per user in each partition."""
+        latest: dict[tuple[int, str], bytes | None] = {}
         for record in self.read_all(topic):
             assert record.key is not None
-            latest[record.key.decode()] = record.value
+            latest[record.partition, record.key.decode()] = record.value
         store = reference_windows(settings, [])
         store.restore(merge_snapshots(v for v in latest.values() if v is not None))
         return store

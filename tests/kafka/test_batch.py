@@ -119,3 +119,26 @@ def test_assembled_from_messages_consumed_from_the_broker(kit: KafkaKit) -> None
     for partition in (0, 1):  # each partition's events in offset order
         offsets = [int(str(e.event_id).rsplit(":", 1)[1]) for e in batch.events if partition_of[e.user_id] == partition]
         assert offsets == sorted(offsets)
+
+
+def forget_request(user: str | None, partition: int, offset: int) -> Message:
+    return Message(topic="events", partition=partition, offset=offset, key=user.encode() if user else None,
+                   value=b"", headers=[("streamrec.action", b"forget")], timestamp=(1, 5000 + offset))
+
+
+def test_a_forget_request_drops_the_users_earlier_events_and_keeps_later_ones() -> None:
+    batch = assemble(message("a", 0, 1), message("b", 0, 2), message("a", 0, 3, action="cart"),
+                     forget_request("a", 0, 4), message("a", 0, 5, item_id="9"), forget_request("b", 1, 6))
+    assert [(e.user_id, e.item_id) for e in batch.events] == [("a", "9")]  # b's one event was before its request
+    assert [o["offset"] for o in batch.origins] == [5]
+    assert batch.forget == [(0, "a"), (1, "b")]
+    assert batch.users == {0: {"a"}} and batch.sources["a"]["offset"] == 5 and "b" not in batch.sources
+    assert batch.next_offsets == {0: 6, 1: 7} and not batch.bad  # requests are committed like events
+    assert batch.without([1]).forget == [(0, "a")]
+
+
+def test_a_forget_request_without_a_user_key_is_a_dead_letter() -> None:
+    batch = assemble(message("a", 0, 1), forget_request(None, 0, 2))
+    assert [e.user_id for e in batch.events] == ["a"] and not batch.forget
+    error = batch.bad[0].error
+    assert isinstance(error, DecodeError) and "forget request needs the user id" in str(error)

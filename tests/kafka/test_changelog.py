@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import json
 
+import msgpack
 import pytest
 from kafkakit import KafkaKit
 
+from streamrec.errors import CheckpointError
 from streamrec.events import Event
-
-pytestmark = pytest.mark.kafka
+from streamrec.kafka.changelog import merge_snapshots
 
 HOUR = 3_600_000
 
 
+@pytest.mark.parametrize(("record", "error"), [
+    (msgpack.packb({"version": 2, "users": {"u1": {}}}), "not a version-1 window snapshot"),
+    (b"\x93garbage", "changelog record is unreadable"),
+])
+def test_a_changelog_record_of_an_unknown_version_is_a_clear_error(record: bytes, error: str) -> None:
+    good = msgpack.packb({"version": 1, "users": {}})
+    with pytest.raises(CheckpointError, match=error):  # the service exits 2 with it: restarting cannot help
+        merge_snapshots([good, record])
+
+
+@pytest.mark.kafka
 def test_idle_users_are_tombstoned_and_not_restored(kit: KafkaKit) -> None:
     topic = kit.create_topic("events", 2)
     values = kit.settings(input_topic=topic, output_topic=kit.name("recs"), group=kit.name("group"),
