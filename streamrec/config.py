@@ -207,6 +207,9 @@ class KafkaSettings(_Section):
                                             "longer than this exits non-zero")
     liveness_timeout_seconds: float = Field(120.0, gt=0, description="/healthz fails when the consumer loop "
                                             "has not turned, or one batch has run, for this long")
+    broker_timeout_seconds: float | None = Field(300.0, gt=0, description="exit with code 4 once the broker has "
+                                                 "been unreachable this long, at start or running (null: retry "
+                                                 "for ever)")
     statistics_interval_seconds: float = Field(5.0, gt=0, description="librdkafka statistics: how often the "
                                                "consumer-lag gauge and the broker state behind /readyz refresh")
     progress_interval_seconds: float = Field(30.0, ge=0, description="log a one-line progress summary this "

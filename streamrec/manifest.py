@@ -132,8 +132,9 @@ def check_encoder(state: Path, manifest: Manifest, model: str, dim: int, probe: 
     cosine = _cosine(saved.get("probe") or [], probe)
     if cosine < PROBE_MIN_COSINE:
         raise CheckpointError(f"{state} was trained with encoder {saved.get('model')!r}, and the one loaded now "
-                              f"({model!r}) reads text differently (probe cosine {cosine:.3f} < {PROBE_MIN_COSINE}): its item and "
-                              "window vectors would not fit the head. Use the same encoder, or another state_dir")
+                              f"({model!r}) reads text differently (probe cosine {cosine:.3f} < "
+                              f"{PROBE_MIN_COSINE}): its item and window vectors would not fit the head. Use the "
+                              "same encoder, or another state_dir")
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:

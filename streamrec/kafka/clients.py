@@ -60,6 +60,12 @@ class KafkaServiceError(StreamrecError):
     reason = "kafka"
 
 
+class BrokerUnavailableError(KafkaServiceError):
+    """The broker stayed unreachable past ``kafka.broker_timeout_seconds`` (``run`` exits 4)."""
+
+    reason = "broker_unavailable"
+
+
 def split_config(config: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """``(common, consumer_only, producer_only)`` from ``settings.kafka.config``.
 

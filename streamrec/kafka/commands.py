@@ -6,7 +6,8 @@ file; unset flags are passed as None and do not override anything.
 Exit codes of ``run``: 0 after a graceful stop, 1 when Kafka failed (e.g. a record was not
 delivered: nothing of that batch was committed), 2 for unusable settings or state (a checkpoint
 of another encoder or catalogue, a corrupt one, a changelog record of an unknown version), 3 when a stop took
-longer than ``kafka.shutdown_timeout_seconds``, 128+N after a second signal N.
+longer than ``kafka.shutdown_timeout_seconds``, 4 when the broker stayed unreachable past
+``kafka.broker_timeout_seconds``, 128+N after a second signal N.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
-EXIT_KAFKA, EXIT_CONFIG, EXIT_SHUTDOWN_TIMEOUT = 1, 2, 3
+EXIT_KAFKA, EXIT_CONFIG, EXIT_SHUTDOWN_TIMEOUT, EXIT_BROKER = 1, 2, 3, 4
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML settings file")]
 BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap-servers", help="HOST:PORT[,HOST:PORT]")]
@@ -125,6 +126,7 @@ def run(
     from confluent_kafka import KafkaException
 
     from streamrec.endpoints import Endpoints
+    from streamrec.kafka.clients import BrokerUnavailableError
     from streamrec.kafka.service import KafkaService
     from streamrec.kafka.stats import progress_log
     from streamrec.kafka.trainer import Trainer
@@ -157,6 +159,9 @@ def run(
         except (ConfigError, CheckpointError) as exc:  # restarting would not help
             console.print(f"[bold red]error:[/] {exc}")
             code = EXIT_CONFIG
+        except BrokerUnavailableError as exc:  # restarting later may
+            console.print(f"[bold red]error:[/] {exc}")
+            code = EXIT_BROKER
         except (StreamrecError, KafkaException) as exc:
             console.print(f"[bold red]error:[/] {exc}")
             code = EXIT_KAFKA

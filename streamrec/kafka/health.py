@@ -18,6 +18,11 @@ The consumer lag comes from librdkafka statistics (every ``kafka.statistics_inte
 exported only for partitions this instance holds: a revoked partition's series is removed, so
 a sum across instances counts each partition once.
 
+**Giving up**: once the broker has been unreachable for ``kafka.broker_timeout_seconds`` (at
+start, where :meth:`Health.wait_for_broker` retries with backoff, or running, checked each
+time the loop turns) a :class:`~streamrec.kafka.clients.BrokerUnavailableError` ends the run
+(exit code 4), so an orchestrator restarts the service; nothing uncommitted is lost by that.
+
 >>> clock = [0.0]
 >>> health = Health(liveness_timeout_s=10, ready_lag=100, clock=lambda: clock[0])
 >>> health.assigned({0, 1}); health.tick()
@@ -37,13 +42,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from streamrec.kafka.client_logs import LOGGER_NAME
+from streamrec.kafka.clients import BrokerUnavailableError, KafkaServiceError
 from streamrec.metrics import Metrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 READY_LAG_BATCHES = 10  # /readyz: every assigned partition within this many batches of its end
 BROKER_WAIT_S = 5.0  # /readyz: a call waiting on the broker longer than this means it is unreachable
@@ -53,7 +61,9 @@ class Health:
     """Liveness and readiness state, fed by the service's loop and librdkafka's callbacks."""
 
     def __init__(self, liveness_timeout_s: float, ready_lag: int, metrics: Metrics | None = None,
-                 topic: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+                 topic: str = "", broker_timeout_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.broker_timeout_s = broker_timeout_s
         self.liveness_timeout_s = liveness_timeout_s
         self.ready_lag = ready_lag
         self.metrics = metrics
@@ -65,6 +75,7 @@ class Health:
         self._batch_started: float | None = None
         self._restoring = 0
         self._broker_down: str | None = None
+        self._broker_down_since: float | None = None
         self._waiting: tuple[str, float] | None = None  # (what, since) while a call waits on the broker
         self._lock = threading.Lock()  # the endpoints ask from their own threads
 
@@ -73,6 +84,37 @@ class Health:
     def tick(self) -> None:
         """The consumer loop turned."""
         self._last_tick = self.clock()
+
+    def turn(self) -> None:
+        """The consumer loop turned (:meth:`tick`); raises once the broker is gone for too long."""
+        self.tick()
+        down = self.broker_down_for()
+        if self.broker_timeout_s is not None and down > self.broker_timeout_s:
+            raise BrokerUnavailableError(f"the broker has been unreachable for {down:.0f}s ({self._broker_down}), "
+                                         f"more than kafka.broker_timeout_seconds={self.broker_timeout_s:g}")
+
+    def broker_down_for(self) -> float:
+        """Seconds since the broker became unreachable (0 while it answers)."""
+        since = self._broker_down_since
+        return 0.0 if since is None else self.clock() - since
+
+    def wait_for_broker(self, call: Callable[[], T], stop: threading.Event) -> T:
+        """``call`` (talking to the broker at start), retried with backoff while no broker answers."""
+        delay = 0.5
+        while True:
+            try:
+                result = call()
+                self.broker_up()
+                return result
+            except KafkaException as exc:
+                if exc.args[0].code() not in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+                                              KafkaError._ALL_BROKERS_DOWN):
+                    raise
+                self.broker_down(f"at start: {exc.args[0].str()}")
+            self.turn()
+            if stop.wait(delay):
+                raise KafkaServiceError("stopped while waiting for the broker")
+            delay = min(2 * delay, 10.0)
 
     def batch_started(self) -> None:
         self._batch_started = self.clock()
@@ -124,12 +166,13 @@ class Health:
     def broker_down(self, why: str) -> None:
         if self._broker_down is None:
             log.warning("broker unreachable (%s): not ready until it answers again", why)
+            self._broker_down_since = self.clock()
         self._broker_down = why
 
     def broker_up(self) -> None:
         if self._broker_down is not None:
             log.warning("broker reachable again")
-        self._broker_down = None
+        self._broker_down, self._broker_down_since = None, None
 
     def on_client_error(self, error: KafkaError) -> None:
         """librdkafka's error events (``error_cb``) of the group consumer and the producer: the producer's

@@ -100,7 +100,7 @@ class KafkaService:
         self.telemetry = telemetry or Telemetry(settings)
         metrics = self.telemetry.metrics
         self.health = Health(self.kafka.liveness_timeout_seconds, READY_LAG_BATCHES * settings.batch.max_size,
-                             metrics, self.kafka.input_topic)
+                             metrics, self.kafka.input_topic, self.kafka.broker_timeout_seconds)
         self.dead_letter_rate = DeadLetterRate(self.kafka.input_topic, metrics)
         self.progress = Progress(self.kafka.progress_interval_seconds)
         self.changelog_topic = changelog_topic(settings)
@@ -150,7 +150,7 @@ class KafkaService:
 
     def _open(self) -> None:
         kafka, settings = self.kafka, self.settings
-        topics = ensure_service_topics(settings, self.changelog_topic)
+        topics = self.health.wait_for_broker(lambda: ensure_service_topics(settings, self.changelog_topic), self._stop)
         self._partitions = topics.partitions
         log.info("input %s has %d partitions; changelog %s", kafka.input_topic, topics.partitions, self.changelog_topic)
         transactional_id = default_transactional_id(settings) if kafka.exactly_once else None
@@ -190,7 +190,7 @@ class KafkaService:
                            on_lost=self._on_lost)
 
     def _between_batches(self) -> None:
-        self.health.tick()
+        self.health.turn()  # raises once the broker is gone past kafka.broker_timeout_seconds
         if self.follower is not None:
             self.follower.tick()
         if self._deadline is not None and time.monotonic() > self._deadline:
@@ -238,7 +238,7 @@ class KafkaService:
 
     def wait(self, running: Future[BatchResult]) -> None:
         self.running.fetcher.read_ahead(running, self._batch_started)
-        self.health.tick()
+        self.health.turn()
 
     def write(self, batch: Batch, result: BatchResult, lost: Collection[int]) -> None:
         self._publish(batch.without(lost), result, set(lost))

@@ -109,6 +109,10 @@ class LocalBroker:
     def stop(self) -> None:
         self._script("kafka-down.sh")
 
+    def signal(self, number: int) -> None:
+        """SIGSTOP / SIGCONT: the broker hangs (a long GC pause, a frozen VM) and comes back."""
+        os.kill(int((self.state_dir / "kafka.pid").read_text()), number)
+
     def kill(self) -> None:
         """SIGKILL: the broker vanishes mid-conversation, as a crashed host would."""
         pid = int((self.state_dir / "kafka.pid").read_text())
