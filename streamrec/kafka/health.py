@@ -103,7 +103,8 @@ class Health:
         delay = 0.5
         while True:
             try:
-                result = call()
+                with self.waiting_on_broker("the first metadata request"):  # a try may take ADMIN_TIMEOUT_S
+                    result = call()
                 self.broker_up()
                 return result
             except KafkaException as exc:

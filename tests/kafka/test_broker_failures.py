@@ -32,7 +32,7 @@ def test_a_service_started_before_its_broker_is_not_ready_then_serves(
     own_broker.stop()
     port = kit.free_port()
     service = kit.start(config, "--metrics-address", f"127.0.0.1:{port}")
-    kit.wait_for(lambda: probe(port, "/readyz")[1].startswith("broker unreachable (at start"),
+    kit.wait_for(lambda: probe(port, "/readyz")[1].startswith("broker unreachable ("),
                  "/readyz to say the broker cannot be reached", timeout=60, services=[service])
     assert probe(port, "/readyz")[0] == 503 and probe(port, "/healthz")[0] == 200
     own_broker.start()
