@@ -225,14 +225,14 @@ class KafkaService:
 
     def _before(self, batch: Batch) -> None:
         self.telemetry.before_batch(batch.events)  # prequential: score before the pipeline learns
-        for partition, users in batch.users.items():
-            for user in users:
-                self.running.windows.owners.add(partition, user)
         if batch.forget:  # before the pipeline runs: their earlier events are gone from the batch
             forgotten = [user for _, user in batch.forget]
             held = self.running.windows.forget(forgotten)
             self.telemetry.forget(forgotten, held)
             self.stats.forgotten_users += held
+        for partition, users in batch.users.items():  # a forgotten user's later events: tracked anew
+            for user in users:
+                self.running.windows.owners.add(partition, user)
         self._batch_started = time.monotonic()
         self.health.batch_started()
 
