@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import reprlib
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -47,22 +48,50 @@ class Item:
 
 
 def item_from_mapping(row: Mapping[str, Any], column_map: Mapping[str, str] | None = None) -> Item:
-    """Build an :class:`Item` from a record; ``column_map`` maps our names to the record's."""
+    """Build an :class:`Item` from a record; ``column_map`` maps our names to the record's.
+
+    Raises :class:`CatalogError` for a record that is not a map, lacks an id or a title, or
+    holds text that is not valid Unicode or values nested too deeply to print.
+    """
+    if not isinstance(row, Mapping):
+        raise CatalogError(f"item record is not a map: {type(row).__name__} {_shown(row)}")
     names = {name: (column_map or {}).get(name, name) for name in ITEM_COLUMNS}
-    item_id = row.get(names["item_id"])
-    if item_id is None or str(item_id) == "":
-        raise CatalogError(f"item record without {names['item_id']!r}: {dict(row)!r:.120}")
-    title = row.get(names["title"])
-    if title is None or str(title).strip() == "":
-        raise CatalogError(f"item {item_id!r} has no {names['title']!r}")
-    used = set(names.values())
-    # keys as text: a msgpack record may carry integer keys, and attributes are sorted by key
-    attributes = {str(k): str(v) for k, v in row.items() if k not in used and v not in (None, "")}
-    if isinstance(row.get("attributes"), Mapping):
-        attributes.pop("attributes", None)
-        attributes.update({str(k): str(v) for k, v in row["attributes"].items()})
-    return Item(str(item_id), plain_text(str(title)), plain_text(str(row.get(names["category"]) or "")),
-                attributes)
+    try:
+        item_id = row.get(names["item_id"])
+        if item_id is None or str(item_id) == "":
+            raise CatalogError(f"item record without {names['item_id']!r}: {_shown(row)}")
+        title = row.get(names["title"])
+        shown_title = "" if title is None else plain_text(str(title))  # "&nbsp;" alone is no title either
+        if not shown_title:
+            raise CatalogError(f"item {_shown(item_id)} has no {names['title']!r}")
+        used = set(names.values())
+        # keys as text: a msgpack record may carry integer keys, and attributes are sorted by key
+        attributes = {str(k): str(v) for k, v in row.items() if k not in used and v not in (None, "")}
+        if isinstance(row.get("attributes"), Mapping):
+            attributes.pop("attributes", None)
+            attributes.update({str(k): str(v) for k, v in row["attributes"].items()})
+        item = Item(str(item_id), shown_title, plain_text(str(row.get(names["category"]) or "")), attributes)
+    except RecursionError as exc:  # str() of a value nested deeper than the stack (msgpack allows 1024 levels)
+        raise CatalogError(f"item record {_shown(row)}: a value is nested too deeply to be text") from exc
+    # JSON's \ud800 escapes decode to lone surrogates: such text cannot be encoded or written back.
+    for name, text in (("item_id", item.item_id), ("title", item.title), ("category", item.category),
+                       *item.attributes.items(), *((key, key) for key in item.attributes)):
+        if not text.isascii() and not _is_text(text):
+            raise CatalogError(f"item {_shown(item_id)}: {name!r} is not valid Unicode text (a lone surrogate)")
+    return item
+
+
+def _shown(value: Any) -> str:
+    """A short printable view of a record value, whatever its depth or size."""
+    return reprlib.repr(value)
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def plain_text(text: str) -> str:
@@ -198,19 +227,32 @@ def read_items(path: str | Path, column_map: Mapping[str, str] | None = None) ->
     if not path.is_file():
         raise CatalogError(f"catalogue file {str(path)!r} does not exist")
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        with path.open(encoding="utf-8") as fh:
+        yield from _jsonl_items(path, column_map)
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter=delimiter)
+            try:
+                for row in reader:
+                    yield item_from_mapping(row, column_map)
+            except (UnicodeDecodeError, csv.Error) as exc:
+                raise CatalogError(f"{path} near line {max(reader.line_num, 1)}: unreadable ({exc}); expected "
+                                   "UTF-8 CSV with a header row") from exc
+    else:
+        raise CatalogError(f"catalogue {str(path)!r}: expected a .csv, .tsv or .jsonl file")
+
+
+def _jsonl_items(path: Path, column_map: Mapping[str, str] | None) -> Iterator[Item]:
+    with path.open(encoding="utf-8") as fh:
+        line_no = 0
+        try:
             for line_no, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
                     row = json.loads(line)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the stack
                     raise CatalogError(f"{path}:{line_no}: not JSON ({exc})") from exc
                 yield item_from_mapping(row, column_map)
-    elif path.suffix.lower() in (".csv", ".tsv"):
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        with path.open(encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh, delimiter=delimiter):
-                yield item_from_mapping(row, column_map)
-    else:
-        raise CatalogError(f"catalogue {str(path)!r}: expected a .csv, .tsv or .jsonl file")
+        except UnicodeDecodeError as exc:
+            raise CatalogError(f"{path}:{line_no + 1}: not UTF-8 text ({exc})") from exc

@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -36,6 +39,28 @@ def format_of(path: str | Path) -> str | None:
             return (fh.metadata() or {}).get("format")
     except (OSError, ValueError, RuntimeError, SafetensorError):
         return None
+
+
+MALFORMED = (ValueError, KeyError, IndexError, TypeError, RuntimeError, OverflowError, AttributeError,
+             RecursionError)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def checked(what: str) -> Callable[[F], F]:
+    """For a component's ``load(path, ...)``: a file safetensors reads but whose metadata or tensors
+    are not what the component wrote raises a :class:`CheckpointError` naming it, nothing else."""
+    def wrap(load: F) -> F:
+        @functools.wraps(load)
+        def checked_load(self: object, path: str | Path, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return load(self, path, *args, **kwargs)
+            except CheckpointError:
+                raise
+            except MALFORMED as exc:
+                raise CheckpointError(f"{what} {str(path)!r} is malformed ({type(exc).__name__}: {exc!s:.200}): "
+                                      "restore it from a backup, or start from an empty state_dir") from exc
+        return cast(F, checked_load)
+    return wrap
 
 
 def metadata_of(path: str | Path) -> dict[str, str]:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from streamrec.checkpoint import load_tensors, save_tensors
+from streamrec.checkpoint import checked, load_tensors, save_tensors
 from streamrec.config import HeadSettings
 from streamrec.errors import ConfigError
 from streamrec.sparse_cooccurrence import SparseCooccurrence
@@ -176,6 +176,7 @@ class ItemCooccurrence:
         save_tensors(path, {"counts": self.counts[:n], "matrix": self.matrix[:n, :n]}, FORMAT,
                      {"item_ids": json.dumps(item_ids)})
 
+    @checked("co-occurrence index")
     def load(self, path: str | Path, index_of: Callable[[str], int]) -> None:
         """Load a saved index, its rows moved to the live catalogue's indices."""
         tensors, metadata = load_tensors(path, FORMAT, "co-occurrence index")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -87,51 +88,123 @@ class ActionVocabulary:
         return self.weights.get(action, 0.0) > 0.0
 
 
+#: The latest timestamp an event may carry: int64 milliseconds, what msgpack and torch store.
+MAX_TIMESTAMP_MS = 2**63 - 1
+#: How deeply ``attributes`` may nest: a window snapshot wraps them five levels deeper, and msgpack
+#: reads at most 1024 levels back (deeper, the whole snapshot would be unreadable).
+MAX_ATTRIBUTE_DEPTH = 32
+_MSGPACK_INTS = range(-(2**63), 2**64)
+
+
+def _shown(value: Any) -> Any:
+    """``value`` as an error may show it: a huge integer or a deeply nested container as a short
+    description (``repr`` of a 5000-digit integer raises, of a 1000-level list overflows the stack)."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"<an integer of {value.bit_length()} bits>"
+    if isinstance(value, (Mapping, list, tuple)) and _depth(value) > MAX_ATTRIBUTE_DEPTH:
+        return reprlib.repr(value)
+    return value
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` encodes as UTF-8 (JSON's ``\\ud800`` escapes give lone surrogates, which do not)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _as_id(obj: Mapping[str, Any], name: str) -> str:
     value = obj.get(name)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise SchemaError(name, value, "a non-empty string or an integer")
+        raise SchemaError(name, _shown(value), "a non-empty string or an integer")
+    if isinstance(value, int) and value.bit_length() > 900:  # over 256 digits: too long, and maybe unprintable
+        raise SchemaError(name, _shown(value), "a non-empty id of at most 256 characters")
     text = str(value)
     if not text or len(text) > 256:
         raise SchemaError(name, value, "a non-empty id of at most 256 characters")
+    if not _is_text(text):
+        raise SchemaError(name, value, "valid Unicode text (it holds a lone surrogate)")
     return text
 
 
 def _as_timestamp(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SchemaError("timestamp", value, "milliseconds since the epoch as a number")
+        raise SchemaError("timestamp", _shown(value), "milliseconds since the epoch as a number")
     if isinstance(value, float) and not math.isfinite(value):
         raise SchemaError("timestamp", value, "a finite number of milliseconds")
     if value < 0:
-        raise SchemaError("timestamp", value, "a non-negative number of milliseconds")
+        raise SchemaError("timestamp", _shown(value), "a non-negative number of milliseconds")
+    if value > MAX_TIMESTAMP_MS:
+        raise SchemaError("timestamp", _shown(value), f"at most {MAX_TIMESTAMP_MS} milliseconds (int64)")
     return int(value)
+
+
+def _as_attributes(value: Any) -> dict[Any, Any]:
+    """The attributes as a dict a window snapshot can store: msgpack types, integers within
+    64 bits, UTF-8 text, at most :data:`MAX_ATTRIBUTE_DEPTH` levels deep."""
+    attributes = value or {}
+    if not isinstance(attributes, Mapping):
+        raise SchemaError("attributes", _shown(attributes), "a map/object")
+    attributes = dict(attributes)
+    if all(type(k) is str and k.isascii() and _is_plain(v) for k, v in attributes.items()):
+        return attributes  # the usual case: flat ASCII text and numbers, nothing to check
+    if _depth(attributes) > MAX_ATTRIBUTE_DEPTH:
+        raise SchemaError("attributes", _shown(attributes), f"at most {MAX_ATTRIBUTE_DEPTH} levels of nesting")
+    try:
+        msgpack.packb(attributes, use_bin_type=True)
+    except (ValueError, OverflowError, TypeError) as exc:  # a lone surrogate, a huge integer, a foreign type
+        raise SchemaError("attributes", _shown(attributes), f"values msgpack can store ({exc})") from exc
+    return attributes
+
+
+def _is_plain(value: Any) -> bool:
+    kind = type(value)
+    return ((kind is str and value.isascii()) or kind is float or kind is bool or value is None
+            or (kind is int and value in _MSGPACK_INTS))
+
+
+def _depth(value: Any) -> int:
+    """How deeply maps and arrays nest in ``value`` (walked without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, (list, tuple)) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_ATTRIBUTE_DEPTH:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def event_from_mapping(obj: Any, vocab: ActionVocabulary) -> Event:
     """Validate a decoded record and build an :class:`Event`; raises a :class:`SchemaError`."""
     if not isinstance(obj, Mapping):
-        raise SchemaError("<event>", obj, "a map/object with " + ", ".join(REQUIRED_FIELDS))
+        raise SchemaError("<event>", _shown(obj), "a map/object with " + ", ".join(REQUIRED_FIELDS))
     for name in REQUIRED_FIELDS:
         if name not in obj:
             raise SchemaError(name, None, "a value (the field is required)")
     action = obj["action"]
     if not isinstance(action, str):
-        raise SchemaError("action", action, "a string")
+        raise SchemaError("action", _shown(action), "a string")
     if action not in vocab:
         raise UnknownActionError(action, list(vocab.weights))
     event_id = obj.get("event_id")
     if event_id is not None:
         event_id = _as_id(obj, "event_id")
-    attributes = obj.get("attributes") or {}
-    if not isinstance(attributes, Mapping):
-        raise SchemaError("attributes", attributes, "a map/object")
+    attributes = _as_attributes(obj.get("attributes"))
     return Event(
         user_id=_as_id(obj, "user_id"),
         item_id=_as_id(obj, "item_id"),
         action=action,
         timestamp=_as_timestamp(obj["timestamp"]),
         event_id=event_id,
-        attributes=dict(attributes),
+        attributes=attributes,
     )
 
 
@@ -163,7 +236,8 @@ def decode_event(
     detected = detect_format(payload) if wire_format == "auto" else wire_format
     try:
         obj = json.loads(payload) if detected == "json" else msgpack.unpackb(payload, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    # RecursionError: JSON nested deeper than Python's stack; TypeError: a msgpack map keyed by an array or map
+    except (ValueError, RecursionError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         if wire_format == "auto" and detected == "msgpack":  # say what was tried, and why
             raise DecodeError(f"neither a JSON object (it starts with {payload[:1]!r}, not '{{') nor a valid "
                               f"msgpack event: {exc}") from exc

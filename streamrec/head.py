@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from streamrec.checkpoint import load_tensors, save_tensors
+from streamrec.checkpoint import checked, load_tensors, save_tensors
 from streamrec.config import HeadSettings
 from streamrec.errors import CheckpointError
 
@@ -318,6 +318,7 @@ class OnlineHead:
                     "replay_count": str(self.replay.count), "item_ids": json.dumps(item_ids)}
         save_tensors(path, tensors, HEAD_FORMAT, metadata)
 
+    @checked("head checkpoint")
     def load(self, path: str | Path, index_of: Callable[[str], int] | None = None) -> list[str]:
         """Load a checkpoint; returns the item ids in the checkpoint's row order.
 

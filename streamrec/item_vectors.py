@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from streamrec.catalog import Catalog
-from streamrec.checkpoint import load_tensors, save_tensors
+from streamrec.checkpoint import checked, load_tensors, save_tensors
 from streamrec.encoding import TextEncoder
 from streamrec.text import TextTemplate
 
@@ -125,6 +125,7 @@ class ItemVectors:
         meta = {"item_ids": json.dumps(list(item_ids[:n])), "text_sha1": json.dumps(hashes)}
         save_tensors(path, {"vectors": self._vectors[:n]}, FORMAT, meta)
 
+    @checked("item-vector cache")
     def load(self, path: str | Path, index_of: Callable[[str], int]) -> int:
         """Reuse saved rows whose item text is unchanged; returns how many were reused.
         ``index_of``: the catalogue's index of an item id (indexing it if new)."""

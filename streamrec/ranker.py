@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from streamrec.checkpoint import load_tensors, save_tensors
+from streamrec.checkpoint import checked, load_tensors, save_tensors
 from streamrec.errors import UsageError
 
 INITIAL = {"head": 1.0, "cooccurrence": 1.0}
@@ -106,6 +106,7 @@ class OnlineRanker:
         feature, so ``item_ids`` is not needed: the parameter keeps the checkpoint protocol)."""
         save_tensors(path, self.state(), FORMAT, {"features": ",".join(self.features)})
 
+    @checked("ranker checkpoint")
     def load(self, path: str | Path, index_of: Callable[[str], int] | None = None) -> None:
         tensors, metadata = load_tensors(path, FORMAT, "ranker checkpoint")
         self.restore(tensors, metadata["features"].split(","))

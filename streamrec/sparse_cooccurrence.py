@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamrec.checkpoint import load_tensors, save_tensors
+from streamrec.checkpoint import checked, load_tensors, save_tensors
 
 FORMAT = "streamrec-cooccurrence-sparse-1"
 
@@ -242,6 +242,7 @@ class SparseCooccurrence:
                             "errors": torch.from_numpy(self.errors[:n] / self.increment)},
                      FORMAT, {"item_ids": json.dumps(item_ids), "slots": str(self.slots)})
 
+    @checked("co-occurrence index")
     def load(self, path: str | Path, index_of: Callable[[str], int]) -> None:
         """Load a saved index, its rows and neighbours moved to the live catalogue's indices."""
         tensors, metadata = load_tensors(path, FORMAT, "co-occurrence index")

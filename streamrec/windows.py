@@ -13,7 +13,7 @@ Policy (also in the README):
   users idle for ``idle_ttl`` (in event time) are evicted by :meth:`WindowStore.expire`.
   Every eviction is counted.
 
->>> from streamrec.events import Event
+>>> from streamrec.events import MAX_TIMESTAMP_MS, Event
 >>> store = WindowStore(max_events=2)
 >>> for t, item in enumerate(["a", "b", "c"]):
 ...     _ = store.add(Event("u1", item, "view", t))
@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 
 from streamrec.errors import CheckpointError
-from streamrec.events import Event
+from streamrec.events import MAX_TIMESTAMP_MS, Event
 
 SNAPSHOT_VERSION = 1
 
@@ -185,14 +185,16 @@ class WindowStore:
         """Load users from a snapshot, replacing windows of the same users; returns their ids."""
         try:
             data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+            if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
+                raise CheckpointError("window snapshot is unreadable: not a map with a map of users")
             if data.get("version") != SNAPSHOT_VERSION:
                 raise CheckpointError(f"window snapshot version {data.get('version')!r} "
                                       f"is not {SNAPSHOT_VERSION}")
             for uid, packed in data["users"].items():
                 self._users[uid] = _unpack_user(uid, packed)
                 self._users.move_to_end(uid)
-        except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
-            raise CheckpointError(f"window snapshot is unreadable: {exc}") from exc
+        except (ValueError, KeyError, TypeError, RecursionError, msgpack.UnpackException) as exc:
+            raise CheckpointError(f"window snapshot is unreadable: {type(exc).__name__}: {exc!s:.200}") from exc
         self._evict_over_cap()
         return list(data["users"])
 
@@ -213,6 +215,16 @@ def _pack_user(user: UserWindow) -> dict[str, Any]:
 
 
 def _unpack_user(user_id: str, packed: dict[str, Any]) -> UserWindow:
+    """A user's window from its snapshot; a ValueError for anything but what :func:`_pack_user` writes."""
     events = deque(Event(user_id, item, action, ts, eid, attrs)
                    for item, action, ts, eid, attrs in packed["events"])
-    return UserWindow(events, OrderedDict.fromkeys(packed["ids"]), OrderedDict.fromkeys(packed["seen"]))
+    for e in events:
+        if not (isinstance(user_id, str) and isinstance(e.item_id, str) and isinstance(e.action, str)
+                and type(e.timestamp) is int and 0 <= e.timestamp <= MAX_TIMESTAMP_MS
+                and isinstance(e.event_id, str | None) and isinstance(e.attributes, dict)
+                and 0 < len(user_id) <= 256 and 0 < len(e.item_id) <= 256 and len(e.event_id or "x") <= 256):
+            raise ValueError(f"user {user_id!r:.40}: an event that is not (item, action, time, id, attributes)")
+    ids, seen = packed["ids"], packed["seen"]
+    if not all(isinstance(key, str) for key in [*ids, *seen]):
+        raise ValueError(f"user {user_id!r:.40}: recent ids and seen items must be strings")
+    return UserWindow(events, OrderedDict.fromkeys(ids), OrderedDict.fromkeys(seen))

@@ -46,8 +46,8 @@ def parse_item(value: bytes) -> Item:
             record = json.loads(value)
         else:
             record = msgpack.unpackb(value, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise CatalogError(f"item record is neither JSON nor msgpack: {exc}") from exc
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:  # TypeError: a list as a key
+        raise CatalogError(f"item record is neither JSON nor msgpack: {type(exc).__name__}") from exc
     if not isinstance(record, dict):
         raise CatalogError(f"item record is not a map: {record!r:.80}")
     return item_from_mapping(record)

@@ -10,8 +10,8 @@ from typing import Any
 
 from streamrec.catalog import Item, plain_text
 from streamrec.errors import CatalogError, SourceError
-from streamrec.events import Event
-from streamrec.sources._common import _collector, _ColumnSpec, _open_text, _suffix, _to_millis
+from streamrec.events import MAX_TIMESTAMP_MS, Event
+from streamrec.sources._common import GZIP_ERRORS, _collector, _ColumnSpec, _open_text, _suffix, _to_millis
 from streamrec.sources._generic import _jsonl_objects
 
 # The package's logger, as before the readers were split into modules.
@@ -26,7 +26,7 @@ def _looks_like_amazon(path: Path) -> bool:
         with _open_text(path) as fh:
             first = next((line for line in fh if line.strip()), "")
         obj = json.loads(first)
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, *GZIP_ERRORS):
         return False
     if not isinstance(obj, dict):
         return False
@@ -51,11 +51,16 @@ def _amazon_record(review: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in (("user_id", user), ("item_id", item), ("timestamp", timestamp)):
         if value is not None:
             record[name] = value
-    if user is not None and item is not None and timestamp is not None:
+    # A timestamp past int64 (validation rejects it) may have too many digits to print.
+    if user is not None and item is not None and timestamp is not None and not _huge(timestamp):
         record["event_id"] = f"{user}:{item}:{timestamp}"
     if rating is not None:
         record["attributes"] = {"rating": str(rating)}
     return record
+
+
+def _huge(value: Any) -> bool:
+    return isinstance(value, int) and value > MAX_TIMESTAMP_MS
 
 
 def _amazon_metadata_path(reviews: Path, spec: _ColumnSpec) -> Path | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ _Records = Generator[tuple[str, dict[str, Any]], None, None]
 
 EVENT_FIELDS = ("user_id", "item_id", "action", "timestamp", "event_id")
 OPTION_KEYS = ("timestamp_unit", "default_action", "metadata", "order")
+
+#: What reading a damaged ``.gz`` file raises: a bad header, a corrupt stream, a file cut short.
+GZIP_ERRORS = (gzip.BadGzipFile, zlib.error, EOFError)
 
 #: Files at least this big get a progress bar (tqdm hides it when stderr is not a terminal).
 _PROGRESS_MIN_BYTES = 16 * 1024 * 1024
@@ -139,6 +143,10 @@ def _to_millis(value: Any, unit: Literal["s", "ms"]) -> Any:
         return value
     scale = 1000 if unit == "s" else 1
     if isinstance(number, float):
-        # round(): 1.001 s * 1000 is 1000.999..., which int() would cut to 1000 ms.
-        return round(number * scale) if math.isfinite(number) else number
+        if not math.isfinite(number):
+            return number
+        # round(): 1.001 s * 1000 is 1000.999..., which int() would cut to 1000 ms. 1e308 s is
+        # infinite in ms: left a float, which validation rejects.
+        millis = number * scale
+        return round(millis) if math.isfinite(millis) else millis
     return number * scale

@@ -49,7 +49,7 @@ def order_value(event: Event, column: str) -> float:
     value = event.attributes.get(column)
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
         number = math.nan
     if math.isnan(number):
         raise SchemaError(column, value, "a number (the order column given with order=)")

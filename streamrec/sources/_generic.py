@@ -13,6 +13,7 @@ import msgpack
 from streamrec.errors import SourceError
 from streamrec.sources._common import (
     _PROGRESS_EVERY,
+    GZIP_ERRORS,
     Reject,
     _ColumnSpec,
     _open_binary,
@@ -67,7 +68,7 @@ def _csv_records(path: Path, spec: _ColumnSpec, reject: Reject) -> _Records:
                     reject(location, f"{len(row)} values, but the header has {len(header)} columns")
                     continue
                 yield location, _map_record(dict(zip(header, row, strict=True)), spec)
-        except (UnicodeDecodeError, csv.Error) as exc:
+        except (UnicodeDecodeError, csv.Error, *GZIP_ERRORS) as exc:
             raise SourceError(
                 f"CSV log {str(path)!r} near line {reader.line_num}: unreadable ({exc}); "
                 "expected UTF-8 text with a header row"
@@ -110,7 +111,7 @@ def _jsonl_objects(path: Path, reject: Reject) -> _Records:
                 location = f"{path.name}:{line_no}"
                 try:
                     obj = json.loads(text)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the stack
                     failed += 1
                     reject(location, f"not valid JSON ({exc})")
                     continue
@@ -122,6 +123,8 @@ def _jsonl_objects(path: Path, reject: Reject) -> _Records:
                 yield location, obj
         except UnicodeDecodeError as exc:
             raise SourceError(f"log {str(path)!r}: not UTF-8 text ({exc}); expected JSON lines") from exc
+        except GZIP_ERRORS as exc:
+            raise SourceError(f"log {str(path)!r}: a damaged gzip file ({type(exc).__name__}: {exc})") from exc
     if failed and not decoded:
         raise SourceError(f"log {str(path)!r}: no line holds a JSON object; expected JSON lines (one object per line)")
 
@@ -149,6 +152,8 @@ def _msgpack_objects(path: Path, reject: Reject) -> Iterator[tuple[str, dict[Any
             raise SourceError(
                 f"log {str(path)!r}: not a msgpack stream after record {index} ({type(exc).__name__}: {exc})"
             ) from exc
+        except GZIP_ERRORS as exc:
+            raise SourceError(f"log {str(path)!r}: a damaged gzip file ({type(exc).__name__}: {exc})") from exc
         if consumed < fh.tell():
             # The Unpacker stops silently at a record cut short by the end of the file.
             failed += 1

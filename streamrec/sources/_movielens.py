@@ -11,6 +11,7 @@ from pathlib import Path
 
 from streamrec.catalog import Item
 from streamrec.errors import CatalogError, SourceError
+from streamrec.events import MAX_TIMESTAMP_MS
 from streamrec.sources._common import Reject, _collector, _progress_lines, _Records
 
 # The package's logger, as before the readers were split into modules.
@@ -77,6 +78,9 @@ def _movielens_records(layout: _MovieLensLayout, reject: Reject) -> _Records:
             except ValueError:
                 reject(f"{layout.ratings.name}:{line_no}", _bad_rating_message(line, sep))
                 continue
+            if millis > MAX_TIMESTAMP_MS:  # validation would reject it; its 4000 digits may not even print
+                reject(f"{layout.ratings.name}:{line_no}", f"timestamp {seconds.strip()[:40]!r} s is past int64 ms")
+                continue
             yield (
                 f"{layout.ratings.name}:{line_no}",
                 {
@@ -132,7 +136,8 @@ def _movie_item(movie_id: str, title: str, genres: list[str], release: str) -> I
         attributes["year"] = match.group(1)
     elif release[-4:].isdigit():  # ml-100k release dates look like 01-Jan-1995
         attributes["year"] = release[-4:]
-    category = ", ".join(genre for genre in genres if genre and genre != _NO_GENRES)
+    # Genres stripped like the title: an item read back from the items topic has its text stripped.
+    category = ", ".join(genre for genre in map(str.strip, genres) if genre and genre != _NO_GENRES)
     return Item(movie_id.strip(), title.strip(), category, attributes)
 
 
@@ -153,7 +158,9 @@ def _ml100k_genres(path: Path) -> tuple[str, ...]:
     by_index: dict[int, str] = {}
     for line in _read_legacy_lines(path):
         name, _, index = line.rpartition("|")
-        if name and index.strip().isdigit():
+        index = index.strip()
+        # isdecimal() and a length cap: isdigit() takes '²', and int() refuses over 4300 digits
+        if name and index.isdecimal() and len(index) <= 9:
             by_index[int(index)] = name
     if sorted(by_index) != list(range(len(by_index))):
         raise SourceError(f"{str(path)!r}: genre indices are not 0..n-1; expected lines like 'Action|1'")
@@ -188,9 +195,15 @@ def _ml1m_movies(path: Path) -> Iterator[tuple[str, _MovieFields]]:
 def _mllatest_movies(path: Path) -> Iterator[tuple[str, _MovieFields]]:
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
-        for row in reader:
-            genres = (row.get("genres") or "").split("|")
-            yield (
-                f"{path.name}:{reader.line_num}",
-                (row.get("movieId") or "", row.get("title") or "", genres, ""),
-            )
+        try:
+            for row in reader:
+                genres = (row.get("genres") or "").split("|")
+                yield (
+                    f"{path.name}:{reader.line_num}",
+                    (row.get("movieId") or "", row.get("title") or "", genres, ""),
+                )
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise SourceError(
+                f"{str(path)!r} near line {max(reader.line_num, 1)}: unreadable ({exc}); "
+                "expected UTF-8 CSV with a header row"
+            ) from exc

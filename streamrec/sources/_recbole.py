@@ -22,7 +22,15 @@ from pathlib import Path
 
 from streamrec.catalog import Item, plain_text
 from streamrec.errors import SourceError
-from streamrec.sources._common import Reject, _collector, _ColumnSpec, _open_text, _progress_lines, _Records
+from streamrec.sources._common import (
+    GZIP_ERRORS,
+    Reject,
+    _collector,
+    _ColumnSpec,
+    _open_text,
+    _progress_lines,
+    _Records,
+)
 from streamrec.sources._generic import _map_record
 
 logger = logging.getLogger("streamrec.sources")
@@ -58,19 +66,24 @@ def atomic_rows(path: Path, needed: Sequence[str], reject: Reject,
         raise SourceError(f"RecBole atomic file {str(path)!r} is missing")
     with _open_text(path, "utf-8-sig") as fh:
         lines = (line.rstrip("\r\n") for line in _progress_lines(fh, path))
-        header = [column.partition(":")[0].strip() for column in next(lines, "").split("\t")]
-        missing = [name for name in needed if name not in header]
-        if missing:
-            raise SourceError(f"{str(path)!r}: no {', '.join(missing)} column (columns: {', '.join(header)})"
-                              + hint)
-        for line_no, line in enumerate(lines, 2):
-            if not line:
-                continue
-            values = line.split("\t")
-            if len(values) != len(header):
-                reject(f"{path.name}:{line_no}", f"expected {len(header)} tab-separated values, got {len(values)}")
-                continue
-            yield f"{path.name}:{line_no}", dict(zip(header, values, strict=True))
+        line_no = 1
+        try:
+            header = [column.partition(":")[0].strip() for column in next(lines, "").split("\t")]
+            missing = [name for name in needed if name not in header]
+            if missing:
+                raise SourceError(f"{str(path)!r}: no {', '.join(missing)} column (columns: {', '.join(header)})"
+                                  + hint)
+            for line_no, line in enumerate(lines, 2):
+                if not line:
+                    continue
+                values = line.split("\t")
+                if len(values) != len(header):
+                    reject(f"{path.name}:{line_no}", f"expected {len(header)} tab-separated values, got {len(values)}")
+                    continue
+                yield f"{path.name}:{line_no}", dict(zip(header, values, strict=True))
+        except (UnicodeDecodeError, *GZIP_ERRORS) as exc:
+            raise SourceError(f"{str(path)!r} after line {line_no}: unreadable ({type(exc).__name__}: {exc}); "
+                              "expected UTF-8 text") from exc
 
 
 def recbole_records(path: Path, spec: _ColumnSpec, reject: Reject) -> _Records:
