@@ -13,7 +13,6 @@ index, or a file altered on the way, is refused with both hashes named instead o
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.errors import StreamrecError
+from streamrec.manifest import sha256_of
 
 #: Runs a ``pip download`` command line (tests pass a fake that writes the file itself).
 Runner = Callable[[Sequence[str]], Any]
@@ -50,15 +50,6 @@ class PinnedFile:
     @property
     def pip_options(self) -> tuple[str, ...]:
         return ("--no-binary", ":all:") if self.sdist else ()
-
-
-def sha256_of(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB blocks (wheels of models are large)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_sha256(path: Path, pin: PinnedFile, error: type[StreamrecError] = StreamrecError) -> None:
