@@ -110,11 +110,11 @@ def check_state(pipeline: Pipeline, state: Path) -> list[str]:
         for name in rebuild:
             log.warning("%s in %s differs from its checksum: rebuilding it", name, state)
     head = state / HEAD_FILE
-    if head.exists() and len(pipeline.catalog):
+    # Only a declared catalogue (items with text) can tell: ids merely seen in events may all be new.
+    if head.exists() and next(iter(pipeline.catalog), None) is not None:
         ids = metadata_of(head).get("item_ids")
         saved = json.loads(ids) if ids else []
-        known = sum(item in pipeline.catalog for item in saved)
-        if saved and not known:
+        if saved and not any(item in pipeline.catalog for item in saved):
             raise CheckpointError(f"none of the {len(saved)} items of {head} is in the catalogue of "
                                   f"{len(pipeline.catalog)} items: a state of another catalogue? use its "
                                   "catalogue, or another state_dir")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -40,6 +40,28 @@ def commit(consumer: Consumer, offsets: list[TopicPartition]) -> bool:
     if failed:
         log.warning("commit failed for %s; those events will be redelivered and deduplicated", failed)
     return not failed
+
+
+class Committer:
+    """Synchronous commits of batch offsets. What a failed commit (one during a rebalance) left is
+    committed with the next call, for the partitions still assigned: an idle partition would
+    otherwise keep a lag of one batch until its next event."""
+
+    def __init__(self, consumer: Consumer, topic: str) -> None:
+        self.consumer, self.topic = consumer, topic
+        self.pending: dict[int, int] = {}  # partition -> offset not committed yet
+
+    def commit(self, offsets: dict[int, int], assigned: Collection[int]) -> bool | None:
+        """Commit ``offsets`` with what is pending; None when there was nothing to commit."""
+        for partition, offset in offsets.items():
+            self.pending[partition] = max(self.pending.get(partition, -1), offset)
+        self.pending = {p: o for p, o in self.pending.items() if p in assigned}
+        if not self.pending:
+            return None
+        done = commit(self.consumer, [TopicPartition(self.topic, p, o) for p, o in sorted(self.pending.items())])
+        if done:
+            self.pending = {}
+        return done
 
 
 def rewind(consumer: Consumer, topic: str, partitions: Sequence[int], auto_offset_reset: str,

@@ -2,29 +2,25 @@
 
 Guarantees (in full, with their tests: the README's Guarantees section):
 
-* **At-least-once (default).** After each micro-batch: produce the recommendations and dead
-  letters, then the changelog records, check every delivery, then commit the batch's offsets
-  synchronously (explicitly: at the batch boundary, also inside the revoke callback). A delivery
-  failure raises: nothing of the batch is committed and a restart redoes it.
-* **Exactly-once (``kafka.exactly_once``).** One transaction per batch holds its records and
-  the consumed offsets (``send_offsets_to_transaction`` with the group metadata, which fences
-  zombies); reads are ``read_committed``. An aborted transaction rewinds the windows (from the
-  changelog) and the positions (to the committed offsets); 3 aborts in a row fail loudly. The
-  head is not rolled back: it may have learned from an aborted batch once.
+* **At-least-once (default).** After each batch: produce recommendations and dead letters, then
+  changelog records, check every delivery, then commit synchronously (also inside the revoke
+  callback). A delivery failure raises: nothing of the batch is committed; a restart redoes it.
+* **Exactly-once (``kafka.exactly_once``).** One transaction per batch holds its records and the
+  consumed offsets (with the group metadata, which fences zombies); reads are ``read_committed``.
+  An abort rewinds windows (from the changelog) and positions (to the committed offsets); 3 in a
+  row fail loudly. The head is not rolled back: it may have learned from an aborted batch once.
 * **Order and duplicates.** Offset order per partition, recommendations keyed by ``user_id``. An
   event without ``event_id`` gets ``topic:partition:offset``; a window drops ids it has seen.
 * **State follows partitions** (:mod:`streamrec.kafka.changelog`), cooperative rebalancing:
   windows restored before an assigned partition is consumed; on revoke the in-flight batch is
   finished and committed, then the users dropped; on lost nothing of theirs is written.
-* **The loop** is :class:`~streamrec.runner.Runner`'s: the service is its source and sink. A batch
-  runs in a worker thread while the main thread reads ahead (:mod:`streamrec.kafka.fetcher`).
-* **Bad messages** go to the dead-letter topic (:mod:`streamrec.kafka.messages`), committed too.
-  **Forget requests** on the input topic drop the user and write tombstones (:mod:`streamrec.forget`).
-* **Shutdown.** :meth:`KafkaService.stop` (SIGTERM/SIGINT) finishes, publishes and commits the
-  in-flight batch only (what was read ahead is redelivered), checkpoints and closes.
-* **Checkpoints** of the head every ``kafka.checkpoint_interval_seconds`` and at shutdown;
-  windows are the changelog's. **Probes**: :mod:`streamrec.kafka.health`.
-* **Limits.** A failed commit is logged and counted; its batch is redelivered. A kill leaves at
+* **The loop** is :class:`~streamrec.runner.Runner`'s (the batch in a worker thread, the main thread
+  reading ahead: :mod:`streamrec.kafka.fetcher`). **Bad messages** go to the dead-letter topic
+  (:mod:`streamrec.kafka.messages`); **forget requests** drop the user and write tombstones
+  (:mod:`streamrec.forget`). **Shutdown** (SIGTERM) finishes, publishes and commits the in-flight
+  batch only. **Checkpoints** of the head every ``kafka.checkpoint_interval_seconds`` and at
+  shutdown (windows are the changelog's). **Probes**: :mod:`streamrec.kafka.health`.
+* **Limits.** A failed commit is logged, counted and retried between batches. A kill leaves at
   most one batch uncommitted. Only exactly-once fences a zombie's changelog writes. Events must
   be keyed by ``user_id``. **Scaled out** (``kafka.role: scorer``) the pipeline learns nothing: its
   model comes from the trainer (:mod:`streamrec.kafka.scorer`, :mod:`streamrec.kafka.trainer`).
@@ -56,7 +52,7 @@ from streamrec.kafka.fetcher import Fetcher
 from streamrec.kafka.health import READY_LAG_BATCHES, Health
 from streamrec.kafka.items import ItemsTopic
 from streamrec.kafka.messages import dead_letter, dead_letter_room
-from streamrec.kafka.offsets import commit, rewind
+from streamrec.kafka.offsets import Committer, rewind
 from streamrec.kafka.publisher import Publisher, TransactionAborted
 from streamrec.kafka.scorer import ModelFollower
 from streamrec.kafka.stats import Progress, ServiceStats
@@ -81,6 +77,7 @@ class _Running:  # the clients of one run, made by KafkaService._open
     publisher: Publisher
     windows: PartitionWindows
     items: ItemsTopic | None
+    committer: Committer
 
 
 class KafkaService:
@@ -185,7 +182,7 @@ class KafkaService:
         policy = (AdaptiveBatchPolicy(max_size=batch.max_size, max_wait_ms=batch.max_wait_ms)
                   if batch.adaptive else None)
         fetcher = Fetcher(consumer, kafka.input_topic, batch.max_size, batch.max_wait_ms, self._stop, policy)
-        self._run = _Running(consumer, fetcher, publisher, windows, items)
+        self._run = _Running(consumer, fetcher, publisher, windows, items, Committer(consumer, kafka.input_topic))
         consumer.subscribe([kafka.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_lost)
 
@@ -200,6 +197,8 @@ class KafkaService:
         if self.running.items is not None:
             self.stats.items_loaded += self.running.items.feed(self.pipeline)
             self.stats.bad_items = self.running.items.bad_records
+        if self.running.committer.pending:  # a commit failed in a rebalance: retried, partitions still ours
+            self._commit([])
         if time.monotonic() - self._last_checkpoint >= self.kafka.checkpoint_interval_seconds:
             self._checkpoint()
         if self.progress.due():
@@ -306,11 +305,12 @@ class KafkaService:
         metrics.dead_lettered.labels(topic=self.kafka.dead_letter_topic).inc(len(batch.bad))
         self.telemetry.after_batch(self.pipeline, result, batch.size, self.kafka.output_topic)
 
-    def _commit(self, offsets: list[TopicPartition]) -> None:
-        if offsets and commit(self.running.consumer, offsets):
+    def _commit(self, offsets: list[TopicPartition]) -> None:  # with what a failed commit left
+        done = self.running.committer.commit({tp.partition: tp.offset for tp in offsets}, self.running.fetcher.assigned)
+        if done:
             self.stats.commits += 1
             self.health.broker_up()
-        elif offsets:
+        elif done is False:
             self.stats.commit_failures += 1
 
     def _rewind(self) -> None:

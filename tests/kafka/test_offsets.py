@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from streamrec.kafka.offsets import committed_offsets
+from streamrec.kafka.offsets import Committer, committed_offsets
 
 
 class _Consumer:
@@ -39,3 +39,29 @@ def test_committed_offsets_raises_other_errors_at_once_and_gives_up_at_the_deadl
     with pytest.raises(KafkaException):
         committed_offsets(stuck, [TopicPartition("t", 0)], timeout_s=0.2, backoff_s=0.05)  # type: ignore[arg-type]
     assert 2 <= stuck.calls <= 5
+
+
+class _Committing:
+    """``commit()`` fails with the queued errors first, then records what it was asked to commit."""
+
+    def __init__(self, *errors: int) -> None:
+        self.errors = list(errors)
+        self.committed: list[list[tuple[int, int]]] = []
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
+        assert not asynchronous
+        if self.errors:
+            raise KafkaException(KafkaError(self.errors.pop(0)))
+        self.committed.append([(tp.partition, tp.offset) for tp in offsets])
+        return offsets
+
+
+def test_offsets_a_failed_commit_left_go_with_the_next_commit_for_partitions_still_assigned() -> None:
+    consumer = _Committing(KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION)
+    committer = Committer(consumer, "t")  # type: ignore[arg-type]
+    assert committer.commit({0: 10, 1: 5}, assigned={0, 1, 2}) is False  # during a rebalance
+    assert committer.pending == {0: 10, 1: 5}
+    assert committer.commit({0: 12}, assigned={0, 1, 2}) is False
+    assert committer.commit({}, assigned={0, 2}) is True  # partition 1 went to another member: it redoes it
+    assert consumer.committed == [[(0, 12)]] and committer.pending == {}
+    assert committer.commit({}, assigned={0}) is None  # nothing to commit
