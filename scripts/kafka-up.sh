@@ -11,6 +11,15 @@
 #   KAFKA_STATE_DIR        data, logs, pid (default $KAFKA_HOME_DIR/state-$KAFKA_PORT)
 #   KAFKA_HEAP_OPTS        broker heap (default "-Xms128m -Xmx512m")
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker (default 90)
+#   KAFKA_SASL_SSL_PORT    opt-in: also a SASL_SSL listener (SCRAM-SHA-512 over TLS) on this port,
+#                          with ACLs enforced (StandardAuthorizer, nothing allowed without an ACL).
+#                          A CA and a broker certificate (for 127.0.0.1 and localhost) are made in
+#                          $KAFKA_STATE_DIR/tls (clients trust tls/ca.pem); the PLAINTEXT listener
+#                          stays, on 127.0.0.1 only, as the broker's own and the admin's way in
+#                          (User:ANONYMOUS is a super user there). Needs openssl.
+#   KAFKA_SCRAM_USERS      with KAFKA_SASL_SSL_PORT: SCRAM-SHA-512 users made when the storage is
+#                          formatted, "name=password" separated by spaces (default "admin=admin-secret");
+#                          User:admin is a super user
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,6 +55,32 @@ kafka_tool() {
 broker_answers() {
   kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --list \
     --command-config <(printf 'request.timeout.ms=10000\ndefault.api.timeout.ms=20000\n') >/dev/null 2>&1
+}
+
+# The opt-in SASL_SSL listener: a CA and a broker certificate (PEM, made once per state dir),
+# the listener, SCRAM-SHA-512, and the authorizer (docker/kafka-local/sasl-ssl.properties).
+secure_listener() {
+  command -v openssl >/dev/null || die "openssl not found; KAFKA_SASL_SSL_PORT needs it for the certificates"
+  local tls="$STATE/tls"
+  if [[ ! -s "$tls/broker-keystore.pem" ]]; then
+    mkdir -p "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=streamrec-test-ca" \
+      -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null || die "openssl: cannot make the CA"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$tls/broker.key" \
+      -out "$tls/broker.csr" 2>/dev/null || die "openssl: cannot make the broker's key"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.ext"
+    openssl x509 -req -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+      -days 30 -extfile "$tls/san.ext" -out "$tls/broker.crt" 2>/dev/null || die "openssl: cannot sign the broker's certificate"
+    # Kafka's PEM keystore: the private key (PKCS#8) followed by the certificate chain
+    openssl pkcs8 -topk8 -nocrypt -in "$tls/broker.key" -out "$tls/broker.pk8" || die "openssl: pkcs8 failed"
+    cat "$tls/broker.pk8" "$tls/broker.crt" "$tls/ca.pem" >"$tls/broker-keystore.pem"
+    chmod 600 "$tls"/*.key "$tls"/*.pk8 "$tls/broker-keystore.pem"
+  fi
+  sed -i -e "s|^listeners=PLAINTEXT://\(.*\)$|listeners=PLAINTEXT://\1,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT|" \
+      -e "s|^advertised.listeners=PLAINTEXT://\(.*\)$|advertised.listeners=PLAINTEXT://\1,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT|" \
+      -e "s|^listener.security.protocol.map=\(.*\)$|listener.security.protocol.map=\1,SASL_SSL:SASL_SSL|" \
+      "$STATE/server.properties"
+  sed -e "s|@TLS_DIR@|$tls|g" "$CONF_DIR/sasl-ssl.properties" >>"$STATE/server.properties"
 }
 
 # --- 1. Java >= 17 -----------------------------------------------------------
@@ -101,13 +136,20 @@ if [[ -z "$pid" ]]; then
       -e "s|@DATA_DIR@|$STATE/data|g" \
       "$CONF_DIR/server.properties" >"$STATE/server.properties"
   cp "$CONF_DIR/log4j2.properties" "$STATE/log4j2.properties"
+  scram_args=()
+  if [[ -n "${KAFKA_SASL_SSL_PORT:-}" ]]; then
+    secure_listener
+    for user in ${KAFKA_SCRAM_USERS:-admin=admin-secret}; do
+      scram_args+=(--add-scram "SCRAM-SHA-512=[name=${user%%=*},password=${user#*=}]")
+    done
+  fi
 
   if [[ ! -f "$STATE/data/meta.properties" ]]; then
     [[ -s "$STATE/cluster.id" ]] \
       || kafka_tool kafka.tools.StorageTool random-uuid >"$STATE/cluster.id"
     log "formatting KRaft storage in $STATE/data (cluster $(cat "$STATE/cluster.id"))"
     kafka_tool kafka.tools.StorageTool format --ignore-formatted \
-      -t "$(cat "$STATE/cluster.id")" -c "$STATE/server.properties" >/dev/null \
+      -t "$(cat "$STATE/cluster.id")" -c "$STATE/server.properties" "${scram_args[@]}" >/dev/null \
       || die "kafka.tools.StorageTool format failed"
   fi
 
@@ -147,3 +189,8 @@ done
 broker_answers || die "broker port is open but a metadata request failed; see $STATE/kafka.log"
 log "Kafka is up on $BOOTSTRAP (pid $pid, ready in $((SECONDS - start))s)"
 echo "KAFKA_BOOTSTRAP_SERVERS=$BOOTSTRAP"
+if [[ -n "${KAFKA_SASL_SSL_PORT:-}" ]]; then
+  port_open "$KAFKA_SASL_SSL_PORT" || die "the SASL_SSL listener on $KAFKA_SASL_SSL_PORT is not open; see $STATE/kafka.log"
+  echo "KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SASL_SSL_PORT"
+  echo "KAFKA_SSL_CA_LOCATION=$STATE/tls/ca.pem"
+fi

@@ -291,4 +291,23 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     try:
         return cls(**_drop_none(overrides))
     except ValidationError as exc:
-        raise ConfigError(f"invalid settings: {exc}") from exc
+        if not any(error["loc"][:2] == ("kafka", "config") for error in exc.errors()):
+            raise ConfigError(f"invalid settings: {exc}") from exc
+        hidden = exc  # kafka.config may hold a password: its values stay out of the message and the chain
+    raise ConfigError(f"invalid settings: {_without_values(hidden)}") from None
+
+
+def _without_values(exc: ValidationError) -> str:
+    """pydantic's message without the values it was given.
+
+    >>> try:
+    ...     load_settings(kafka={"config": {"sasl.password": 123456}})
+    ... except ConfigError as exc:
+    ...     print(exc)
+    invalid settings: 1 validation error for Settings
+    kafka.config.sasl.password: Input should be a valid string [type=string_type]
+    """
+    errors = exc.errors(include_url=False, include_input=False)
+    lines = [f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} for {exc.title}"]
+    lines += [f"{'.'.join(map(str, error['loc']))}: {error['msg']} [type={error['type']}]" for error in errors]
+    return "\n".join(lines)

@@ -11,6 +11,7 @@
     ├── ModelLoadError           the encoder model or tokenizer cannot be found/loaded
     ├── CheckpointError          a head or window checkpoint cannot be written or read
     ├── RecommendationError      bytes on the output topic that are not a recommendation
+    ├── KafkaAuthError           the broker refused the login, or an ACL is missing (never retried)
     └── UsageError               an API called with arguments that cannot work (a caller's bug;
                                  also a ValueError)
 
@@ -80,6 +81,10 @@ class CheckpointError(StreamrecError):
 
 class RecommendationError(StreamrecError):
     reason = "recommendation"
+
+
+class KafkaAuthError(StreamrecError):
+    reason = "kafka_auth"
 
 
 class UsageError(StreamrecError, ValueError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sized
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -47,12 +47,15 @@ class ReplaySink:
         self.bar = bar
         self.on_batch = on_batch
         self.telemetry = telemetry
-        self.score = PrequentialScore(METRIC_K, lambda: len(pipeline.catalog))
+        self.score = PrequentialScore(METRIC_K, lambda: len(pipeline.catalog),
+                                      pipeline.settings.window.max_users)
         self.totals = {"duplicates": 0, "too_late": 0, "examples": 0, "recommendations": 0}
+        self.events = 0
         self.seconds = {"encode": 0.0, "train": 0.0, "rank": 0.0}
         self._consumed_at = 0.0
 
     def before(self, batch: EventBatch) -> None:
+        self.events += batch.size
         for event in batch.events:
             self.score.observe(event.user_id, event.item_id, self.pipeline.vocab.is_positive(event.action))
         self._consumed_at = time.time()
@@ -82,13 +85,15 @@ class ReplaySink:
 
 def replay(
     pipeline: Pipeline,
-    events: Sequence[Event],
+    events: Iterable[Event],
     out_path: str | Path | None = None,
     progress: bool = True,
     on_batch: Callable[[BatchResult], None] | None = None,
     telemetry: Telemetry | None = None,
 ) -> dict[str, Any]:
     """Run the log through the pipeline; returns the metrics dict (fixed keys, see README).
+
+    ``events`` in time order: a list, or any iterable (a generator streams a log larger than memory).
 
     With ``telemetry``, each batch also feeds the Prometheus metrics, online quality and drift.
     """
@@ -98,15 +103,16 @@ def replay(
         if out_path is not None:
             Path(out_path).parent.mkdir(parents=True, exist_ok=True)
             out = stack.enter_context(Path(out_path).open("w", encoding="utf-8"))
-        bar = stack.enter_context(tqdm(total=len(events), unit="ev", disable=not progress,
-                                       desc="replay", dynamic_ncols=True))
+        total = len(events) if isinstance(events, Sized) else None
+        bar = stack.enter_context(tqdm(total=total, unit="ev", disable=not progress, desc="replay",
+                                       dynamic_ncols=True))
         sink = ReplaySink(pipeline, out, bar, on_batch, telemetry)
         Runner(pipeline, ListSource(events, pipeline.settings.batch.max_size), sink, before=sink.before).run()
     wall = time.perf_counter() - started
     metrics = sink.score.summary()
     metrics.update(
         items=len(pipeline.catalog),
-        events_per_second=len(events) / wall if wall > 0 else 0.0,
+        events_per_second=sink.events / wall if wall > 0 else 0.0,
         wall_seconds=wall,
         model_version=pipeline.head.version,
         unknown_item_lookups=pipeline.catalog.unknown_lookups,

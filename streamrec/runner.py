@@ -15,9 +15,10 @@ model, and an example that runs.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -74,16 +75,18 @@ class EventBatch:
 
 
 class ListSource:
-    """A recorded log in micro-batches of ``size`` events, in the order given."""
+    """A recorded log in micro-batches of ``size`` events, in the order given. Any iterable will
+    do: a generator streams a log larger than memory, a batch at a time."""
 
-    def __init__(self, events: Sequence[Event], size: int) -> None:
+    def __init__(self, events: Iterable[Event], size: int) -> None:
         self.events = events
         self.size = size
         self._batches = self._slices()
 
     def _slices(self) -> Iterator[EventBatch]:
-        for start in range(0, len(self.events), self.size):
-            yield EventBatch(self.events[start:start + self.size])
+        events = iter(self.events)
+        while batch := list(itertools.islice(events, self.size)):
+            yield EventBatch(batch)
 
     def next_batch(self) -> EventBatch | None:
         return next(self._batches, None)

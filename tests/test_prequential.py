@@ -1,6 +1,6 @@
 import math
 
-from streamrec.prequential import PrequentialScore
+from streamrec.prequential import DistinctCount, PrequentialScore
 
 
 def test_scores_against_the_latest_published_recommendation() -> None:
@@ -18,3 +18,24 @@ def test_scores_against_the_latest_published_recommendation() -> None:
     assert math.isclose(summary["ndcg@3"], (1 / math.log2(3)) / 3)
     assert math.isclose(summary["mrr@3"], 0.5 / 3)
     assert math.isclose(summary["coverage@3"], 4 / 10)  # a, b, c, x
+
+
+def test_distinct_count_is_exact_up_to_its_limit_then_estimates_within_a_few_percent() -> None:
+    count = DistinctCount(exact_up_to=1000)
+    for i in range(1000):
+        count.add(f"u{i}")
+        count.add(f"u{i}")  # repeats count once
+    assert (count.value, count.estimated) == (1000, False)
+    for i in range(1000, 50_000):
+        count.add(f"u{i}")
+    assert count.estimated
+    assert abs(count.value - 50_000) < 0.03 * 50_000  # 2**14 registers: about 0.8 % standard error
+    assert count._registers.nbytes == 1 << 14  # bounded: no key kept
+
+
+def test_latest_recommendations_are_kept_for_max_users_users() -> None:
+    score = PrequentialScore(k=3, n_items=lambda: 10, max_users=2)
+    for user in ["a", "b", "c"]:
+        score.publish(user, ["x"])
+    assert score.observe("a", "x") is None  # the least recently served user's list was dropped
+    assert score.observe("c", "x") == 1.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -53,6 +53,22 @@ def test_every_batch_is_processed_and_written_once_in_order(pipeline: Pipeline, 
     assert sink.events == len(events) and sum(r.added for r in sink.results) == len(events)
     assert {rec.user_id for rec in sink.recommendations} == {e.user_id for e in events}
     assert len(pipeline.windows) == len({e.user_id for e in events})
+
+
+def test_a_generator_streams_in_the_same_batches_as_a_list(pipeline: Pipeline, events: list[Event]) -> None:
+    taken: list[int] = []
+
+    def stream() -> Iterator[Event]:  # never more than a batch read ahead of the pipeline
+        for n, event in enumerate(events):
+            taken.append(n)
+            yield event
+
+    sink = Recording()
+    source = ListSource(stream(), size=32)
+    first = source.next_batch()
+    assert first is not None and len(first.events) == 32 and len(taken) == 32  # read lazily
+    Runner(pipeline, source, sink).run()
+    assert [len(b) for b in sink.batches] == [32, 32, 4] and [e for b in sink.batches for e in b] == events[32:]
 
 
 def test_a_stop_finishes_the_batch_in_flight_and_starts_no_other(pipeline: Pipeline, events: list[Event]) -> None:

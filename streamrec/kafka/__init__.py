@@ -14,6 +14,7 @@
 ``publisher``           produce with delivery proof; transactions under exactly-once
 ``items``               item text from a compacted items topic
 ``clients``             librdkafka configs (pass-through + enforced keys)
+``security``            secrets from env/files; refused logins and missing ACLs, told apart
 ``topics``              the topics the service needs, checked or created
 ``produce``/``tail``    ``streamrec produce`` and ``streamrec tail``
 ``commands``            the CLI commands

@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from streamrec.config import Settings
 from streamrec.errors import CheckpointError
 from streamrec.kafka.clients import KafkaServiceError, consumer_config
+from streamrec.kafka.security import raise_on_auth, raise_on_auth_exception
 from streamrec.retry import retry
 from streamrec.windows import SNAPSHOT_VERSION
 
@@ -111,6 +112,7 @@ class ChangelogReader:
         # fetch.wait.max.ms: each partition's end is seen one empty fetch later; keep that short.
         config.update({"enable.partition.eof": True, "isolation.level": "read_committed", "fetch.wait.max.ms": 100})
         self._consumer = Consumer(config)
+        self.group = str(config["group.id"])  # named when an ACL for it is missing
 
     def read(self, partitions: Iterable[int]) -> dict[int, dict[str, bytes]]:
         """The latest snapshot per user in each partition (tombstoned users left out)."""
@@ -139,6 +141,7 @@ class ChangelogReader:
         try:  # a just-created changelog may not have a leader yet
             return retry(ask, retriable=lambda exc: isinstance(exc, KafkaException), attempts=3, first_s=1.0)
         except KafkaException as exc:
+            raise_on_auth_exception(exc, f"read the changelog topic {self.topic!r}", self.group)
             raise KafkaServiceError(f"cannot read the end of {self.topic}[{partition}]: {exc}") from exc
 
     def _read_to_end(self, ends: dict[int, int], latest: dict[int, dict[str, bytes]]) -> None:
@@ -160,6 +163,7 @@ class ChangelogReader:
                     if error.code() == KafkaError._PARTITION_EOF:
                         waiting.pop(partition, None)
                         continue
+                    raise_on_auth(error, f"read the changelog topic {self.topic!r}", self.group)
                     if error.fatal():
                         raise KafkaServiceError(f"changelog restore failed: {error}")
                     log.warning("changelog restore: %s", error)

@@ -1,8 +1,10 @@
 """librdkafka configuration for every client the service makes.
 
 ``settings.kafka.config`` passes through unchanged to every client (``security.protocol``,
-``sasl.*``, ``ssl.*``, ...). Keys prefixed ``consumer.`` or ``producer.`` go, without the prefix,
-to that kind of client only (librdkafka has no property with either prefix), e.g.
+``sasl.*``, ``ssl.*``, ...), except that a ``${env:NAME}`` or ``${file:PATH}`` value is read from
+there (:mod:`streamrec.kafka.security`: secrets stay out of the settings). Keys prefixed
+``consumer.`` or ``producer.`` go, without the prefix, to that kind of client only (librdkafka
+has no property with either prefix), e.g.
 ``consumer.session.timeout.ms: "10000"`` or ``producer.linger.ms: "20"``.
 
 A few keys carry the service's delivery guarantees and are set here; a pass-through value
@@ -34,6 +36,7 @@ from typing import Any
 from streamrec.config import Settings
 from streamrec.errors import ConfigError, StreamrecError
 from streamrec.kafka.client_logs import client_logger
+from streamrec.kafka.security import resolve_secrets
 
 CONSUMER_PREFIX = "consumer."
 PRODUCER_PREFIX = "producer."
@@ -75,7 +78,7 @@ def split_config(config: Mapping[str, str]) -> tuple[dict[str, str], dict[str, s
     common: dict[str, str] = {}
     consumer: dict[str, str] = {}
     producer: dict[str, str] = {}
-    for key, value in config.items():
+    for key, value in resolve_secrets(config).items():
         if key.startswith(CONSUMER_PREFIX):
             consumer[key.removeprefix(CONSUMER_PREFIX)] = value
         elif key.startswith(PRODUCER_PREFIX):

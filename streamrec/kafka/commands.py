@@ -7,7 +7,8 @@ Exit codes of ``run``: 0 after a graceful stop, 1 when Kafka failed (e.g. a reco
 delivered: nothing of that batch was committed), 2 for unusable settings or state (a checkpoint
 of another encoder or catalogue, a corrupt one, a changelog record of an unknown version), 3 when a stop took
 longer than ``kafka.shutdown_timeout_seconds``, 4 when the broker stayed unreachable past
-``kafka.broker_timeout_seconds``, 128+N after a second signal N.
+``kafka.broker_timeout_seconds``, 5 when the broker refused the login or an ACL is missing
+(:mod:`streamrec.kafka.security`), 128+N after a second signal N.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import typer
 from rich.console import Console
 
 from streamrec.config import Settings, load_settings
-from streamrec.errors import CheckpointError, ConfigError, StreamrecError
+from streamrec.errors import CheckpointError, ConfigError, KafkaAuthError, StreamrecError
 from streamrec.events import WireFormat
 from streamrec.sources import parse_column_map
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
-EXIT_KAFKA, EXIT_CONFIG, EXIT_SHUTDOWN_TIMEOUT, EXIT_BROKER = 1, 2, 3, 4
+EXIT_KAFKA, EXIT_CONFIG, EXIT_SHUTDOWN_TIMEOUT, EXIT_BROKER, EXIT_AUTH = 1, 2, 3, 4, 5
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML settings file")]
 BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap-servers", help="HOST:PORT[,HOST:PORT]")]
@@ -156,6 +157,9 @@ def run(
                              Endpoints(settings.metrics_address, service.telemetry.metrics,
                                        ready=service.health.readiness, alive=service.health.alive)).start()
             service.run(max_runtime)
+        except KafkaAuthError as exc:  # a password or an ACL to fix: restarting would not help
+            console.print(f"[bold red]error:[/] {exc}")
+            code = EXIT_AUTH
         except (ConfigError, CheckpointError) as exc:  # restarting would not help
             console.print(f"[bold red]error:[/] {exc}")
             code = EXIT_CONFIG

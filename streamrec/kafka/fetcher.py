@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from streamrec.batching import AdaptiveBatchPolicy, MicroBatcher
 from streamrec.kafka.batch import Received
 from streamrec.kafka.clients import KafkaServiceError
+from streamrec.kafka.security import raise_on_auth
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,10 @@ class Fetcher:
     """Consumes the input topic for the service; tracks the assignment and unprocessed messages."""
 
     def __init__(self, consumer: Consumer, topic: str, max_size: int, max_wait_ms: int,
-                 stop: threading.Event, policy: AdaptiveBatchPolicy | None = None) -> None:
+                 stop: threading.Event, policy: AdaptiveBatchPolicy | None = None, group: str | None = None) -> None:
         self.consumer = consumer
         self.topic = topic
+        self.group = group  # named when an ACL for it is missing
         self.limit = max_size  # read-ahead bound, and the largest batch
         self.policy = policy
         self.stop = stop
@@ -93,6 +95,7 @@ class Fetcher:
         for message in messages:
             error = message.error()
             if error is not None:
+                raise_on_auth(error, f"read topic {message.topic() or self.topic!r}", self.group)
                 if error.fatal():
                     raise KafkaServiceError(f"consumer failed: {error}")
                 if error.code() != KafkaError._PARTITION_EOF:

@@ -48,6 +48,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from streamrec.kafka.client_logs import LOGGER_NAME
 from streamrec.kafka.clients import BrokerUnavailableError, KafkaServiceError
+from streamrec.kafka.security import raise_on_auth
 from streamrec.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,9 @@ class Health:
     """Liveness and readiness state, fed by the service's loop and librdkafka's callbacks."""
 
     def __init__(self, liveness_timeout_s: float, ready_lag: int, metrics: Metrics | None = None,
-                 topic: str = "", broker_timeout_s: float | None = None,
+                 topic: str = "", broker_timeout_s: float | None = None, group: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        self.group = group  # the consumer group, named when an ACL for it is missing
         self.broker_timeout_s = broker_timeout_s
         self.liveness_timeout_s = liveness_timeout_s
         self.ready_lag = ready_lag
@@ -177,7 +179,9 @@ class Health:
 
     def on_client_error(self, error: KafkaError) -> None:
         """librdkafka's error events (``error_cb``) of the group consumer and the producer: the producer's
-        are served while a flush waits for deliveries, when the consumer is not polled."""
+        are served while a flush waits for deliveries, when the consumer is not polled. A refused login
+        or a missing ACL raises :class:`~streamrec.errors.KafkaAuthError` out of that poll or flush."""
+        raise_on_auth(error, "use one of the service's topics", self.group)
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.broker_down(error.str())
         elif error.code() != KafkaError._TRANSPORT:  # each failed connect is already a client log line

@@ -29,6 +29,7 @@ from streamrec.config import Settings
 from streamrec.errors import CatalogError
 from streamrec.events import detect_format
 from streamrec.kafka.clients import KafkaServiceError, consumer_config
+from streamrec.kafka.security import raise_on_auth
 from streamrec.kafka.topics import ADMIN_TIMEOUT_S
 
 if TYPE_CHECKING:
@@ -69,7 +70,10 @@ class ItemsTopic:
         config = consumer_config(settings, f"{settings.kafka.group}-items-{uuid.uuid4().hex[:8]}", in_group=False)
         config["enable.partition.eof"] = True
         self._consumer = Consumer(config)
+        self.group = str(config["group.id"])  # named when an ACL for it is missing
         metadata = self._consumer.list_topics(topic, timeout=ADMIN_TIMEOUT_S).topics.get(topic)
+        if metadata is not None:
+            raise_on_auth(metadata.error, f"describe the items topic {topic!r}")
         if metadata is None or metadata.error is not None:
             raise KafkaServiceError(f"items topic {topic!r} does not exist or is unreadable: "
                                     f"{metadata.error if metadata else 'no metadata'}")
@@ -106,6 +110,7 @@ class ItemsTopic:
     def _items(self, messages: Iterable[Message]) -> Iterable[Item]:
         for message in messages:
             if message.error() is not None:
+                raise_on_auth(message.error(), f"read the items topic {self.topic!r}", self.group)
                 if not self._is_eof(message):
                     log.warning("items topic %s: %s", self.topic, message.error())
                 continue

@@ -15,6 +15,7 @@ from collections.abc import Collection, Sequence
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamrec.kafka.clients import KafkaServiceError
+from streamrec.kafka.security import raise_on_auth, raise_on_auth_exception
 from streamrec.retry import retry
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,15 @@ def commit(consumer: Consumer, offsets: list[TopicPartition]) -> bool:
     try:
         committed = consumer.commit(offsets=offsets, asynchronous=False) or []
     except KafkaException as exc:
+        raise_on_auth_exception(exc, "commit the group's offsets")
         error: KafkaError = exc.args[0]
         if error.fatal():
             raise KafkaServiceError(f"commit failed fatally: {error}") from exc
         log.warning("commit failed (%s); the batch will be redelivered and its events deduplicated", error)
         return False
     failed = [tp for tp in committed if tp.error is not None]
+    for tp in failed:
+        raise_on_auth(tp.error, f"commit the group's offsets of topic {tp.topic!r}")
     if failed:
         log.warning("commit failed for %s; those events will be redelivered and deduplicated", failed)
     return not failed

@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer, Topic
 
 from streamrec.kafka.clients import KafkaServiceError
 from streamrec.kafka.messages import DeadLetter
+from streamrec.kafka.security import auth_failure, raise_on_auth_exception
 from streamrec.recommendations import Recommendation
 from streamrec.retry import retry
 
@@ -48,6 +49,7 @@ class Publisher:
         self.confirm_timeout_s = confirm_timeout_s
         self._lock = threading.Lock()  # delivery reports arrive on whichever thread polls
         self._failures: list[str] = []
+        self._refused: list[Exception] = []  # deliveries refused for a missing ACL
 
     # -- records -----------------------------------------------------------------------------
 
@@ -75,6 +77,7 @@ class Publisher:
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self.producer.poll(QUEUE_FULL_WAIT_S)
             except KafkaException as exc:  # a transaction already failed by an earlier record
+                raise_on_auth_exception(exc, f"write to topic {topic!r}")
                 if not exc.args[0].txn_requires_abort():
                     raise
                 log.warning("produce needs an abort: %s", exc.args[0])
@@ -83,8 +86,11 @@ class Publisher:
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
+            refused = auth_failure(error, f"write to topic {message.topic()!r}")
             with self._lock:
                 self._failures.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
+                if refused is not None:
+                    self._refused.append(refused)
 
     # -- at-least-once -----------------------------------------------------------------------
 
@@ -93,6 +99,9 @@ class Publisher:
         remaining = self.producer.flush(self.confirm_timeout_s)
         with self._lock:
             failures, self._failures = self._failures, []
+            refused, self._refused = self._refused, []
+        if refused:
+            raise refused[0]
         if failures:
             raise KafkaServiceError(f"{len(failures)} record(s) were not delivered, first: {failures[0]}; "
                                     "offsets of this batch are not committed")
@@ -127,6 +136,11 @@ class Publisher:
         try:
             retry(call, retriable=_retriable, attempts=5, first_s=0.1, what=what)
         except KafkaException as exc:
+            with self._lock:
+                refused = self._refused[:1]
+            if refused:  # a record refused for a missing ACL failed the transaction
+                raise refused[0] from exc
+            raise_on_auth_exception(exc, f"{what.replace('_', ' ')} with this transactional id")
             error: KafkaError = exc.args[0]
             if error.txn_requires_abort():
                 log.warning("%s needs an abort: %s", what, error)
@@ -141,7 +155,7 @@ class Publisher:
             raise KafkaServiceError(f"abort_transaction failed: {exc.args[0]}") from exc
         finally:
             with self._lock:
-                self._failures = []
+                self._failures, self._refused = [], []
 
 
 def _retriable(exc: Exception) -> bool:

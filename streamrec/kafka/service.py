@@ -97,7 +97,7 @@ class KafkaService:
         self.telemetry = telemetry or Telemetry(settings)
         metrics = self.telemetry.metrics
         self.health = Health(self.kafka.liveness_timeout_seconds, READY_LAG_BATCHES * settings.batch.max_size,
-                             metrics, self.kafka.input_topic, self.kafka.broker_timeout_seconds)
+                             metrics, self.kafka.input_topic, self.kafka.broker_timeout_seconds, self.kafka.group)
         self.dead_letter_rate = DeadLetterRate(self.kafka.input_topic, metrics)
         self.progress = Progress(self.kafka.progress_interval_seconds)
         self.changelog_topic = changelog_topic(settings)
@@ -179,9 +179,9 @@ class KafkaService:
         config.update(stats_cb=self.health.on_statistics, error_cb=self.health.on_client_error)
         consumer = Consumer(config)
         batch = settings.batch
-        policy = (AdaptiveBatchPolicy(max_size=batch.max_size, max_wait_ms=batch.max_wait_ms)
-                  if batch.adaptive else None)
-        fetcher = Fetcher(consumer, kafka.input_topic, batch.max_size, batch.max_wait_ms, self._stop, policy)
+        policy = AdaptiveBatchPolicy(max_size=batch.max_size, max_wait_ms=batch.max_wait_ms) if batch.adaptive else None
+        fetcher = Fetcher(consumer, kafka.input_topic, batch.max_size, batch.max_wait_ms, self._stop, policy,
+                          group=kafka.group)
         self._run = _Running(consumer, fetcher, publisher, windows, items, Committer(consumer, kafka.input_topic))
         consumer.subscribe([kafka.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_lost)

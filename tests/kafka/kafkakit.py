@@ -92,11 +92,11 @@ class Record:
 class LocalBroker:
     """``scripts/kafka-up.sh`` on its own ports and state directory: started, killed, restarted."""
 
-    def __init__(self, port: int, controller_port: int, state_dir: Path) -> None:
+    def __init__(self, port: int, controller_port: int, state_dir: Path, **env: str) -> None:
         self.bootstrap = f"127.0.0.1:{port}"
         self.state_dir = state_dir
         self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(controller_port),
-                    "KAFKA_STATE_DIR": str(state_dir)}
+                    "KAFKA_STATE_DIR": str(state_dir), **env}  # env: more of kafka-up.sh's settings
 
     def _script(self, name: str) -> None:
         done = subprocess.run([str(REPO / "scripts" / name)], env=self.env, capture_output=True, text=True,

@@ -116,3 +116,24 @@ def test_flags_override_environment_which_overrides_the_config_file(tmp_path: Pa
         ("from-flag", "env-recs", "file-events")
     assert consumer_config(settings)["security.protocol"] == "SSL"
     assert _settings_from_flags(config, {}).kafka.group == "from-env"
+
+
+def test_secrets_come_from_the_environment_or_a_file_never_from_the_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_TEST_SECRET", "from-env")
+    (tmp_path / "secret").write_text("from-file\n")
+    settings = _settings(config={"sasl.password": "${env:KAFKA_TEST_SECRET}",
+                                 "producer.ssl.key.password": f"${{file:{tmp_path / 'secret'}}}"})
+    assert "from-env" not in repr(settings) and "from-file" not in repr(settings)
+    assert consumer_config(settings)["sasl.password"] == admin_config(settings)["sasl.password"] == "from-env"
+    assert producer_config(settings)["ssl.key.password"] == "from-file"  # one trailing newline dropped
+    monkeypatch.delenv("KAFKA_TEST_SECRET")
+    with pytest.raises(ConfigError, match=r"sasl\.password: environment variable KAFKA_TEST_SECRET is not set"):
+        consumer_config(settings)
+
+
+def test_an_invalid_kafka_config_value_is_not_shown_in_the_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(kafka={"config": {"sasl.password": 918273645}})
+    assert "918273645" not in str(caught.value) and "kafka.config.sasl.password" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None  # nor in a traceback

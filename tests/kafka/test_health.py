@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from confluent_kafka import KafkaError
 
+from streamrec.errors import KafkaAuthError
 from streamrec.kafka.health import Health
 from streamrec.metrics import Metrics
 
@@ -131,3 +133,13 @@ def test_the_assignment_is_exported() -> None:
     assert held() == {"0", "2"} and changes() == {"assigned": 3, "revoked": 1}
     health.assigned(set(), lost=True)
     assert held() == set() and changes() == {"assigned": 3, "revoked": 1, "lost": 2}
+
+
+def test_a_refused_login_or_a_missing_group_acl_raises_naming_the_group() -> None:
+    health = Health(liveness_timeout_s=60, ready_lag=640, topic="events", group="recs")
+    with pytest.raises(KafkaAuthError, match="not authorized to use consumer group 'recs'"):
+        health.on_client_error(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))
+    with pytest.raises(KafkaAuthError, match="authentication failed"):
+        health.on_client_error(KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error"))
+    health.on_client_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))  # an outage is waited out
+    assert health.broker_problem() is not None
