@@ -195,23 +195,6 @@ class EventTarget(Target):
         event_round_trip(result, self.vocab, detect_format(value[0]) if value[1] == "auto" else value[1])
 
 
-class Message:
-    def __init__(self, value: bytes | None) -> None:
-        self._value = value
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def topic(self) -> str:
-        return "events"
-
-    def partition(self) -> int:
-        return 3
-
-    def offset(self) -> int:
-        return 41
-
-
 class MessageTarget(EventTarget):
     """A consumed message: its event, or a dead letter that fits the dead-letter topic."""
 
@@ -223,9 +206,12 @@ class MessageTarget(EventTarget):
         return payload, rng.choice((64, 1024, 64 * 1024)), headers
 
     def decode(self, value: Any) -> Any:
+        from confluent_kafka import Message
+
         from streamrec.kafka.messages import event_from_message
 
-        return event_from_message(Message(value[0]), self.vocab, "auto", value[1])
+        message = Message(topic="events", partition=3, offset=41, value=value[0])
+        return event_from_message(message, self.vocab, "auto", value[1])
 
     def check(self, result: Any, value: Any) -> None:
         from streamrec.events import detect_format

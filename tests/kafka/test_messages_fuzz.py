@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from confluent_kafka import Message
 from fuzzkit import FUZZ, mutated_bytes
 from hypothesis import given
 from hypothesis import strategies as st
@@ -35,32 +36,14 @@ headers = st.lists(st.tuples(st.sampled_from([*DEAD_LETTER_HEADERS, "trace", "te
                    max_size=6)
 
 
-class Message:
-    """The four ``confluent_kafka.Message`` methods the decoder reads."""
-
-    def __init__(self, value: bytes | None) -> None:
-        self._value = value
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def topic(self) -> str:
-        return "events"
-
-    def partition(self) -> int:
-        return 2
-
-    def offset(self) -> int:
-        return 40
-
-
 @FUZZ
 @given(value=values, max_bytes=st.integers(1, 64 * 1024), key=st.none() | st.binary(max_size=2000),
        original=headers)
 def test_a_message_becomes_an_event_or_a_dead_letter_that_fits(value: bytes | None, max_bytes: int, key: bytes | None,
                                                                original: list[tuple[str, Any]]) -> None:
     try:
-        event = event_from_message(Message(value), VOCAB, "auto", max_bytes)
+        message = Message(topic="events", partition=2, offset=40, value=value)
+        event = event_from_message(message, VOCAB, "auto", max_bytes)
     except EventError as error:
         letter = dead_letter(key, value, original, error, "events", 2, 40, max_value_bytes=max_bytes)
         named = dict(letter.headers)
