@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.errors import CatalogError
+from streamrec.events import is_text
 
 ITEM_COLUMNS = ("item_id", "title", "category")
 
@@ -76,7 +77,7 @@ def item_from_mapping(row: Mapping[str, Any], column_map: Mapping[str, str] | No
     # JSON's \ud800 escapes decode to lone surrogates: such text cannot be encoded or written back.
     for name, text in (("item_id", item.item_id), ("title", item.title), ("category", item.category),
                        *item.attributes.items(), *((key, key) for key in item.attributes)):
-        if not text.isascii() and not _is_text(text):
+        if not is_text(text):
             raise CatalogError(f"item {_shown(item_id)}: {name!r} is not valid Unicode text (a lone surrogate)")
     return item
 
@@ -84,14 +85,6 @@ def item_from_mapping(row: Mapping[str, Any], column_map: Mapping[str, str] | No
 def _shown(value: Any) -> str:
     """A short printable view of a record value, whatever its depth or size."""
     return reprlib.repr(value)
-
-
-def _is_text(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def plain_text(text: str) -> str:

@@ -106,7 +106,7 @@ def _shown(value: Any) -> Any:
     return value
 
 
-def _is_text(value: str) -> bool:
+def is_text(value: str) -> bool:
     """Whether ``value`` encodes as UTF-8 (JSON's ``\\ud800`` escapes give lone surrogates, which do not)."""
     if value.isascii():
         return True
@@ -126,7 +126,7 @@ def _as_id(obj: Mapping[str, Any], name: str) -> str:
     text = str(value)
     if not text or len(text) > 256:
         raise SchemaError(name, value, "a non-empty id of at most 256 characters")
-    if not _is_text(text):
+    if not is_text(text):
         raise SchemaError(name, value, "valid Unicode text (it holds a lone surrogate)")
     return text
 
