@@ -34,15 +34,13 @@ This module does not import torch (``streamrec forget`` edits a state directory 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import math
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,20 +107,6 @@ def write_manifest(state: Path, written: Iterable[str], encoder: dict[str, Any],
     tmp = into / (MANIFEST_FILE + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(into / MANIFEST_FILE)
-
-
-@contextlib.contextmanager
-def locked(state: Path) -> Iterator[None]:
-    """Hold ``state``'s lock (``flock`` on the directory itself, freed if the process dies): saves and
-    loads of one directory by several processes (a trainer and scorers sharing a ``state_dir``) take
-    turns."""
-    state.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def staging(state: Path) -> Path:

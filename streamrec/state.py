@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 from streamrec.checkpoint import format_of, metadata_of
 from streamrec.cooccurrence import ItemCooccurrence
 from streamrec.errors import CheckpointError
-from streamrec.manifest import check_encoder, check_files, commit, locked, read_manifest, recover, staging
+from streamrec.manifest import check_encoder, check_files, commit, read_manifest, recover, staging
 from streamrec.sparse_cooccurrence import FORMAT as SPARSE_FORMAT
 from streamrec.sparse_cooccurrence import SparseCooccurrence
 
@@ -79,18 +79,18 @@ def encoder_identity(pipeline: Pipeline) -> dict[str, object]:
 
 def save_state(pipeline: Pipeline, state: Path, with_windows: bool = True) -> None:
     """Save all or nothing (:mod:`streamrec.manifest`): files staged, committed, moved in."""
-    with locked(state):
-        staged = staging(state)
-        written = list(components(pipeline))
-        for name, part in components(pipeline).items():
-            part.save(staged / name, pipeline.catalog.ids)
-        if pipeline.text_index is not None:
-            pipeline.text_index.save(staged / TEXT_INDEX_FILE)
-            written.append(TEXT_INDEX_FILE)
-        if with_windows:
-            (staged / WINDOWS_FILE).write_bytes(pipeline.windows.snapshot())
-            written.append(WINDOWS_FILE)
-        commit(state, written, encoder_identity(pipeline))
+    state.mkdir(parents=True, exist_ok=True)
+    staged = staging(state)
+    written = list(components(pipeline))
+    for name, part in components(pipeline).items():
+        part.save(staged / name, pipeline.catalog.ids)
+    if pipeline.text_index is not None:
+        pipeline.text_index.save(staged / TEXT_INDEX_FILE)
+        written.append(TEXT_INDEX_FILE)
+    if with_windows:
+        (staged / WINDOWS_FILE).write_bytes(pipeline.windows.snapshot())
+        written.append(WINDOWS_FILE)
+    commit(state, written, encoder_identity(pipeline))
 
 
 def check_state(pipeline: Pipeline, state: Path) -> list[str]:
@@ -125,13 +125,6 @@ def check_state(pipeline: Pipeline, state: Path) -> list[str]:
 def load_state(pipeline: Pipeline, state: Path) -> bool:
     """Check the state (:func:`check_state`), then load whatever checkpoint files exist; True if
     a head was loaded."""
-    if not state.is_dir():
-        return False
-    with locked(state):  # not while another process saves into it
-        return _load_state(pipeline, state)
-
-
-def _load_state(pipeline: Pipeline, state: Path) -> bool:
     rebuild = check_state(pipeline, state)
     cooccurrence = state / COOCCURRENCE_FILE
     if (isinstance(pipeline.cooccurrence, ItemCooccurrence) and cooccurrence.exists()
