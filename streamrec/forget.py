@@ -33,7 +33,7 @@ from pathlib import Path
 import msgpack
 
 from streamrec.errors import CheckpointError
-from streamrec.manifest import commit, read_manifest, recover, staging
+from streamrec.manifest import refresh_file
 from streamrec.windows import SNAPSHOT_VERSION
 
 ACTION_HEADER = "streamrec.action"
@@ -56,12 +56,9 @@ def forget_headers() -> list[tuple[str, bytes]]:
 
 
 def forget_in_state_dir(state_dir: str | Path, user_ids: Iterable[str]) -> list[str]:
-    """Remove users' windows from a state directory's ``windows.msgpack`` (a save of its own, all
-    or nothing: :func:`~streamrec.manifest.commit`); returns the users that were there."""
-    state = Path(state_dir)
-    if state.is_dir():
-        recover(state)
-    path = state / WINDOWS_FILE
+    """Remove users' windows from a state directory's ``windows.msgpack`` (atomically: a temp
+    file, then a rename); returns the users that were there."""
+    path = Path(state_dir) / WINDOWS_FILE
     if not path.exists():
         if not Path(state_dir).is_dir():
             raise CheckpointError(f"{state_dir} is not a state directory")
@@ -74,12 +71,9 @@ def forget_in_state_dir(state_dir: str | Path, user_ids: Iterable[str]) -> list[
     except (ValueError, KeyError, TypeError, AttributeError, msgpack.UnpackException) as exc:
         raise CheckpointError(f"{path} is unreadable: {exc}") from exc
     removed = [user for user in dict.fromkeys(user_ids) if users.pop(user, None) is not None]
-    manifest = read_manifest(state) if removed else None
-    if manifest is not None:  # the file and its checksum in state.json, together
-        (staging(state) / WINDOWS_FILE).write_bytes(msgpack.packb(data, use_bin_type=True))
-        commit(state, [WINDOWS_FILE], manifest.encoder)
-    elif removed:  # a state from before state.json: the file alone, a temp file then a rename
+    if removed:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(msgpack.packb(data, use_bin_type=True))
         tmp.replace(path)
+        refresh_file(Path(state_dir), WINDOWS_FILE)  # its checksum in state.json
     return removed

@@ -1,13 +1,7 @@
 """``state.json``: what a state directory holds, which encoder it was trained with, and checksums.
 
-A save is all or nothing, whenever the process dies (kill -9 included): its files and their
-manifest are written into ``.saving/`` (:func:`staging`), which is renamed ``.saved/`` once
-complete (:func:`commit`: the commit point), and then moved in file by file, ``state.json`` last.
-:func:`recover`, run before every load and save, finishes a committed save a crash interrupted
-and drops an uncommitted one, so a state directory always holds one whole save.
-
-A load reads the manifest first and refuses, with a :class:`~streamrec.errors.CheckpointError`
-that says what to do:
+Every save writes it last, atomically, so it describes files that are complete. A load reads it
+first and refuses, with a :class:`~streamrec.errors.CheckpointError` that says what to do:
 
 * a **newer format** than this streamrec reads (upgrade, or use another ``state_dir``);
 * **another encoder**: the model name is only informative (a model may move), the check is a
@@ -37,8 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,8 +40,6 @@ from typing import Any
 from streamrec.errors import CheckpointError
 
 MANIFEST_FILE = "state.json"
-STAGING = ".saving"  # a save being written: dropped by recover() (it never became the state)
-COMMITTED = ".saved"  # a complete save not yet moved in: moved in by recover()
 FORMAT = 1
 PROBE_TEXT = "streamrec encoder probe: viewed a red wool scarf; added to cart a blue cotton shirt"
 PROBE_MIN_COSINE = 0.99  # the same weights agree to ~1e-6 across devices and dtypes; others far less
@@ -88,11 +78,9 @@ def read_manifest(state: Path) -> Manifest | None:
     return manifest
 
 
-def write_manifest(state: Path, written: Iterable[str], encoder: dict[str, Any], into: Path | None = None) -> None:
-    """Describe the files just ``written`` (in ``into``, default ``state``), in ``into``'s manifest;
-    entries of ``state``'s earlier save for files still there and not rewritten (the windows, when a
-    save leaves them out) are carried over."""
-    into = into or state
+def write_manifest(state: Path, written: Iterable[str], encoder: dict[str, Any]) -> None:
+    """Describe the files just ``written``; entries of an earlier save for files still there and
+    not rewritten (the windows, when a save leaves them out) are carried over."""
     try:
         previous = read_manifest(state)
     except CheckpointError:
@@ -101,43 +89,12 @@ def write_manifest(state: Path, written: Iterable[str], encoder: dict[str, Any],
     files = {name: entry for name, entry in (previous.files if previous else {}).items()
              if name not in written and (state / name).exists()}
     for name in written:
-        files[name] = {"bytes": (into / name).stat().st_size, "sha256": sha256_of(into / name)}
+        files[name] = {"bytes": (state / name).stat().st_size, "sha256": sha256_of(state / name)}
     data = {"format": FORMAT, "encoder": encoder, "files": dict(sorted(files.items())),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = into / (MANIFEST_FILE + ".tmp")
+    tmp = state / (MANIFEST_FILE + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(into / MANIFEST_FILE)
-
-
-def staging(state: Path) -> Path:
-    """An empty directory for a save's files (an unfinished earlier save recovered first)."""
-    recover(state)
-    path = state / STAGING
-    path.mkdir(parents=True)
-    return path
-
-
-def commit(state: Path, written: Iterable[str], encoder: dict[str, Any]) -> None:
-    """Make the save in :func:`staging` the state: its manifest, the rename (the commit point),
-    then its files moved in."""
-    write_manifest(state, written, encoder, into=state / STAGING)
-    (state / STAGING).rename(state / COMMITTED)
-    _move_in(state)
-
-
-def recover(state: Path) -> None:
-    """Finish a save committed before a crash; drop one that was not. Safe to repeat."""
-    if (state / COMMITTED).is_dir():
-        _move_in(state)
-    shutil.rmtree(state / STAGING, ignore_errors=True)
-
-
-def _move_in(state: Path) -> None:
-    saved = state / COMMITTED
-    names = sorted(p.name for p in saved.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
-    for name in sorted(names, key=lambda n: n == MANIFEST_FILE):  # each an atomic rename; the manifest last
-        os.replace(saved / name, state / name)
-    shutil.rmtree(saved)
+    tmp.replace(state / MANIFEST_FILE)
 
 
 def corrupt_files(state: Path, manifest: Manifest) -> list[str]:
@@ -186,3 +143,10 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
     return dot / norm if norm else -1.0
+
+
+def refresh_file(state: Path, name: str) -> None:
+    """After ``name`` was rewritten in place (``streamrec forget``): its new size and checksum."""
+    manifest = read_manifest(state)
+    if manifest is not None and name in manifest.files:
+        write_manifest(state, [name], manifest.encoder)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 from streamrec.checkpoint import format_of, metadata_of
 from streamrec.cooccurrence import ItemCooccurrence
 from streamrec.errors import CheckpointError
-from streamrec.manifest import check_encoder, check_files, commit, read_manifest, recover, staging
+from streamrec.manifest import check_encoder, check_files, read_manifest, write_manifest
 from streamrec.sparse_cooccurrence import FORMAT as SPARSE_FORMAT
 from streamrec.sparse_cooccurrence import SparseCooccurrence
 
@@ -78,25 +78,24 @@ def encoder_identity(pipeline: Pipeline) -> dict[str, object]:
 
 
 def save_state(pipeline: Pipeline, state: Path, with_windows: bool = True) -> None:
-    """Save all or nothing (:mod:`streamrec.manifest`): files staged, committed, moved in."""
     state.mkdir(parents=True, exist_ok=True)
-    staged = staging(state)
     written = list(components(pipeline))
     for name, part in components(pipeline).items():
-        part.save(staged / name, pipeline.catalog.ids)
+        part.save(state / name, pipeline.catalog.ids)
     if pipeline.text_index is not None:
-        pipeline.text_index.save(staged / TEXT_INDEX_FILE)
+        pipeline.text_index.save(state / TEXT_INDEX_FILE)
         written.append(TEXT_INDEX_FILE)
     if with_windows:
-        (staged / WINDOWS_FILE).write_bytes(pipeline.windows.snapshot())
+        tmp = state / (WINDOWS_FILE + ".tmp")
+        tmp.write_bytes(pipeline.windows.snapshot())
+        tmp.replace(state / WINDOWS_FILE)
         written.append(WINDOWS_FILE)
-    commit(state, written, encoder_identity(pipeline))
+    write_manifest(state, written, encoder_identity(pipeline))
 
 
 def check_state(pipeline: Pipeline, state: Path) -> list[str]:
     """Refuse a state this pipeline must not load (:mod:`streamrec.manifest`, and a head of another
     catalogue); returns the derived files to rebuild rather than load."""
-    recover(state)  # a save a crash interrupted: finished if it was committed, else dropped
     manifest = read_manifest(state)
     rebuild: list[str] = []
     if manifest is None:

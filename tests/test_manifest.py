@@ -6,12 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,20 +15,10 @@ from streamrec.catalog import Catalog, Item
 from streamrec.config import Settings
 from streamrec.encoding import HFEncoder
 from streamrec.errors import CheckpointError
-from streamrec.manifest import (
-    COMMITTED,
-    MANIFEST_FILE,
-    STAGING,
-    commit,
-    corrupt_files,
-    read_manifest,
-    recover,
-    staging,
-    write_manifest,
-)
+from streamrec.manifest import MANIFEST_FILE
 from streamrec.pipeline import Pipeline
 from streamrec.state import HEAD_FILE, ITEMS_FILE, WINDOWS_FILE
-from streamrec.synthetic import SyntheticLog, generate
+from streamrec.synthetic import SyntheticLog
 from streamrec.testing import tiny_model
 
 MakeSettings = Callable[..., Settings]
@@ -121,72 +105,3 @@ def test_a_state_from_before_manifests_loads_with_a_warning(
     with caplog.at_level(logging.WARNING):
         assert _fresh(make_settings, tiny_encoder, synthetic_log).load(saved)
     assert "has no state.json" in caplog.text and "not verified" in caplog.text
-
-
-def _save(state: Path, files: dict[str, bytes]) -> None:
-    staged = staging(state)
-    for name, data in files.items():
-        (staged / name).write_bytes(data)
-    commit(state, list(files), {"model": "tiny", "dim": 2, "probe": [1.0, 0.0]})
-
-
-def test_a_save_cut_short_before_its_commit_leaves_the_earlier_save_whole(tmp_path: Path) -> None:
-    _save(tmp_path, {"head.safetensors": b"old head", "ranker.safetensors": b"old ranker"})
-    staged = staging(tmp_path)  # the next save dies half written
-    (staged / "head.safetensors").write_bytes(b"new head")
-    recover(tmp_path)
-    assert not (tmp_path / STAGING).exists() and (tmp_path / "head.safetensors").read_bytes() == b"old head"
-    assert corrupt_files(tmp_path, read_manifest(tmp_path)) == []  # type: ignore[arg-type]
-
-
-def test_a_save_cut_short_after_its_commit_is_finished_by_the_next_load(tmp_path: Path) -> None:
-    _save(tmp_path, {"head.safetensors": b"old head", "ranker.safetensors": b"old ranker"})
-    staged = staging(tmp_path)
-    for name in ("head.safetensors", "ranker.safetensors"):
-        (staged / name).write_bytes(b"new " + name.encode())
-    write_manifest(tmp_path, ["head.safetensors", "ranker.safetensors"], {"model": "tiny"}, into=staged)
-    staged.rename(tmp_path / COMMITTED)  # committed; then the process dies having moved one file in
-    os.replace(tmp_path / COMMITTED / "head.safetensors", tmp_path / "head.safetensors")
-    assert corrupt_files(tmp_path, read_manifest(tmp_path)) == ["head.safetensors"]  # torn until recovered
-    recover(tmp_path)
-    assert (tmp_path / "ranker.safetensors").read_bytes() == b"new ranker.safetensors"
-    assert corrupt_files(tmp_path, read_manifest(tmp_path)) == [] and not (tmp_path / COMMITTED).exists()
-
-
-SAVING_FOREVER = """
-import sys
-from pathlib import Path
-from streamrec.catalog import Catalog
-from streamrec.config import load_settings
-from streamrec.encoding import HFEncoder
-from streamrec.pipeline import Pipeline
-from streamrec.synthetic import generate
-
-log = generate(n_users=20, n_items=60, seed=0)
-settings = load_settings(encoder={"model": sys.argv[1]}, batch={"max_size": 32})
-pipeline = Pipeline(settings, HFEncoder(settings.encoder), Catalog(log.items))
-for n in range(10**6):
-    start = 32 * n % (len(log.events) - 32)
-    pipeline.process(log.events[start:start + 32])
-    pipeline.save(Path(sys.argv[2]))
-    print(n, flush=True)
-"""
-
-
-@pytest.mark.slow
-def test_a_state_killed_mid_save_at_random_moments_always_loads(make_settings: MakeSettings,
-                                                                 tiny_encoder: HFEncoder, tmp_path: Path) -> None:
-    """kill -9 while a process saves in a loop: every time, the state loads (the last whole save)."""
-    rng = random.Random(7)
-    state, items = tmp_path / "state", generate(n_users=20, n_items=60, seed=0).items
-    for _ in range(5):
-        saver = subprocess.Popen([sys.executable, "-c", SAVING_FOREVER, make_settings().encoder.model, str(state)],
-                                 stdout=subprocess.PIPE, text=True)
-        assert saver.stdout is not None
-        for _ in range(rng.randint(1, 3)):  # some whole saves first
-            assert saver.stdout.readline(), "the saver died"
-        time.sleep(rng.uniform(0.0, 0.2))  # then a random moment, most likely inside a save
-        saver.send_signal(signal.SIGKILL)
-        saver.wait(30)
-        assert Pipeline(make_settings(), tiny_encoder, Catalog(items)).load(state)
-        assert not (state / STAGING).exists() and not (state / COMMITTED).exists()
